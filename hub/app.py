@@ -1,0 +1,270 @@
+"""The app factory: builds one hub from settings, decides the backend once, wires the edges."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from hub.backends.base import Bus, CredentialStore, PresenceStore
+from hub.core.registry import Registry, parse_registry
+from hub.core.schedule import Schedule
+from hub.errors import ClientError, ConfigError, RateLimited, RegistryError, Unavailable
+from hub.ledger.base import BufferedLedger, Ledger
+from hub.routes import api, pages, ws
+from hub.services.auth import SESSION_COOKIE, AuthService
+from hub.services.metrics import Metrics
+from hub.services.reports import ReportsService
+from hub.services.stations import StationsService
+from hub.services.watchers import WatchService
+from hub.settings import Settings
+
+log = logging.getLogger("jaga.hub")
+
+
+def load_registry(settings: Settings) -> Registry:
+    path = settings.registry_path
+    try:
+        return parse_registry(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"stations.registry not found: {path}") from None
+    except RegistryError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def session_secret(settings: Settings) -> bytes:
+    """The cookie-signing key: from config, else generated once and kept under data_dir."""
+    if settings.hub.session_secret:
+        return settings.hub.session_secret.encode()
+    path = settings.data_path / "session_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()
+
+
+def build_backend(settings: Settings) -> tuple[Bus, PresenceStore, CredentialStore, Ledger]:
+    if settings.hub.backend == "redis":
+        from hub.backends.redis import build_redis_backend
+
+        return build_redis_backend(settings)
+    from hub.backends.memory import MemoryBus, MemoryPresenceStore
+    from hub.backends.sqlite import SqliteCredentials
+    from hub.ledger.sqlite import SqliteLedger
+
+    database = settings.data_path / "jaga.db"
+    return MemoryBus(), MemoryPresenceStore(), SqliteCredentials(database), SqliteLedger(database, settings.node_id)
+
+
+def build_credentials(settings: Settings) -> CredentialStore:
+    """Just the credential store, for the CLI."""
+    if settings.hub.backend == "redis":
+        from hub.backends.redis import RedisCredentials
+
+        return RedisCredentials.from_url(settings.hub.redis_url)
+    from hub.backends.sqlite import SqliteCredentials
+
+    return SqliteCredentials(settings.data_path / "jaga.db")
+
+
+class Hub:
+    """Everything one hub node holds; built at start-up, reached through ``app.state.hub``."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.registry = load_registry(settings)
+        self.schedule = Schedule(settings.schedule)
+        self.schedule.check(self.registry)
+        self.metrics = Metrics()
+        self.bus, self.presence_store, self.credentials, ledger = build_backend(settings)
+        self.ledger = BufferedLedger(ledger)
+        self.auth = AuthService(self.credentials, settings.auth, session_secret(settings), clock)
+        self.reports = ReportsService(ledger, self.schedule, settings.schedule.full_coverage, clock)
+        self.stations = StationsService(settings, self.registry, self.schedule, self.auth, self.ledger,
+                                        self.presence_store, self.bus, self.metrics, clock)
+        self.media = self._build_media()
+        self.watchers = WatchService(self.registry, self.schedule, self.presence_store, self.bus, self.metrics,
+                                     settings.presence.watch_history, settings.presence.watcher_backlog,
+                                     viewers=self._viewers, thumb_at=self._thumb_at, clock=clock)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._register_metrics()
+
+    def _build_media(self) -> Any:
+        try:  # TEMP until the relay lands
+            from hub.media.relay import MediaRelay
+        except ImportError:
+            return None
+        return MediaRelay(self.settings.media, MediaEvents(self))
+
+    def _viewers(self, station_id: str) -> int:
+        return self.media.viewer_count(station_id) if self.media else 0
+
+    def _thumb_at(self, station_id: str) -> float | None:
+        found = self.stations.thumbnails.get(station_id)
+        return found[1] if found else None
+
+    def _register_metrics(self) -> None:
+        def by_state() -> dict[str, float]:
+            counts = {state: 0.0 for state in ("online", "live", "reconnecting")}
+            for record in self.stations.table.records():
+                if record.state in counts:
+                    counts[record.state] += 1
+            return counts
+
+        self.metrics.add_gauges("jaga_stations", "Stations connected to this node, by state", "state", by_state)
+        self.metrics.add_gauges("jaga_watchers", "Watch sockets on this node", "",
+                                lambda: {"": float(len(self.watchers.watchers))})
+        if self.media is not None:
+            self.metrics.add_gauges("jaga_media", "Media relay counters", "counter",
+                                    lambda: {k: float(v) for k, v in self.media.metrics().items()})
+
+    def readiness(self) -> dict[str, bool]:
+        return {"ledger": self.ledger.healthy, "events": self.watchers.ready.is_set()}
+
+    async def start(self) -> None:
+        recovered = await self.ledger.inner.recover(self.settings.node_id)
+        if recovered:
+            log.warning("closed %d intervals left open by a crash at their last checkpoint", recovered)
+        self._tasks = [asyncio.create_task(coro) for coro in (
+            self.watchers.run(), self.stations.deliver_commands(), self._timers())]
+        await asyncio.wait_for(self.watchers.ready.wait(), 10)
+
+    async def _timers(self) -> None:
+        presence = self.settings.presence
+        tick_s = min(presence.heartbeat_s / 2, 1.0)
+        next_checkpoint = 0.0
+        while True:
+            try:
+                await self.stations.tick()
+                now = self.clock()
+                if now >= next_checkpoint:
+                    next_checkpoint = now + self.settings.hub.checkpoint_s
+                    healthy = await self.ledger.checkpoint(now)
+                    self.metrics.ledger_healthy.set(1 if healthy else 0)
+                    self.metrics.ledger_pending.set(len(self.ledger.pending))
+                    if not healthy:
+                        log.error("ledger unavailable, holding %d writes: %s",
+                                  len(self.ledger.pending), self.ledger.last_error)
+            except Exception:
+                log.exception("timer tick failed")
+            await asyncio.sleep(tick_s)
+
+    async def stop(self) -> None:
+        await self.stations.shutdown()
+        if self.media is not None:
+            await self.media.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            if await self.ledger.flush():
+                await self.ledger.inner.close_all(self.clock(), "shutdown", self.settings.node_id)
+        await self.bus.close()
+        await self.ledger.inner.close()
+        await self.credentials.close()
+
+
+class MediaEvents:
+    """Media relay callbacks → station presence (the relay imports nothing of ours)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def publishing_started(self, station_id: str) -> None:
+        if station_id in self.hub.registry:
+            self._spawn(self.hub.stations.set_publishing(station_id, True))
+
+    def publishing_stopped(self, station_id: str) -> None:
+        if station_id in self.hub.registry:
+            self._spawn(self.hub.stations.set_publishing(station_id, False))
+
+    def thumbnail(self, station_id: str, jpeg: bytes) -> None:
+        if station_id in self.hub.registry:
+            self._spawn(self.hub.stations.store_thumbnail(station_id, jpeg))
+
+
+class SessionMiddleware:
+    """Resolves the operator session cookie once per request (HTTP and WebSocket)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope["jaga.operator"] = None
+            scope["jaga.session"] = None
+            hub = scope["app"].state.hub if "app" in scope else None
+            cookie = _cookie(scope, SESSION_COOKIE)
+            if cookie and hub is not None:
+                found = await hub.auth.resolve_session(cookie)
+                if found:
+                    scope["jaga.operator"], scope["jaga.session"] = found
+        await self.app(scope, receive, send)
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                k, _, v = part.strip().partition("=")
+                if k == name:
+                    return v
+    return None
+
+
+async def client_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ClientError)
+    hub = request.app.state.hub
+    hub.metrics.errors.labels(exc.code).inc()
+    headers = {}
+    if isinstance(exc, (RateLimited, Unavailable)):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.http_status,
+                        headers=headers)
+
+
+def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Starlette:
+    hub = Hub(settings, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    routes = [*api.routes, *ws.routes, *_media_routes(), *pages.routes]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ClientError: client_error})
+    app.state.hub = hub
+    app.add_middleware(SessionMiddleware)
+    return app
+
+
+def _media_routes() -> list[Any]:
+    try:  # TEMP until the relay lands
+        from hub.routes import media
+    except ImportError:
+        return []
+    return list(media.routes)
+
+
+def asset_dir() -> Path:
+    return Path(__file__).parent / "static"

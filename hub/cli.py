@@ -1,0 +1,176 @@
+"""``jaga-hub``: run the hub and administer stations and operators.
+
+    jaga-hub [--config PATH] serve [--host H] [--port P] [--port-file F]
+    jaga-hub [--config PATH] stations list | import FILE | token ID
+    jaga-hub [--config PATH] operators add NAME [--password-stdin]
+
+The config defaults to ``$JAGA_CONFIG``, else ``./config.toml``. Admin commands write the
+backend's store directly, so they work whether or not a hub is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+
+from hub.core.registry import parse_registry, registry_to_csv
+from hub.errors import ConfigError, JagaError, RegistryError
+from hub.settings import Settings, load_settings
+
+WS_MAX_SIZE = 256 * 1024 + 1024  # the thumbnail limit plus framing; larger frames close with 1009
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        return int(args.handler(settings, args) or 0)
+    except RegistryError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except JagaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaga-hub", description="Jaga live-session hub")
+    parser.add_argument("--config", default=None, help="config file (default: $JAGA_CONFIG or ./config.toml)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the hub")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--port-file", help="write the port actually bound here (useful with --port 0)")
+    serve.set_defaults(handler=cmd_serve)
+
+    stations = commands.add_parser("stations", help="the station registry and tokens")
+    station_commands = stations.add_subparsers(dest="action", required=True)
+    station_commands.add_parser("list", help="list the registry").set_defaults(handler=cmd_stations_list)
+    importer = station_commands.add_parser("import", help="validate a CSV and make it the registry")
+    importer.add_argument("file")
+    importer.set_defaults(handler=cmd_stations_import)
+    token = station_commands.add_parser("token", help="mint or rotate a station's token (printed once)")
+    token.add_argument("id")
+    token.set_defaults(handler=cmd_stations_token)
+
+    operators = commands.add_parser("operators", help="Pendopo operators")
+    operator_commands = operators.add_subparsers(dest="action", required=True)
+    add = operator_commands.add_parser("add", help="add an operator or set a new password")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.set_defaults(handler=cmd_operators_add)
+    return parser
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hub.app import create_app
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if overrides:
+        settings = settings.replace(hub=overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.hub.host, port=settings.hub.port, ws="websockets-sansio",
+                            ws_max_size=WS_MAX_SIZE, ws_per_message_deflate=False, lifespan="on",
+                            log_level="info", access_log=False, timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    return asyncio.run(_serve(server, app, settings, args.port_file))
+
+
+async def _serve(server: "uvicorn.Server", app: object, settings: Settings, port_file: str | None) -> int:  # noqa: F821
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():
+        await asyncio.sleep(0.05)
+    if server.started:
+        port = server.servers[0].sockets[0].getsockname()[1]
+        if settings.hub.port == 0:
+            # Other nodes and redirects need the real address.
+            hub = app.state.hub  # type: ignore[attr-defined]
+            hub.settings = hub.settings.replace(hub={"port": port})
+        print(f"jaga-hub listening on http://{settings.hub.host}:{port}", flush=True)
+        if port_file:
+            Path(port_file).write_text(str(port))
+    await task
+    return 0 if server.started else 1
+
+
+def cmd_stations_list(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.app import load_registry
+
+    for station in load_registry(settings):
+        print(f"{station.id}\t{station.kind}\t{station.kecamatan}\t{'public' if station.public else 'private'}\t"
+              f"{station.name}")
+    return 0
+
+
+def cmd_stations_import(settings: Settings, args: argparse.Namespace) -> int:
+    text = Path(args.file).read_text(encoding="utf-8")
+    registry = parse_registry(text)  # raises with every bad line; nothing is written then
+    target = settings.registry_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(".tmp")
+    temporary.write_text(registry_to_csv(registry), encoding="utf-8")
+    os.replace(temporary, target)  # atomic: readers see the old or the new file, never half
+    print(f"imported {len(registry)} stations into {target}; restart the hub to load them")
+    return 0
+
+
+def cmd_stations_token(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.app import build_credentials, load_registry
+    from hub.services.auth import hash_token, mint_token
+
+    if args.id not in load_registry(settings):
+        raise ConfigError(f"no station {args.id!r} in {settings.registry_path}")
+
+    async def rotate() -> str:
+        store = build_credentials(settings)
+        try:
+            token = mint_token()
+            await store.set_token_hash(args.id, hash_token(token))
+            return token
+        finally:
+            await store.close()
+
+    token = asyncio.run(rotate())
+    print(f"token for {args.id} (shown once; the old token no longer works):", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def cmd_operators_add(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.app import build_credentials
+    from hub.services.auth import hash_password
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise ConfigError("passwords differ")
+    if len(password) < 8:
+        raise ConfigError("password must have at least 8 characters")
+
+    async def add() -> None:
+        store = build_credentials(settings)
+        try:
+            await store.set_operator(args.name, hash_password(password))
+        finally:
+            await store.close()
+
+    asyncio.run(add())
+    print(f"operator {args.name} saved")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

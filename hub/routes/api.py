@@ -1,0 +1,284 @@
+"""The JSON API under ``/api/v1`` plus health and metrics. Thin: parse, call, render."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from hub.core import attendance
+from hub.core.wire import MAX_TEXT
+from hub.errors import NotAuthenticated, NotFound, ProtocolViolation
+from hub.routes.roles import allow
+from hub.services.auth import CSRF_COOKIE, SESSION_COOKIE
+
+STATION_COLUMNS = ["id", "name", "kind", "kecamatan", "public", "state", "status", "since", "viewers"]
+DAILY_COLUMNS = ["id", "name", "kind", "kecamatan", "date", "status", "first_online", "first_live",
+                 "online_s", "live_s", "coverage", "late_s", "interruptions"]
+
+
+def _operator(request: Request) -> bool:
+    return request.scope.get("jaga.operator") is not None
+
+
+def _tabular(request: Request, key: str, rows: list[dict[str, Any]], columns: list[str],
+             extra: dict[str, Any]) -> Response:
+    fmt = request.query_params.get("format", "json")
+    if fmt == "csv":
+        filename = "-".join(["jaga", key, *[str(v) for v in extra.values()]]) + ".csv"
+        return Response(attendance.rows_to_csv(rows, columns), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    if fmt != "json":
+        raise ProtocolViolation("format must be json or csv", code="bad_query")
+    return JSONResponse({**extra, key: rows})
+
+
+def _visible_station(request: Request, station_id: str) -> Any:
+    hub = request.app.state.hub
+    station = hub.registry.get(station_id)
+    if station is None or not (station.public or _operator(request)):
+        raise NotFound(f"no station {station_id!r}")
+    return station
+
+
+@allow("public", "operator")
+async def list_stations(request: Request) -> Response:
+    hub = request.app.state.hub
+    operator = _operator(request)
+    now = hub.clock()
+    rows = [hub.watchers.station_object(s, operator, now) for s in hub.registry.visible(operator)]
+    return _tabular(request, "stations", rows, STATION_COLUMNS, {"seq": hub.watchers.last_seq})
+
+
+@allow("public", "operator")
+async def get_station(request: Request) -> Response:
+    hub = request.app.state.hub
+    station = _visible_station(request, request.path_params["station"])
+    item = hub.watchers.station_object(station, _operator(request), hub.clock())
+    item["today"] = (await hub.reports.daily(hub.schedule.local_date(hub.clock()), [station]))[0]
+    return JSONResponse(item)
+
+
+@allow("public", "operator")
+async def thumbnail(request: Request) -> Response:
+    hub = request.app.state.hub
+    station = _visible_station(request, request.path_params["station"])
+    found = hub.stations.thumbnails.get(station.id)
+    if found is None:
+        raise NotFound("no thumbnail yet", code="no_thumbnail")
+    jpeg, at = found
+    modified = email.utils.formatdate(at, usegmt=True)
+    if request.headers.get("if-modified-since") == modified:
+        return Response(status_code=304)
+    return Response(jpeg, media_type="image/jpeg",
+                    headers={"Last-Modified": modified, "Cache-Control": "no-cache"})
+
+
+def _date_param(request: Request, default: dt.date) -> dt.date:
+    text = request.query_params.get("date")
+    if not text:
+        return default
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ProtocolViolation("date must be YYYY-MM-DD", code="bad_query") from None
+
+
+@allow("public", "operator")
+async def attendance_daily(request: Request) -> Response:
+    hub = request.app.state.hub
+    day = _date_param(request, hub.schedule.local_date(hub.clock()))
+    rows = await hub.reports.daily(day, hub.registry.visible(_operator(request)))
+    return _tabular(request, "rows", rows, DAILY_COLUMNS, {"date": day.isoformat()})
+
+
+@allow("public", "operator")
+async def attendance_monthly(request: Request) -> Response:
+    hub = request.app.state.hub
+    month = request.query_params.get("month") or hub.schedule.local_date(hub.clock()).strftime("%Y-%m")
+    group = request.query_params.get("group", "kecamatan")
+    if group not in attendance.GROUPS:
+        raise ProtocolViolation(f"group must be one of {', '.join(attendance.GROUPS)}", code="bad_query")
+    try:
+        days = attendance.month_days(month)
+    except ValueError:
+        raise ProtocolViolation("month must be YYYY-MM", code="bad_query") from None
+    rows = await hub.reports.monthly(days, hub.registry.visible(_operator(request)), group)
+    columns = list(rows[0]) if rows else ["group"]
+    return _tabular(request, "rows", rows, columns, {"month": month, "group": group})
+
+
+@allow("public", "operator")
+async def activities(request: Request) -> Response:
+    hub = request.app.state.hub
+    day = _date_param(request, hub.schedule.local_date(hub.clock()))
+    rows = await hub.reports.activities(day, hub.registry.visible(_operator(request)))
+    return _tabular(request, "activities", rows, ["id", "name", "title", "start", "end", "live"],
+                    {"date": day.isoformat()})
+
+
+async def _credentials(request: Request) -> tuple[str, str, str]:
+    if request.headers.get("content-type", "").startswith("application/json"):
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ProtocolViolation("body must be a JSON object")
+    else:
+        body = dict(await request.form())
+    username, password = body.get("username"), body.get("password")
+    if not isinstance(username, str) or not isinstance(password, str) or not username or len(username) > 64:
+        raise ProtocolViolation("username and password are required", code="missing_field")
+    next_url = body.get("next") if isinstance(body.get("next"), str) else ""
+    return username, password, next_url
+
+
+def _safe_next(next_url: str) -> str:
+    """Only same-site paths: never redirect a fresh login to another host."""
+    parts = urlsplit(next_url)
+    if parts.scheme or parts.netloc or not next_url.startswith("/") or next_url.startswith("//"):
+        return "/wall"
+    return next_url
+
+
+@allow("public", "operator")
+async def login(request: Request) -> Response:
+    hub = request.app.state.hub
+    username, password, next_url = await _credentials(request)
+    address = request.client.host if request.client else "?"
+    is_form = not request.headers.get("content-type", "").startswith("application/json")
+    try:
+        cookie, csrf = await hub.auth.login(username, password, address)
+    except NotAuthenticated:
+        if is_form:
+            return RedirectResponse(f"/login?error=1&next={_safe_next(next_url)}", status_code=303)
+        raise
+    response: Response = (RedirectResponse(_safe_next(next_url), status_code=303) if is_form
+                          else JSONResponse({"operator": username, "csrf": csrf}))
+    secure = hub.settings.hub.secure_cookies or request.url.scheme == "https"
+    max_age = int(hub.settings.auth.session_hours * 3600)
+    response.set_cookie(SESSION_COOKIE, cookie, max_age=max_age, httponly=True, samesite="strict", secure=secure)
+    response.set_cookie(CSRF_COOKIE, csrf, max_age=max_age, httponly=False, samesite="strict", secure=secure)
+    return response
+
+
+@allow("operator")
+async def logout(request: Request) -> Response:
+    hub = request.app.state.hub
+    operator = hub.auth.require_operator(request, csrf=True)
+    await hub.auth.logout(request.cookies.get(SESSION_COOKIE))
+    await hub.credentials.audit(hub.clock(), operator, "logout", "")
+    response = JSONResponse({"ok": True})
+    response.delete_cookie(SESSION_COOKIE)
+    response.delete_cookie(CSRF_COOKIE)
+    return response
+
+
+@allow("public", "operator")
+async def me(request: Request) -> Response:
+    hub = request.app.state.hub
+    operator = request.scope.get("jaga.operator")
+    csrf = hub.auth.csrf_token(request.scope["jaga.session"]) if operator else None
+    return JSONResponse({"operator": operator, "csrf": csrf})
+
+
+@allow("operator")
+async def announce(request: Request) -> Response:
+    hub = request.app.state.hub
+    operator = hub.auth.require_operator(request, csrf=True)
+    body = await _json_object(request)
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
+        raise ProtocolViolation(f"text is required, at most {MAX_TEXT} characters", code="bad_field")
+    targets = _announce_targets(hub, body)
+    await hub.stations.announce(targets, text.strip(), operator)
+    await hub.credentials.audit(hub.clock(), operator, "announce", f"{len(targets)} stations: {text[:200]}")
+    return JSONResponse({"targets": len(targets)})
+
+
+def _announce_targets(hub: Any, body: dict[str, Any]) -> list[str]:
+    if body.get("all") is True:
+        return [s.id for s in hub.registry]
+    if isinstance(body.get("kecamatan"), str):
+        targets = [s.id for s in hub.registry if s.kecamatan == body["kecamatan"]]
+        if not targets:
+            raise NotFound(f"no kecamatan {body['kecamatan']!r}")
+        return targets
+    station_id = body.get("station")
+    if isinstance(station_id, str):
+        if station_id not in hub.registry:
+            raise NotFound(f"no station {station_id!r}")
+        return [station_id]
+    raise ProtocolViolation("say who: station, kecamatan or all", code="missing_field")
+
+
+@allow("operator")
+async def talk(request: Request) -> Response:
+    hub = request.app.state.hub
+    operator = hub.auth.require_operator(request, csrf=True)
+    station = _visible_station(request, request.path_params["station"])
+    body = await _json_object(request)
+    active = body.get("active")
+    if not isinstance(active, bool):
+        raise ProtocolViolation("active must be true or false", code="bad_field")
+    await hub.stations.talk(station.id, active, operator)
+    await hub.credentials.audit(hub.clock(), operator, "talk.start" if active else "talk.stop", station.id)
+    return JSONResponse({"station": station.id, "active": active})
+
+
+@allow("operator")
+async def audit_log(request: Request) -> Response:
+    hub = request.app.state.hub
+    hub.auth.require_operator(request)
+    return JSONResponse({"entries": await hub.credentials.audit_log()})
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ProtocolViolation("body must be JSON", code="malformed") from None
+    if not isinstance(body, dict):
+        raise ProtocolViolation("body must be a JSON object", code="malformed")
+    return body
+
+
+@allow("public", "operator")
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+@allow("public", "operator")
+async def readyz(request: Request) -> Response:
+    hub = request.app.state.hub
+    checks = hub.readiness()
+    return JSONResponse({"ready": all(checks.values()), "checks": checks},
+                        status_code=200 if all(checks.values()) else 503)
+
+
+@allow("public", "operator")
+async def metrics(request: Request) -> Response:
+    hub = request.app.state.hub
+    return Response(hub.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+routes = [
+    Route("/api/v1/stations", list_stations),
+    Route("/api/v1/stations/{station}", get_station),
+    Route("/api/v1/stations/{station}/thumbnail.jpg", thumbnail),
+    Route("/api/v1/stations/{station}/talk", talk, methods=["POST"]),
+    Route("/api/v1/attendance/daily", attendance_daily),
+    Route("/api/v1/attendance/monthly", attendance_monthly),
+    Route("/api/v1/activities", activities),
+    Route("/api/v1/auth/login", login, methods=["POST"]),
+    Route("/api/v1/auth/logout", logout, methods=["POST"]),
+    Route("/api/v1/auth/me", me),
+    Route("/api/v1/announce", announce, methods=["POST"]),
+    Route("/api/v1/audit", audit_log),
+    Route("/healthz", healthz),
+    Route("/readyz", readyz),
+    Route("/metrics", metrics),
+]

@@ -1,0 +1,191 @@
+"""WebSocket edges: ``/ws/station`` (agents) and ``/ws/watch`` (wall and public pages).
+
+Thin by design: frames in, codec, service call, frames out. Every rule about what a frame
+may be lives in :mod:`hub.core.wire`; every rule about presence in the services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from hub.core import wire
+from hub.errors import ClientError, NotAuthenticated, ProtocolViolation, RateLimited, TooLarge
+from hub.routes.roles import allow
+from hub.services.stations import StationSession
+from hub.services.watchers import Watcher
+
+log = logging.getLogger("jaga.ws")
+
+CLEAN_CLOSE_CODES = {1000, 1001}
+
+
+class SocketPeer:
+    """The station service's view of one socket: send a message, close with a code."""
+
+    def __init__(self, websocket: WebSocket, codec: wire.Codec) -> None:
+        self.websocket = websocket
+        self.codec = codec
+
+    async def send(self, message: dict[str, Any]) -> None:
+        frame = self.codec.encode(message)
+        try:
+            if isinstance(frame, bytes):
+                await self.websocket.send_bytes(frame)
+            else:
+                await self.websocket.send_text(frame)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the reader notices the disconnect and cleans up
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.websocket.application_state == WebSocketState.CONNECTED:
+            try:
+                await self.websocket.close(code, reason)
+            except (RuntimeError, OSError):
+                pass
+
+
+async def _accept(websocket: WebSocket) -> wire.Codec | None:
+    offered = websocket.scope.get("subprotocols") or []
+    name = wire.pick_subprotocol(offered)
+    if name is None:
+        await websocket.accept()
+        await websocket.close(4400, f"subprotocol must be one of {', '.join(wire.SUBPROTOCOLS)}")
+        return None
+    await websocket.accept(subprotocol=name if offered else None)
+    return wire.CODECS[name]
+
+
+def _frame(message: dict[str, Any]) -> bytes | str | None:
+    return message.get("bytes") if message.get("bytes") is not None else message.get("text")
+
+
+def _decode(codec: wire.Codec, frame: bytes | str, schema: dict[str, Any]) -> dict[str, Any]:
+    size = len(frame)
+    if size > wire.MAX_THUMB_FRAME:
+        raise TooLarge(f"frame of {size} bytes is over {wire.MAX_THUMB_FRAME}")
+    message = codec.decode(frame, schema)
+    if size > wire.MAX_FRAME and message["t"] != "thumb":
+        raise TooLarge(f"frame of {size} bytes is over {wire.MAX_FRAME}")
+    return message
+
+
+@allow("station")
+async def station_socket(websocket: WebSocket) -> None:
+    hub = websocket.app.state.hub
+    codec = await _accept(websocket)
+    if codec is None:
+        return
+    peer = SocketPeer(websocket, codec)
+    metrics = hub.metrics
+    try:
+        first = await asyncio.wait_for(websocket.receive(), hub.settings.presence.hello_timeout_s)
+    except asyncio.TimeoutError:
+        metrics.errors.labels("hello_timeout").inc()
+        await peer.close(4400, "no hello in time")
+        return
+    if first["type"] == "websocket.disconnect":
+        return
+    try:
+        hello = _decode(codec, _frame(first) or b"", wire.STATION_MESSAGES)
+        if hello["t"] != "hello":
+            raise ProtocolViolation("the first message must be hello")
+        session, welcome = await hub.stations.open_session(hello, peer)
+    except ClientError as exc:
+        metrics.errors.labels(exc.code).inc()
+        code = exc.close_code if isinstance(exc, (NotAuthenticated, TooLarge)) else 4400
+        await peer.send(wire.error(exc.code, exc.message))
+        await peer.close(code, exc.message[:120])
+        return
+    metrics.messages_in.labels("station").inc()
+    await peer.send(welcome)
+    await _station_loop(hub, session, peer, codec)
+
+
+async def _station_loop(hub: Any, session: StationSession, peer: SocketPeer, codec: wire.Codec) -> None:
+    clean = False
+    try:
+        while True:
+            received = await peer.websocket.receive()
+            if received["type"] == "websocket.disconnect":
+                clean = received.get("code") in CLEAN_CLOSE_CODES
+                return
+            hub.metrics.messages_in.labels("station").inc()
+            try:
+                message = _decode(codec, _frame(received) or b"", wire.STATION_MESSAGES)
+                if message["t"] == "hello":
+                    raise ProtocolViolation("already authenticated", code="unexpected")
+                await hub.stations.handle(session, message)
+            except (RateLimited, TooLarge) as exc:
+                hub.metrics.errors.labels(exc.code).inc()
+                await peer.send(wire.error(exc.code, exc.message))
+                await peer.close(exc.close_code, exc.message[:120])
+                return
+            except ClientError as exc:
+                hub.metrics.errors.labels(exc.code).inc()
+                await peer.send(wire.error(exc.code, exc.message))
+    except WebSocketDisconnect as exc:
+        clean = exc.code in CLEAN_CLOSE_CODES
+    finally:
+        await hub.stations.close_session(session, clean)
+
+
+@allow("public", "operator")
+async def watch_socket(websocket: WebSocket) -> None:
+    hub = websocket.app.state.hub
+    codec = await _accept(websocket)
+    if codec is None:
+        return
+    operator = websocket.scope.get("jaga.operator") is not None
+    since_text = websocket.query_params.get("since", "")
+    since = int(since_text) if since_text.isdigit() else None
+
+    async def send(frame: bytes | str) -> None:
+        if isinstance(frame, bytes):
+            await websocket.send_bytes(frame)
+        else:
+            await websocket.send_text(frame)
+
+    watcher = Watcher(send, codec, operator, hub.settings.presence.watcher_backlog)
+    watchers = hub.watchers
+    watchers.attach(watcher, since)
+    pump = asyncio.create_task(watchers.pump(watcher))
+    peer = SocketPeer(websocket, codec)
+    try:
+        while True:
+            receive = asyncio.ensure_future(websocket.receive())
+            done, _ = await asyncio.wait({receive, pump}, return_when=asyncio.FIRST_COMPLETED)
+            if receive not in done:
+                receive.cancel()
+                return  # the pump ended: the socket failed while writing
+            received = receive.result()
+            if received["type"] == "websocket.disconnect":
+                return
+            hub.metrics.messages_in.labels("watch").inc()
+            try:
+                frame = _frame(received) or b""
+                if len(frame) > wire.MAX_FRAME:
+                    await peer.close(1009, "frame too big")
+                    return
+                codec.decode(frame, wire.WATCH_MESSAGES)
+                await peer.send({"t": "pong", "server_time": hub.clock()})
+            except ClientError as exc:
+                hub.metrics.errors.labels(exc.code).inc()
+                await peer.send(wire.error(exc.code, exc.message))
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        return
+    finally:
+        watchers.detach(watcher)
+        if pump.done() and not pump.cancelled():
+            pump.exception()  # a failed write is just a gone watcher
+        pump.cancel()
+
+
+routes = [
+    WebSocketRoute("/ws/station", station_socket),
+    WebSocketRoute("/ws/watch", watch_socket),
+]

@@ -1,0 +1,246 @@
+"""Station sessions: hello, heartbeats, activities, thumbnails, talk-back and announcements.
+
+Every presence change goes the same way, in order, under one lock:
+``PresenceTable`` transition → ledger write (durable, or held by the buffered ledger) →
+shared record saved with a new sequence number → one msgpack frame published on the bus.
+Watchers on every node receive that frame; nothing announces a change the ledger has not
+been given first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from hub.backends.base import Bus, PresenceStore
+from hub.core import wire
+from hub.core.presence import PresenceTable, Transition
+from hub.core.registry import Registry, Station
+from hub.core.schedule import Schedule, wall_status
+from hub.errors import NotAuthenticated, ProtocolViolation, RateLimited
+from hub.ledger.base import BufferedLedger, LedgerWrite
+from hub.services.auth import AuthService
+from hub.services.metrics import Metrics
+from hub.settings import Settings
+
+log = logging.getLogger("jaga.stations")
+
+EVENTS_CHANNEL = "events"
+COMMANDS_CHANNEL = "commands"
+CLOSE_TIMEOUT = 4408  # heartbeats stopped for longer than timeout_s
+
+
+class Peer(Protocol):
+    """What the WebSocket edge gives the service for one station socket."""
+
+    async def send(self, message: dict[str, Any]) -> None: ...
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+@dataclass
+class TokenBucket:
+    rate: float
+    burst: float
+    tokens: float = field(default=0.0)
+    stamp: float = field(default=0.0)
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+@dataclass
+class StationSession:
+    id: int
+    station: Station
+    peer: Peer
+    bucket: TokenBucket
+    agent: str = ""
+    camera: str = ""
+
+
+class StationsService:
+    def __init__(self, settings: Settings, registry: Registry, schedule: Schedule, auth: AuthService,
+                 ledger: BufferedLedger, store: PresenceStore, bus: Bus, metrics: Metrics,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.schedule = schedule
+        self.auth = auth
+        self.ledger = ledger
+        self.store = store
+        self.bus = bus
+        self.metrics = metrics
+        self.clock = clock
+        self.node = settings.node_id
+        self.table = PresenceTable(settings.presence.heartbeat_s, settings.presence.timeout_s)
+        self.sessions: dict[int, StationSession] = {}
+        self.thumbnails: dict[str, tuple[bytes, float]] = {}
+        self._next_id = 0
+        self._lock = asyncio.Lock()
+        self._statuses: dict[str, str] = {}  # the wall status last announced per station
+        self._next_sweep = 0.0
+
+    # Session lifecycle (called by the WebSocket edge)
+
+    async def open_session(self, hello: dict[str, Any], peer: Peer) -> tuple[StationSession, dict[str, Any]]:
+        station = self.registry.get(hello["station"])
+        if station is None or not await self.auth.check_station_token(station.id, hello["token"]):
+            raise NotAuthenticated("unknown station or wrong token")
+        self._next_id += 1
+        presence = self.settings.presence
+        session = StationSession(self._next_id, station, peer,
+                                 TokenBucket(presence.max_messages_per_s, presence.burst, presence.burst, self.clock()),
+                                 agent=str(hello.get("agent") or "")[:80])
+        self.sessions[session.id] = session
+        async with self._lock:
+            replaced, transitions = self.table.connected(station.id, session.id, self.clock())
+            await self._commit(transitions)
+        if replaced is not None and replaced in self.sessions:
+            old = self.sessions.pop(replaced)
+            await old.peer.close(4409, "replaced by a newer connection")
+        now = self.clock()
+        welcome = wire.welcome(station.id, now, presence.heartbeat_s, self.schedule.describe(station, now),
+                               list(self.settings.media.ice_servers))
+        return session, welcome
+
+    async def handle(self, session: StationSession, message: dict[str, Any]) -> None:
+        now = self.clock()
+        if not session.bucket.take(now):
+            raise RateLimited("too many messages")
+        kind = message["t"]
+        station_id = session.station.id
+        if kind == "ping":
+            await session.peer.send({"t": "pong", "server_time": now})
+        elif kind == "thumb":
+            await self.store_thumbnail(station_id, message["jpeg"])
+        async with self._lock:
+            await self._commit(self.table.seen(station_id, session.id, now))
+            if kind == "hb":
+                session.camera = str(message.get("camera") or "")
+            elif kind == "activity.start":
+                title = message["title"].strip()
+                if not title:
+                    raise ProtocolViolation("activity.start: title is empty", code="bad_field")
+                await self._set_activity(station_id, title, now)
+            elif kind == "activity.stop":
+                await self._set_activity(station_id, None, now)
+
+    async def close_session(self, session: StationSession, clean: bool) -> None:
+        if self.sessions.get(session.id) is session:
+            del self.sessions[session.id]
+        async with self._lock:
+            await self._commit(self.table.disconnected(session.station.id, session.id, self.clock(), clean))
+
+    # Media and thumbnails
+
+    async def set_publishing(self, station_id: str, active: bool) -> None:
+        async with self._lock:
+            await self._commit(self.table.publishing(station_id, active, self.clock()))
+
+    async def store_thumbnail(self, station_id: str, jpeg: bytes) -> None:
+        if not jpeg.startswith(b"\xff\xd8"):
+            raise ProtocolViolation("thumb: jpeg is not a JPEG image", code="bad_field")
+        now = self.clock()
+        self.thumbnails[station_id] = (jpeg, now)
+        async with self._lock:
+            await self._publish({"t": "thumb", "id": station_id, "at": now})
+
+    # Operator actions: delivered through the bus so every node reaches its own stations
+
+    async def announce(self, targets: list[str], text: str, sender: str) -> None:
+        await self.bus.publish(COMMANDS_CHANNEL, wire.encode_msgpack(
+            {"targets": targets, "message": wire.announce(text, sender)}))
+
+    async def talk(self, station_id: str, active: bool, sender: str) -> None:
+        message = {"t": "talk.start" if active else "talk.stop", "from": sender}
+        await self.bus.publish(COMMANDS_CHANNEL, wire.encode_msgpack({"targets": [station_id], "message": message}))
+
+    async def deliver_commands(self) -> None:
+        subscription = self.bus.subscribe(COMMANDS_CHANNEL)
+        try:
+            async for frame in subscription:
+                command = wire.decode_msgpack(frame)
+                targets = set(command["targets"])
+                for session in list(self.sessions.values()):
+                    if session.station.id in targets:
+                        await session.peer.send(command["message"])
+        finally:
+            self.bus.unsubscribe(subscription)
+
+    # Timers
+
+    async def tick(self) -> None:
+        """Age connections, close the dead ones, re-evaluate statuses at schedule edges."""
+        now = self.clock()
+        async with self._lock:
+            transitions, expired = self.table.tick(now)
+            await self._commit(transitions)
+            await self._sweep_statuses(now)
+        for _, connection in expired:
+            session = self.sessions.pop(connection, None)
+            if session is not None:
+                await session.peer.close(CLOSE_TIMEOUT, "heartbeat timeout")
+
+    async def shutdown(self) -> None:
+        for session in list(self.sessions.values()):
+            await session.peer.close(1001, "hub shutting down")
+        self.sessions.clear()
+
+    # The one path every change takes
+
+    async def _commit(self, transitions: list[Transition]) -> None:
+        for transition in transitions:
+            await self.ledger.apply(LedgerWrite("transition", transition.station, transition.state,
+                                                transition.at, transition.reason))
+            self.metrics.transitions.labels(transition.state).inc()
+            await self._publish_presence(transition.station, transition.at)
+
+    async def _publish_presence(self, station_id: str, now: float) -> None:
+        station = self.registry.get(station_id)
+        record = self.table.get(station_id)
+        status = self.status(station, now) if station else record.state
+        self._statuses[station_id] = status
+        await self._publish({"t": "presence", "id": station_id, "state": record.state, "status": status,
+                             "since": record.since, "reason": record.reason},
+                            record=True)
+
+    async def _set_activity(self, station_id: str, title: str | None, now: float) -> None:
+        record = self.table.get(station_id)
+        if title is None and record.activity is None:
+            return
+        record.activity = {"title": title, "since": now} if title else None
+        await self.ledger.apply(LedgerWrite("activity", station_id, title, now, "stop" if title is None else "start"))
+        await self._publish({"t": "activity", "id": station_id, "title": title, "since": now}, record=True)
+
+    def status(self, station: Station, now: float) -> str:
+        return wall_status(self.table.get(station.id).state, self.schedule.expected_on(station, now))
+
+    async def _sweep_statuses(self, now: float) -> None:
+        """At a window edge (08:00, 15:00, midnight) statuses change with no state change."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = self.schedule.next_change(now)
+        for station in self.registry:
+            status = self.status(station, now)
+            previous = self._statuses.setdefault(station.id, status)
+            if previous != status:
+                await self._publish_presence(station.id, now)
+
+    async def _publish(self, event: dict[str, Any], record: bool = False) -> None:
+        event["seq"] = await self.store.next_seq()
+        if record:
+            await self.store.save(event["id"], self.shared_record(event["id"]))
+        await self.bus.publish(EVENTS_CHANNEL, wire.encode_msgpack(event))
+
+    def shared_record(self, station_id: str) -> dict[str, Any]:
+        record = self.table.get(station_id)
+        return {"state": record.state, "since": record.since, "reason": record.reason,
+                "status": self._statuses.get(station_id), "activity": record.activity, "node": self.node}

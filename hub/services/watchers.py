@@ -1,0 +1,189 @@
+"""Watchers: the wall and public pages following every station's presence.
+
+Theory of operation
+-------------------
+Every node subscribes once to the bus's ``events`` channel. Each frame (msgpack, carrying a
+``seq`` assigned by the presence store) updates this node's *view* of all stations and a
+ring of recent frames, then is fanned out: the same bytes to every msgpack watcher, and one
+JSON text, encoded once per event, to every JSON watcher. Public watchers skip frames about
+non-public stations.
+
+A watcher starts with ``snapshot {seq, stations}``, or with the frames after ``since`` when
+the ring still holds them. Each watcher has a bounded backlog; one that falls more than
+``watcher_backlog`` frames behind loses its backlog and gets a fresh snapshot when it can
+take it, so a slow phone never holds up the wall or grows the hub's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from hub.backends.base import Bus, PresenceStore
+from hub.core import wire
+from hub.core.registry import Registry, Station
+from hub.core.schedule import Schedule, wall_status
+from hub.services.metrics import Metrics
+from hub.services.stations import EVENTS_CHANNEL
+
+log = logging.getLogger("jaga.watchers")
+
+OPERATOR_FIELDS = ("node",)  # station-object fields only operators see
+
+
+@dataclass(eq=False)
+class Watcher:
+    send: Callable[[bytes | str], Awaitable[None]]
+    codec: wire.Codec
+    operator: bool
+    backlog_limit: int
+    queue: deque[bytes | str] = field(default_factory=deque)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    resync: bool = False
+    closed: bool = False
+
+    def push(self, frame: bytes | str) -> None:
+        if self.resync:
+            return
+        if len(self.queue) >= self.backlog_limit:
+            self.queue.clear()
+            self.resync = True
+        else:
+            self.queue.append(frame)
+        self.wakeup.set()
+
+
+class WatchService:
+    def __init__(self, registry: Registry, schedule: Schedule, store: PresenceStore, bus: Bus,
+                 metrics: Metrics, history: int, backlog: int,
+                 viewers: Callable[[str], int], thumb_at: Callable[[str], float | None],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.registry = registry
+        self.schedule = schedule
+        self.store = store
+        self.bus = bus
+        self.metrics = metrics
+        self.backlog = backlog
+        self.viewers = viewers
+        self.thumb_at = thumb_at
+        self.clock = clock
+        self.view: dict[str, dict[str, Any]] = {}
+        self.last_seq = 0
+        self.history: deque[tuple[int, str, bytes]] = deque(maxlen=history)
+        self.watchers: set[Watcher] = set()
+        self.ready = asyncio.Event()
+
+    # The bus side
+
+    async def run(self) -> None:
+        subscription = self.bus.subscribe(EVENTS_CHANNEL)
+        try:
+            self.view.update(await self.store.load_all())
+            self.ready.set()
+            async for frame in subscription:
+                if subscription.overflowed:
+                    subscription.overflowed = False
+                    await self._resync_all()
+                self.apply(frame)
+        finally:
+            self.bus.unsubscribe(subscription)
+
+    def apply(self, frame: bytes) -> None:
+        event = wire.decode_msgpack(frame)
+        seq, station_id = event["seq"], event["id"]
+        if seq <= self.last_seq:
+            return  # already applied (a resync reloaded it)
+        self.last_seq = seq
+        record = self.view.setdefault(station_id, {})
+        kind = event["t"]
+        if kind == "presence":
+            record.update(state=event["state"], status=event["status"], since=event["since"],
+                          reason=event.get("reason"))
+        elif kind == "activity":
+            record["activity"] = {"title": event["title"], "since": event["since"]} if event["title"] else None
+        self.history.append((seq, station_id, frame))
+        self._fan_out(station_id, frame)
+
+    async def _resync_all(self) -> None:
+        self.view = await self.store.load_all()
+        for watcher in self.watchers:
+            watcher.queue.clear()
+            watcher.resync = True
+            watcher.wakeup.set()
+
+    def _fan_out(self, station_id: str, frame: bytes) -> None:
+        station = self.registry.get(station_id)
+        public = station is not None and station.public
+        text: str | None = None
+        for watcher in self.watchers:
+            if not (public or watcher.operator):
+                continue
+            if watcher.codec.binary:
+                watcher.push(frame)
+            else:
+                if text is None:
+                    text = wire.encode_json(wire.decode_msgpack(frame))
+                watcher.push(text)
+
+    # The watcher side
+
+    def attach(self, watcher: Watcher, since: int | None) -> None:
+        self.watchers.add(watcher)
+        oldest = self.history[0][0] if self.history else self.last_seq + 1
+        if since is not None and oldest - 1 <= since <= self.last_seq:
+            for seq, station_id, frame in self.history:
+                if seq > since and self._visible(station_id, watcher.operator):
+                    watcher.push(frame if watcher.codec.binary
+                                 else wire.encode_json(wire.decode_msgpack(frame)))
+            if not watcher.queue:
+                watcher.wakeup.set()
+        else:
+            watcher.push(watcher.codec.encode(self.snapshot(watcher.operator)))
+
+    def detach(self, watcher: Watcher) -> None:
+        watcher.closed = True
+        watcher.wakeup.set()
+        self.watchers.discard(watcher)
+
+    async def pump(self, watcher: Watcher) -> None:
+        """Write a watcher's frames until it closes; resync with a snapshot when it lagged."""
+        while not watcher.closed:
+            await watcher.wakeup.wait()
+            watcher.wakeup.clear()
+            if watcher.resync:
+                watcher.resync = False
+                watcher.queue.clear()
+                self.metrics.watcher_resyncs.inc()
+                watcher.queue.append(watcher.codec.encode(self.snapshot(watcher.operator)))
+            while watcher.queue and not watcher.closed:
+                await watcher.send(watcher.queue.popleft())
+                self.metrics.messages_out.inc()
+
+    def _visible(self, station_id: str, operator: bool) -> bool:
+        station = self.registry.get(station_id)
+        return station is not None and (operator or station.public)
+
+    # Views shared with the HTTP API
+
+    def snapshot(self, operator: bool) -> dict[str, Any]:
+        now = self.clock()
+        return {"t": "snapshot", "seq": self.last_seq,
+                "stations": [self.station_object(s, operator, now) for s in self.registry.visible(operator)]}
+
+    def station_object(self, station: Station, operator: bool, now: float) -> dict[str, Any]:
+        record = self.view.get(station.id, {})
+        state = record.get("state", "offline")
+        item: dict[str, Any] = {
+            "id": station.id, "name": station.name, "kind": station.kind, "kecamatan": station.kecamatan,
+            "public": station.public, "state": state,
+            "status": wall_status(state, self.schedule.expected_on(station, now)),
+            "since": record.get("since"), "reason": record.get("reason"), "activity": record.get("activity"),
+            "viewers": self.viewers(station.id), "thumb_at": self.thumb_at(station.id),
+        }
+        if operator:
+            item.update({name: record.get(name) for name in OPERATOR_FIELDS})
+        return item

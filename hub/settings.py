@@ -1,0 +1,264 @@
+"""One typed, frozen settings object, loaded from ``config.toml``.
+
+Order of work (as in LiveKit's config): embedded defaults → strict decode of the TOML file
+(an unknown key is an error naming it) → validation. The result is passed explicitly to
+whatever needs it; nothing reads configuration from a global.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+from hub.errors import ConfigError
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+STATION_KINDS = ("opd", "kecamatan", "kelurahan", "desa")
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""  # how browsers and other nodes reach this node; derived when empty
+    data_dir: str = "var"
+    backend: str = "memory"  # "memory" | "redis"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    node_id: str = ""  # derived from host:port when empty
+    node_ttl_s: float = 10.0
+    session_secret: str = ""  # signs operator cookies; generated and kept under data_dir if empty
+    secure_cookies: bool = False  # set true when the hub is served over HTTPS
+    checkpoint_s: float = 5.0
+    demo_stations: int = 0  # `make run` starts this many test-pattern agents beside the hub
+
+
+@dataclass(frozen=True)
+class StationsSettings:
+    registry: str = "data/jember_stations.csv"
+
+
+@dataclass(frozen=True)
+class PresenceSettings:
+    heartbeat_s: float = 5.0
+    timeout_s: float = 30.0
+    hello_timeout_s: float = 10.0
+    max_messages_per_s: float = 20.0  # per station socket, averaged over a burst
+    burst: int = 40
+    watch_history: int = 2048  # deltas kept for `?since=` resume
+    watcher_backlog: int = 256  # frames queued for one slow watcher before it is resynced
+
+
+@dataclass(frozen=True)
+class ScheduleOverride:
+    workdays: tuple[str, ...] | None = None
+    start: str | None = None
+    end: str | None = None
+    grace_minutes: int | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    timezone: str = "Asia/Jakarta"
+    workdays: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    start: str = "08:00"
+    end: str = "15:00"
+    grace_minutes: int = 15
+    full_coverage: float = 0.8  # live share of the window that counts as a full day (hadir)
+    national_holidays: bool = True
+    extra_holidays: tuple[str, ...] = ()  # ISO dates, e.g. "2026-12-24"
+    kinds: dict[str, ScheduleOverride] = field(default_factory=dict)
+    stations: dict[str, ScheduleOverride] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    ice_servers: tuple[str, ...] = ()  # e.g. "stun:stun.example.org:3478"; empty: no STUN
+    host_addresses: tuple[str, ...] = ()  # addresses to announce; tests use "127.0.0.1"
+    udp_ports: str = ""  # "40000-40100"; empty: any ephemeral port
+    codecs: tuple[str, ...] = ("VP8", "H264", "opus")
+    max_viewers_per_station: int = 100
+    max_viewers_per_node: int = 1000
+    max_sessions_per_address: int = 20
+    max_sdp_bytes: int = 20_000
+    thumbnail_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    login_attempts: int = 5  # wrong passwords per username and address before a lock-out
+    lockout_s: float = 300.0
+    session_hours: float = 12.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    hub: HubSettings = field(default_factory=HubSettings)
+    stations: StationsSettings = field(default_factory=StationsSettings)
+    presence: PresenceSettings = field(default_factory=PresenceSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    base_dir: str = "."  # the config file's folder: relative paths are resolved against it
+
+    @property
+    def data_path(self) -> Path:
+        return self.resolve(self.hub.data_dir)
+
+    @property
+    def registry_path(self) -> Path:
+        return self.resolve(self.stations.registry)
+
+    def resolve(self, path: str) -> Path:
+        candidate = Path(path)
+        return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
+
+    @property
+    def public_url(self) -> str:
+        return self.hub.public_url or f"http://{self.hub.host}:{self.hub.port}"
+
+    @property
+    def node_id(self) -> str:
+        return self.hub.node_id or f"{self.hub.host}:{self.hub.port}"
+
+    def replace(self, **sections: Any) -> Settings:
+        """A copy with whole sections or single keys replaced: ``replace(hub={"port": 0})``."""
+        changes: dict[str, Any] = {}
+        for name, value in sections.items():
+            current = getattr(self, name)
+            if isinstance(value, dict) and dataclasses.is_dataclass(current):
+                value = dataclasses.replace(current, **value)
+            changes[name] = value
+        return dataclasses.replace(self, **changes)
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("JAGA_CONFIG", "config.toml"))
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read a TOML file into validated settings; a missing default file means all defaults."""
+    explicit = path is not None
+    config_path = Path(path) if path is not None else default_config_path()
+    if not config_path.exists():
+        if explicit:
+            raise ConfigError(f"config file not found: {config_path}")
+        return validate(Settings())
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from None
+    settings = settings_from_mapping(raw, base_dir=str(config_path.resolve().parent))
+    return settings
+
+
+def settings_from_mapping(raw: dict[str, Any], base_dir: str = ".") -> Settings:
+    sections: dict[str, Any] = {"base_dir": base_dir}
+    hints = get_type_hints(Settings)
+    for name, value in raw.items():
+        if name not in hints or name == "base_dir":
+            raise ConfigError(f"unknown config section [{name}]")
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        sections[name] = _decode(hints[name], value, name)
+    return validate(Settings(**sections))
+
+
+def _decode(cls: type, raw: dict[str, Any], where: str) -> Any:
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in hints:
+            raise ConfigError(f"unknown config key {where}.{key}")
+        values[key] = _coerce(hints[key], value, f"{where}.{key}")
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = get_origin(hint)
+    args = get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table")
+        return _decode(hint, value, where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table")
+        return {str(k): _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list")
+        return tuple(_coerce(args[0], item, where) for item in value)
+    if type(None) in args:  # Optional[X]
+        inner = next(a for a in args if a is not type(None))
+        return None if value is None else _coerce(inner, value, where)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (str, int, float, bool) and (
+        not isinstance(value, hint) or (hint is int and isinstance(value, bool))
+    ):
+        raise ConfigError(f"{where} must be {hint.__name__}, not {type(value).__name__}")
+    return value
+
+
+def parse_clock(text: str, where: str) -> dt.time:
+    try:
+        hours, minutes = text.split(":")
+        return dt.time(int(hours), int(minutes))
+    except ValueError:
+        raise ConfigError(f"{where} must be HH:MM, not {text!r}") from None
+
+
+def validate(settings: Settings) -> Settings:
+    hub = settings.hub
+    if hub.backend not in ("memory", "redis"):
+        raise ConfigError(f'hub.backend must be "memory" or "redis", not {hub.backend!r}')
+    if not 0 <= hub.port <= 65535:
+        raise ConfigError(f"hub.port out of range: {hub.port}")
+    presence = settings.presence
+    if presence.heartbeat_s <= 0 or presence.timeout_s <= presence.heartbeat_s:
+        raise ConfigError("presence.timeout_s must be greater than presence.heartbeat_s > 0")
+    _validate_schedule(settings.schedule)
+    media = settings.media
+    if media.udp_ports:
+        low, _, high = media.udp_ports.partition("-")
+        if not (low.isdigit() and high.isdigit() and 0 < int(low) <= int(high) <= 65535):
+            raise ConfigError(f'media.udp_ports must look like "40000-40100", not {media.udp_ports!r}')
+    for server in media.ice_servers:
+        if not server.startswith(("stun:", "turn:", "turns:")):
+            raise ConfigError(f"media.ice_servers entry must be a stun:/turn: URL, not {server!r}")
+    return settings
+
+
+def _validate_schedule(schedule: ScheduleSettings) -> None:
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(schedule.timezone)
+    except Exception:
+        raise ConfigError(f"schedule.timezone unknown: {schedule.timezone!r}") from None
+    overrides = [("schedule", ScheduleOverride(schedule.workdays, schedule.start, schedule.end))]
+    for kind, override in schedule.kinds.items():
+        if kind not in STATION_KINDS:
+            raise ConfigError(f"schedule.kinds.{kind}: kind must be one of {', '.join(STATION_KINDS)}")
+        overrides.append((f"schedule.kinds.{kind}", override))
+    overrides += [(f"schedule.stations.{sid}", o) for sid, o in schedule.stations.items()]
+    for where, override in overrides:
+        for day in override.workdays or ():
+            if day not in WEEKDAYS:
+                raise ConfigError(f"{where}.workdays: {day!r} is not one of {', '.join(WEEKDAYS)}")
+        start = parse_clock(override.start, f"{where}.start") if override.start else None
+        end = parse_clock(override.end, f"{where}.end") if override.end else None
+        if start and end and start >= end:
+            raise ConfigError(f"{where}: start must be before end")
+    for day in schedule.extra_holidays:
+        try:
+            dt.date.fromisoformat(day)
+        except ValueError:
+            raise ConfigError(f"schedule.extra_holidays: {day!r} is not a YYYY-MM-DD date") from None
+    if not 0 < schedule.full_coverage <= 1:
+        raise ConfigError("schedule.full_coverage must be in (0, 1]")
