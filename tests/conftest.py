@@ -54,6 +54,9 @@ def test_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
     return settings_from_mapping(raw, base_dir=str(tmp_path))
 
 
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 @dataclass
 class RunningHub:
     hub: Hub

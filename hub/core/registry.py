@@ -100,11 +100,21 @@ def _parse_row(row: list[str]) -> tuple[Station | None, str]:
         return None, "name is empty"
     if kind not in KINDS:
         return None, f"kind {kind!r} must be one of {', '.join(KINDS)}"
-    if (kind == "opd") != station_id.startswith("opd."):
-        return None, f"kind {kind} does not match id {station_id}"
+    if kind != _kind_of_id(station_id):
+        return None, f"kind {kind} does not match id {station_id} (a {_kind_of_id(station_id)} code)"
     if public.lower() not in _TRUE | _FALSE:
         return None, f"public {public!r} must be true or false"
     return Station(station_id, name, kind, kecamatan, public.lower() in _TRUE), ""
+
+
+def _kind_of_id(station_id: str) -> str:
+    """Kemendagri codes say what they are: 3 parts a kecamatan, 1xxx a kelurahan, 2xxx a desa."""
+    if station_id.startswith("opd."):
+        return "opd"
+    parts = station_id.split(".")
+    if len(parts) == 3:
+        return "kecamatan"
+    return "kelurahan" if parts[3].startswith("1") else "desa"
 
 
 def registry_to_csv(registry: Iterable[Station]) -> str:

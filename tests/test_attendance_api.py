@@ -1,0 +1,84 @@
+"""Attendance over HTTP: a seeded ledger, an injected clock, JSON and CSV that agree."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from hub.ledger.base import LedgerWrite
+from tests.conftest import start_hub, stop_hub, test_settings
+
+WIB = ZoneInfo("Asia/Jakarta")
+
+
+def wib(day: int, hour: int, minute: int = 0) -> float:
+    return dt.datetime(2026, 8, day, hour, minute, tzinfo=WIB).timestamp()
+
+
+async def test_daily_and_monthly_reports_from_a_seeded_ledger(tmp_path: Path) -> None:
+    settings = test_settings(tmp_path, schedule={"workdays": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00",
+                                                 "end": "15:00", "grace_minutes": 15})
+    now = wib(19, 18)  # Wednesday evening: the 18th is a finished workday
+    running = await start_hub(settings, clock=lambda: now)
+    ledger = running.hub.ledger.inner
+    writes = [
+        # 35.09.01: on time, live all day but a 30-minute drop at noon
+        ("35.09.01", "online", wib(18, 7, 50), "hello"),
+        ("35.09.01", "live", wib(18, 7, 55), "published"),
+        ("35.09.01", "reconnecting", wib(18, 12, 0), "lost"),
+        ("35.09.01", "live", wib(18, 12, 30), "heartbeat"),
+        ("35.09.01", None, wib(18, 15, 5), "closed"),
+        # 35.09.01.2001: late (09:00), then live until the end
+        ("35.09.01.2001", "live", wib(18, 9, 0), "published"),
+        ("35.09.01.2001", None, wib(18, 15, 0), "unpublished"),
+        # an activity at the kecamatan office
+        ("35.09.01", "activity:Musyawarah Desa", wib(18, 10, 0), "start"),
+        ("35.09.01", "activity:", wib(18, 11, 0), "stop"),
+    ]
+    for station_id, state, at, reason in writes:
+        if state and state.startswith("activity:"):
+            await ledger.apply(LedgerWrite("activity", station_id, state.split(":", 1)[1] or None, at, reason))
+        else:
+            await ledger.apply(LedgerWrite("transition", station_id, state, at, reason))
+    try:
+        async with httpx.AsyncClient(base_url=running.http) as http:
+            daily = (await http.get("/api/v1/attendance/daily?date=2026-08-18")).json()
+            rows = {row["id"]: row for row in daily["rows"]}
+            kantor = rows["35.09.01"]
+            assert kantor["status"] == "hadir"
+            assert kantor["first_online"] == "2026-08-18T07:50:00+07:00"
+            assert kantor["live_s"] == 7 * 3600 - 1800
+            assert kantor["online_s"] == 7 * 3600 - 1800
+            assert kantor["interruptions"] == 1
+            assert kantor["late_s"] == 0
+            desa = rows["35.09.01.2001"]
+            assert (desa["status"], desa["late_s"], desa["live_s"]) == ("terlambat", 3600, 6 * 3600)
+            assert rows["35.09.02"]["status"] == "tidak hadir"
+            assert "opd.bakesbangpol" not in rows
+            holiday = (await http.get("/api/v1/attendance/daily?date=2026-08-16")).json()
+            assert {row["status"] for row in holiday["rows"]} == {"libur"}
+
+            as_csv = (await http.get("/api/v1/attendance/daily?date=2026-08-18&format=csv")).text
+            table = {row["id"]: row for row in csv.DictReader(io.StringIO(as_csv))}
+            assert set(table) == set(rows)
+            for station_id, row in rows.items():
+                assert table[station_id]["status"] == row["status"]
+                assert float(table[station_id]["live_s"]) == row["live_s"]
+
+            monthly = (await http.get("/api/v1/attendance/monthly?month=2026-08&group=kecamatan")).json()
+            jombang = next(r for r in monthly["rows"] if r["kecamatan"] == "Jombang")
+            assert jombang["stations"] == 3
+            assert jombang["hadir"] == 1 and jombang["terlambat"] == 1
+            assert jombang["live_s"] == kantor["live_s"] + desa["live_s"]
+
+            activities = (await http.get("/api/v1/activities?date=2026-08-18")).json()["activities"]
+            assert activities == [{"id": "35.09.01", "name": "Kecamatan Jombang", "title": "Musyawarah Desa",
+                                   "start": "2026-08-18T10:00:00+07:00", "end": "2026-08-18T11:00:00+07:00",
+                                   "live": False}]
+    finally:
+        await stop_hub(running)
