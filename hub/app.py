@@ -123,6 +123,10 @@ class Hub:
             return counts
 
         self.metrics.add_gauges("jaga_stations", "Stations connected to this node, by state", "state", by_state)
+        self.metrics.add_gauges("jaga_ledger_healthy", "1 when the ledger store accepts writes", "",
+                                lambda: {"": float(self.ledger.healthy)})
+        self.metrics.add_gauges("jaga_ledger_pending_writes", "Ledger writes held while the store is down", "",
+                                lambda: {"": float(len(self.ledger.pending))})
         self.metrics.add_gauges("jaga_watchers", "Watch sockets on this node", "",
                                 lambda: {"": float(len(self.watchers.watchers))})
         if self.media is not None:
@@ -150,10 +154,7 @@ class Hub:
                 now = self.clock()
                 if now >= next_checkpoint:
                     next_checkpoint = now + self.settings.hub.checkpoint_s
-                    healthy = await self.ledger.checkpoint(now)
-                    self.metrics.ledger_healthy.set(1 if healthy else 0)
-                    self.metrics.ledger_pending.set(len(self.ledger.pending))
-                    if not healthy:
+                    if not await self.ledger.checkpoint(now):
                         log.error("ledger unavailable, holding %d writes: %s",
                                   len(self.ledger.pending), self.ledger.last_error)
             except Exception:

@@ -82,3 +82,40 @@ async def test_daily_and_monthly_reports_from_a_seeded_ledger(tmp_path: Path) ->
                                    "live": False}]
     finally:
         await stop_hub(running)
+
+
+async def test_unwritable_ledger_makes_hub_unready_keeps_presence_and_loses_nothing(tmp_path: Path) -> None:
+    """SQLite's query_only pragma makes the real write path fail as a read-only data_dir would."""
+    from tests.wsclient import Client, presence_of, station
+
+    running = await start_hub(test_settings(tmp_path))
+    try:
+        database = running.hub.ledger.inner._db
+        database.execute("PRAGMA query_only = 1")  # every write now fails inside SQLite
+        watcher = await Client.open(f"{running.ws}/ws/watch")
+        await watcher.recv()
+        client, _ = await station(running.ws, "35.09.01", await running.token("35.09.01"))
+        await watcher.recv_until(presence_of("35.09.01", "online"))  # presence still works
+        async with httpx.AsyncClient(base_url=running.http) as http:
+            for _ in range(200):  # wait for the checkpoint timer to notice
+                ready = await http.get("/readyz")
+                if ready.status_code == 503:
+                    break
+                await watcher.send({"t": "ping"})
+                await watcher.recv_until(lambda m: m["t"] == "pong")
+            assert ready.status_code == 503 and ready.json()["checks"]["ledger"] is False
+            assert "jaga_ledger_healthy 0.0" in (await http.get("/metrics")).text
+            await client.close()
+            await watcher.recv_until(presence_of("35.09.01", "offline"))
+            database.execute("PRAGMA query_only = 0")
+            for _ in range(200):
+                ready = await http.get("/readyz")
+                if ready.status_code == 200:
+                    break
+                await watcher.send({"t": "ping"})
+                await watcher.recv_until(lambda m: m["t"] == "pong")
+            assert ready.status_code == 200
+        intervals = [i for i in await running.hub.ledger.inner.intervals(0, 2e9) if i.station == "35.09.01"]
+        assert [(i.state, i.end_reason) for i in intervals] == [("online", "closed")]
+    finally:
+        await stop_hub(running)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 
@@ -19,10 +19,6 @@ class Metrics:
                                    registry=self.registry)
         self.watcher_resyncs = Counter("jaga_watcher_resyncs", "Slow watchers sent a fresh snapshot",
                                        registry=self.registry)
-        self.ledger_healthy = Gauge("jaga_ledger_healthy", "1 when the ledger store accepts writes",
-                                    registry=self.registry)
-        self.ledger_pending = Gauge("jaga_ledger_pending_writes", "Ledger writes held while the store is down",
-                                    registry=self.registry)
 
     def add_gauges(self, name: str, help_text: str, label: str, read: Callable[[], dict[str, float]]) -> None:
         """Export a family read at scrape time (stations by state, media counters, ...)."""

@@ -1,0 +1,79 @@
+"""The watcher fan-out policy: ordered frames, bounded backlog, resync for the slow."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from hub.backends.memory import MemoryBus, MemoryPresenceStore
+from hub.core import wire
+from hub.core.registry import parse_registry
+from hub.core.schedule import Schedule
+from hub.services.metrics import Metrics
+from hub.services.watchers import Watcher, WatchService
+from hub.settings import ScheduleSettings
+from tests.conftest import TEST_REGISTRY
+
+
+def service(history: int = 16) -> WatchService:
+    return WatchService(parse_registry(TEST_REGISTRY), Schedule(ScheduleSettings()), MemoryPresenceStore(),
+                        MemoryBus(), Metrics(), history=history, backlog=4,
+                        viewers=lambda _: 0, thumb_at=lambda _: None, clock=lambda: 1_787_000_000.0)
+
+
+def event(seq: int, station: str = "35.09.01", state: str = "online") -> bytes:
+    return wire.encode_msgpack({"t": "presence", "seq": seq, "id": station, "state": state, "status": state,
+                                "since": 1.0, "reason": "hello"})
+
+
+async def test_slow_watcher_is_resynced_and_fast_one_gets_every_frame() -> None:
+    watch = service()
+    released = asyncio.Event()
+    fast_frames: list[bytes | str] = []
+    slow_frames: list[bytes | str] = []
+
+    async def fast_send(frame: bytes | str) -> None:
+        fast_frames.append(frame)
+
+    async def slow_send(frame: bytes | str) -> None:
+        await released.wait()  # a phone on a bad link: writes block
+        slow_frames.append(frame)
+
+    codec = wire.CODECS[wire.MSGPACK]
+    fast, slow = Watcher(fast_send, codec, False, 4), Watcher(slow_send, codec, False, 4)
+    watch.attach(fast, None)
+    watch.attach(slow, None)
+    pumps = [asyncio.create_task(watch.pump(w)) for w in (fast, slow)]
+    for seq in range(1, 11):
+        watch.apply(event(seq))
+        await asyncio.sleep(0)  # let the pumps run, as the event loop would between bus frames
+    assert [wire.decode_msgpack(f)["seq"] for f in fast_frames[1:]] == list(range(1, 11))
+    assert slow.resync and len(slow.queue) == 0  # backlog dropped, not grown
+    released.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    kinds = [wire.decode_msgpack(f)["t"] for f in slow_frames]
+    assert kinds[-1] == "snapshot" and wire.decode_msgpack(slow_frames[-1])["seq"] == 10
+    for w in (fast, slow):
+        watch.detach(w)
+    await asyncio.gather(*pumps)
+
+
+async def test_since_within_history_replays_only_later_frames_and_hides_private() -> None:
+    watch = service(history=4)
+    for seq in range(1, 7):
+        watch.apply(event(seq, station="opd.bakesbangpol" if seq == 5 else "35.09.01"))
+    public = Watcher(lambda f: asyncio.sleep(0), wire.CODECS[wire.JSON], False, 100)
+    watch.attach(public, since=3)
+    assert [wire.decode_json(f)["seq"] for f in public.queue] == [4, 6]
+    stale = Watcher(lambda f: asyncio.sleep(0), wire.CODECS[wire.JSON], False, 100)
+    watch.attach(stale, since=1)  # 2 is no longer held: a snapshot instead
+    assert wire.decode_json(stale.queue[0])["t"] == "snapshot"
+
+
+async def test_duplicate_or_old_frames_are_ignored() -> None:
+    watch = service()
+    watch.apply(event(2))
+    watch.apply(event(1, state="offline"))
+    watch.apply(event(2, state="offline"))
+    assert watch.view["35.09.01"]["state"] == "online"
