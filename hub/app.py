@@ -154,6 +154,7 @@ class Hub:
                 now = self.clock()
                 if now >= next_checkpoint:
                     next_checkpoint = now + self.settings.hub.checkpoint_s
+                    await self.stations.close_revoked()
                     if not await self.ledger.checkpoint(now):
                         log.error("ledger unavailable, holding %d writes: %s",
                                   len(self.ledger.pending), self.ledger.last_error)

@@ -131,3 +131,13 @@ async def test_watch_socket_answers_bad_frames_with_errors(hub: RunningHub) -> N
     assert (await watcher.recv())["code"] == "unknown_type"
     await watcher.send({"t": "ping"})
     assert (await watcher.recv())["t"] == "pong"
+
+
+async def test_rotating_a_token_disconnects_its_session_with_4401(hub: RunningHub) -> None:
+    old = await hub.token("35.09.02.1001")
+    client, _ = await station(hub.ws, "35.09.02.1001", old)
+    await hub.token("35.09.02.1001")  # what `jaga-hub stations token` does, from any process
+    assert await client.closed_with() == 4401
+    retry = await Client.open(f"{hub.ws}/ws/station")
+    await hello(retry, "35.09.02.1001", old)
+    assert await retry.closed_with() == 4401

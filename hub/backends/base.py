@@ -84,6 +84,10 @@ class CredentialStore(ABC):
     @abstractmethod
     async def token_hash(self, station: str) -> str | None: ...
 
+    async def token_hashes(self, stations: list[str]) -> dict[str, str | None]:
+        """Many at once (the hub re-checks connected stations' tokens); override to batch."""
+        return {station: await self.token_hash(station) for station in stations}
+
     @abstractmethod
     async def set_operator(self, name: str, password_hash: str) -> None: ...
 

@@ -49,6 +49,10 @@ class SqliteCredentials(CredentialStore):
         row = self._db.execute("SELECT hash FROM station_tokens WHERE station = ?", (station,)).fetchone()
         return row["hash"] if row else None
 
+    async def token_hashes(self, stations: list[str]) -> dict[str, str | None]:
+        found = {row["station"]: row["hash"] for row in self._db.execute("SELECT station, hash FROM station_tokens")}
+        return {station: found.get(station) for station in stations}
+
     async def set_operator(self, name: str, password_hash: str) -> None:
         self._db.execute(
             "INSERT INTO operators(name, hash) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET hash = excluded.hash",

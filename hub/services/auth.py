@@ -114,6 +114,12 @@ class AuthService:
     async def check_station_token(self, station_id: str, token: str) -> bool:
         return token_matches(token, await self.store.token_hash(station_id))
 
+    async def revoked(self, tokens: dict[str, str]) -> list[str]:
+        """Of ``{station: token hash it authenticated with}``, the stations whose token has
+        since been rotated or removed."""
+        current = await self.store.token_hashes(list(tokens))
+        return [station for station, used in tokens.items() if current.get(station) != used]
+
     async def rotate_token(self, station_id: str) -> str:
         token = mint_token()
         await self.store.set_token_hash(station_id, hash_token(token))

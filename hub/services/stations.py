@@ -22,7 +22,7 @@ from hub.core.registry import Registry, Station
 from hub.core.schedule import Schedule, wall_status
 from hub.errors import NotAuthenticated, ProtocolViolation, RateLimited
 from hub.ledger.base import BufferedLedger, LedgerWrite
-from hub.services.auth import AuthService
+from hub.services.auth import AuthService, hash_token
 from hub.services.metrics import Metrics
 from hub.settings import Settings
 
@@ -62,6 +62,7 @@ class StationSession:
     station: Station
     peer: Peer
     bucket: TokenBucket
+    token_hash: str
     agent: str = ""
     camera: str = ""
 
@@ -98,7 +99,7 @@ class StationsService:
         presence = self.settings.presence
         session = StationSession(self._next_id, station, peer,
                                  TokenBucket(presence.max_messages_per_s, presence.burst, presence.burst, self.clock()),
-                                 agent=str(hello.get("agent") or "")[:80])
+                                 hash_token(hello["token"]), agent=str(hello.get("agent") or "")[:80])
         self.sessions[session.id] = session
         async with self._lock:
             replaced, transitions = self.table.connected(station.id, session.id, self.clock())
@@ -188,6 +189,20 @@ class StationsService:
             session = self.sessions.pop(connection, None)
             if session is not None:
                 await session.peer.close(CLOSE_TIMEOUT, "heartbeat timeout")
+
+    async def close_revoked(self) -> None:
+        """A rotated token ends the session that used the old one (closed with 4401)."""
+        sessions = list(self.sessions.values())
+        if not sessions:
+            return
+        revoked = set(await self.auth.revoked({s.station.id: s.token_hash for s in sessions}))
+        for session in sessions:
+            if session.station.id in revoked and self.sessions.pop(session.id, None) is session:
+                log.warning("token of %s was rotated: closing its session", session.station.id)
+                await session.peer.close(4401, "token revoked")
+                async with self._lock:
+                    await self._commit(self.table.disconnected(session.station.id, session.id, self.clock(),
+                                                               clean=True))
 
     async def shutdown(self) -> None:
         for session in list(self.sessions.values()):
