@@ -153,36 +153,34 @@ async def watch_socket(websocket: WebSocket) -> None:
     watcher = Watcher(send, codec, operator, hub.settings.presence.watcher_backlog)
     watchers = hub.watchers
     watchers.attach(watcher, since)
-    pump = asyncio.create_task(watchers.pump(watcher))
-    peer = SocketPeer(websocket, codec)
+    write_failed = asyncio.ensure_future(watcher.closed.wait())
     try:
         while True:
             receive = asyncio.ensure_future(websocket.receive())
-            done, _ = await asyncio.wait({receive, pump}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({receive, write_failed}, return_when=asyncio.FIRST_COMPLETED)
             if receive not in done:
                 receive.cancel()
-                return  # the pump ended: the socket failed while writing
+                return
             received = receive.result()
             if received["type"] == "websocket.disconnect":
                 return
             hub.metrics.messages_in.labels("watch").inc()
+            frame = _frame(received) or b""
+            if len(frame) > wire.MAX_FRAME:
+                await SocketPeer(websocket, codec).close(1009, "frame too big")
+                return
             try:
-                frame = _frame(received) or b""
-                if len(frame) > wire.MAX_FRAME:
-                    await peer.close(1009, "frame too big")
-                    return
                 codec.decode(frame, wire.WATCH_MESSAGES)
-                await peer.send({"t": "pong", "server_time": hub.clock()})
+                reply = {"t": "pong", "server_time": hub.clock()}
             except ClientError as exc:
                 hub.metrics.errors.labels(exc.code).inc()
-                await peer.send(wire.error(exc.code, exc.message))
+                reply = wire.error(exc.code, exc.message)
+            watcher.push(codec.encode(reply))  # through the outbox, in order with the events
     except (WebSocketDisconnect, RuntimeError, OSError):
         return
     finally:
         watchers.detach(watcher)
-        if pump.done() and not pump.cancelled():
-            pump.exception()  # a failed write is just a gone watcher
-        pump.cancel()
+        write_failed.cancel()
 
 
 routes = [

@@ -20,13 +20,13 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from hub.backends.base import Bus, PresenceStore
 from hub.core import wire
 from hub.core.registry import Registry, Station
 from hub.core.schedule import Schedule, wall_status
+from hub.services import eager
 from hub.services.metrics import Metrics
 from hub.services.stations import EVENTS_CHANNEL
 
@@ -35,26 +35,72 @@ log = logging.getLogger("jaga.watchers")
 OPERATOR_FIELDS = ("node",)  # station-object fields only operators see
 
 
-@dataclass(eq=False)
 class Watcher:
-    send: Callable[[bytes | str], Awaitable[None]]
-    codec: wire.Codec
-    operator: bool
-    backlog_limit: int
-    queue: deque[bytes | str] = field(default_factory=deque)
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    resync: bool = False
-    closed: bool = False
+    """One watch socket's outbox.
+
+    While the socket keeps up, each frame is written inline (see :mod:`hub.services.eager`):
+    no queue, no task. When a write blocks, one drain task finishes it and then writes
+    what queued meanwhile; past ``backlog_limit`` queued frames the backlog is dropped and
+    the drain sends a fresh snapshot instead.
+    """
+
+    def __init__(self, send: Callable[[bytes | str], Awaitable[None]], codec: wire.Codec, operator: bool,
+                 backlog_limit: int) -> None:
+        self.send = send
+        self.codec = codec
+        self.operator = operator
+        self.backlog_limit = backlog_limit
+        self.queue: deque[bytes | str] = deque()
+        self.resync = False
+        self.closed = asyncio.Event()
+        self.draining: asyncio.Task[None] | None = None
+        self.snapshot: Callable[[], bytes | str] = lambda: b""  # set by WatchService.attach
 
     def push(self, frame: bytes | str) -> None:
-        if self.resync:
+        if self.closed.is_set():
             return
-        if len(self.queue) >= self.backlog_limit:
-            self.queue.clear()
-            self.resync = True
+        if self.draining is not None:
+            if len(self.queue) >= self.backlog_limit:
+                self.queue.clear()
+                self.resync = True
+            elif not self.resync:
+                self.queue.append(frame)
+            return
+        try:
+            blocked = eager.start(self.send(frame))
+        except Exception:
+            self.closed.set()
+            return
+        if blocked is not None:
+            self.draining = asyncio.ensure_future(self._drain(blocked))
+
+    def request_resync(self) -> None:
+        self.queue.clear()
+        if self.draining is None:
+            self.push(self.snapshot())
         else:
-            self.queue.append(frame)
-        self.wakeup.set()
+            self.resync = True
+
+    async def _drain(self, blocked: Awaitable[None]) -> None:
+        try:
+            await blocked
+            while self.queue or self.resync:
+                if self.resync:
+                    self.resync = False
+                    self.queue.clear()
+                    frame = self.snapshot()
+                else:
+                    frame = self.queue.popleft()
+                await self.send(frame)
+        except Exception:
+            self.closed.set()  # the socket is gone; the reader side cleans up
+        finally:
+            self.draining = None
+
+    def close(self) -> None:
+        self.closed.set()
+        if self.draining is not None:
+            self.draining.cancel()
 
 
 class WatchService:
@@ -110,16 +156,15 @@ class WatchService:
 
     async def _resync_all(self) -> None:
         self.view = await self.store.load_all()
-        for watcher in self.watchers:
-            watcher.queue.clear()
-            watcher.resync = True
-            watcher.wakeup.set()
+        for watcher in list(self.watchers):
+            watcher.request_resync()
 
     def _fan_out(self, station_id: str, frame: bytes) -> None:
         station = self.registry.get(station_id)
         public = station is not None and station.public
         text: str | None = None
-        for watcher in self.watchers:
+        sent = 0
+        for watcher in list(self.watchers):  # a failed write may detach a watcher meanwhile
             if not (public or watcher.operator):
                 continue
             if watcher.codec.binary:
@@ -128,40 +173,30 @@ class WatchService:
                 if text is None:
                     text = wire.encode_json(wire.decode_msgpack(frame))
                 watcher.push(text)
+            sent += 1
+        self.metrics.messages_out.inc(sent)
 
     # The watcher side
 
     def attach(self, watcher: Watcher, since: int | None) -> None:
+        """Start a watcher with the events after ``since`` if still held, else a snapshot."""
+        watcher.snapshot = lambda: self._resync_snapshot(watcher)
         self.watchers.add(watcher)
         oldest = self.history[0][0] if self.history else self.last_seq + 1
         if since is not None and oldest - 1 <= since <= self.last_seq:
             for seq, station_id, frame in self.history:
                 if seq > since and self._visible(station_id, watcher.operator):
-                    watcher.push(frame if watcher.codec.binary
-                                 else wire.encode_json(wire.decode_msgpack(frame)))
-            if not watcher.queue:
-                watcher.wakeup.set()
+                    watcher.push(frame if watcher.codec.binary else wire.encode_json(wire.decode_msgpack(frame)))
         else:
             watcher.push(watcher.codec.encode(self.snapshot(watcher.operator)))
 
-    def detach(self, watcher: Watcher) -> None:
-        watcher.closed = True
-        watcher.wakeup.set()
-        self.watchers.discard(watcher)
+    def _resync_snapshot(self, watcher: Watcher) -> bytes | str:
+        self.metrics.watcher_resyncs.inc()
+        return watcher.codec.encode(self.snapshot(watcher.operator))
 
-    async def pump(self, watcher: Watcher) -> None:
-        """Write a watcher's frames until it closes; resync with a snapshot when it lagged."""
-        while not watcher.closed:
-            await watcher.wakeup.wait()
-            watcher.wakeup.clear()
-            if watcher.resync:
-                watcher.resync = False
-                watcher.queue.clear()
-                self.metrics.watcher_resyncs.inc()
-                watcher.queue.append(watcher.codec.encode(self.snapshot(watcher.operator)))
-            while watcher.queue and not watcher.closed:
-                await watcher.send(watcher.queue.popleft())
-                self.metrics.messages_out.inc()
+    def detach(self, watcher: Watcher) -> None:
+        watcher.close()
+        self.watchers.discard(watcher)
 
     def _visible(self, station_id: str, operator: bool) -> bool:
         station = self.registry.get(station_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from hub.backends.memory import MemoryBus, MemoryPresenceStore
 from hub.core import wire
@@ -26,7 +25,7 @@ def event(seq: int, station: str = "35.09.01", state: str = "online") -> bytes:
                                 "since": 1.0, "reason": "hello"})
 
 
-async def test_slow_watcher_is_resynced_and_fast_one_gets_every_frame() -> None:
+async def test_slow_watcher_is_resynced_and_fast_one_gets_every_frame_inline() -> None:
     watch = service()
     released = asyncio.Event()
     fast_frames: list[bytes | str] = []
@@ -36,39 +35,53 @@ async def test_slow_watcher_is_resynced_and_fast_one_gets_every_frame() -> None:
         fast_frames.append(frame)
 
     async def slow_send(frame: bytes | str) -> None:
-        await released.wait()  # a phone on a bad link: writes block
+        await released.wait()  # a phone on a bad link: its writes block
         slow_frames.append(frame)
 
     codec = wire.CODECS[wire.MSGPACK]
     fast, slow = Watcher(fast_send, codec, False, 4), Watcher(slow_send, codec, False, 4)
     watch.attach(fast, None)
     watch.attach(slow, None)
-    pumps = [asyncio.create_task(watch.pump(w)) for w in (fast, slow)]
     for seq in range(1, 11):
         watch.apply(event(seq))
-        await asyncio.sleep(0)  # let the pumps run, as the event loop would between bus frames
+    # No task switch happened, yet the fast watcher has every frame, in order.
     assert [wire.decode_msgpack(f)["seq"] for f in fast_frames[1:]] == list(range(1, 11))
+    assert fast.draining is None
     assert slow.resync and len(slow.queue) == 0  # backlog dropped, not grown
     released.set()
-    for _ in range(5):
-        await asyncio.sleep(0)
-    kinds = [wire.decode_msgpack(f)["t"] for f in slow_frames]
-    assert kinds[-1] == "snapshot" and wire.decode_msgpack(slow_frames[-1])["seq"] == 10
-    for w in (fast, slow):
-        watch.detach(w)
-    await asyncio.gather(*pumps)
+    await asyncio.wait_for(slow.draining, 5)  # type: ignore[arg-type]
+    first, last = (wire.decode_msgpack(f) for f in (slow_frames[0], slow_frames[-1]))
+    assert first["t"] == "snapshot" and first["seq"] == 0  # the blocked initial snapshot
+    assert last["t"] == "snapshot" and last["seq"] == 10  # then a fresh one, not ten stale frames
+    assert len(slow_frames) == 2
+
+
+async def test_a_failed_write_closes_the_watcher() -> None:
+    watch = service()
+
+    async def broken(frame: bytes | str) -> None:
+        raise ConnectionResetError
+
+    watcher = Watcher(broken, wire.CODECS[wire.MSGPACK], False, 4)
+    watch.attach(watcher, None)
+    assert watcher.closed.is_set()
+    watch.apply(event(1))  # ignored, no error
 
 
 async def test_since_within_history_replays_only_later_frames_and_hides_private() -> None:
     watch = service(history=4)
     for seq in range(1, 7):
         watch.apply(event(seq, station="opd.bakesbangpol" if seq == 5 else "35.09.01"))
-    public = Watcher(lambda f: asyncio.sleep(0), wire.CODECS[wire.JSON], False, 100)
-    watch.attach(public, since=3)
-    assert [wire.decode_json(f)["seq"] for f in public.queue] == [4, 6]
-    stale = Watcher(lambda f: asyncio.sleep(0), wire.CODECS[wire.JSON], False, 100)
-    watch.attach(stale, since=1)  # 2 is no longer held: a snapshot instead
-    assert wire.decode_json(stale.queue[0])["t"] == "snapshot"
+    received: list[bytes | str] = []
+
+    async def record(frame: bytes | str) -> None:
+        received.append(frame)
+
+    watch.attach(Watcher(record, wire.CODECS[wire.JSON], False, 100), since=3)
+    assert [wire.decode_json(f)["seq"] for f in received] == [4, 6]
+    received.clear()
+    watch.attach(Watcher(record, wire.CODECS[wire.JSON], False, 100), since=1)  # 2 is gone: a snapshot
+    assert [wire.decode_json(f)["t"] for f in received] == ["snapshot"]
 
 
 async def test_duplicate_or_old_frames_are_ignored() -> None:
