@@ -1,0 +1,168 @@
+"""Property-based bad input against a real hub process: random bytes and well-formed but
+wrong messages at both WebSocket endpoints, random query strings at the API. Every answer
+is a documented error, other sessions are unaffected, and the hub logs no traceback.
+
+Hypothesis prints the failing example and its seed; examples are derandomized so CI runs
+are repeatable.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from tests.conftest import TEST_REGISTRY, timeout
+
+DOCUMENTED_CLOSES = {1000, 1009, 4400, 4401, 4429}
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+class HubProcess:
+    def __init__(self, tmp: Path) -> None:
+        (tmp / "stations.csv").write_text(TEST_REGISTRY)
+        self.config = tmp / "config.toml"
+        self.config.write_text(
+            f'[hub]\nport = 0\ndata_dir = "{tmp / "data"}"\n[stations]\nregistry = "stations.csv"\n'
+            '[presence]\nheartbeat_s = 1\ntimeout_s = 5\nhello_timeout_s = 2\nburst = 1000\nmax_messages_per_s = 1000\n'
+            '[schedule]\nnational_holidays = false\n'
+        )
+        self.log = tmp / "hub.log"
+        self.port_file = tmp / "port"
+        self.tokens = {sid: self._cli("stations", "token", sid).splitlines()[-1] for sid in ("35.09.01", "35.09.02")}
+        with self.log.open("wb") as sink:
+            self.process = subprocess.Popen([sys.executable, "-m", "hub", "--config", str(self.config), "serve",
+                                             "--port-file", str(self.port_file)], stdout=sink, stderr=sink)
+        deadline = time.monotonic() + timeout(30)
+        while not (self.port_file.exists() and self.port_file.read_text()):
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "hub did not start"
+            time.sleep(0.05)
+        self.port = int(self.port_file.read_text())
+
+    def _cli(self, *args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "hub", "--config", str(self.config), *args],
+                              capture_output=True, text=True, check=True).stdout
+
+    def ws(self, path: str, subprotocol: str = "jaga.v1.msgpack") -> ClientConnection:
+        return connect(f"ws://127.0.0.1:{self.port}{path}", subprotocols=[subprotocol],  # type: ignore[list-item]
+                       open_timeout=timeout(5), max_size=2**22)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout(20))
+
+
+@pytest.fixture(scope="module")
+def hub_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    running = HubProcess(tmp_path_factory.mktemp("fuzz"))
+    try:
+        yield running
+    finally:
+        running.stop()
+        log = running.log.read_text()
+        assert "Traceback" not in log, log[-4000:]
+
+
+def close_code_after(connection: ClientConnection) -> int | None:
+    """Read until the hub closes (or stays quiet for a while); return the close code."""
+    try:
+        while True:
+            connection.recv(timeout=timeout(5))
+    except ConnectionClosed:
+        return connection.close_code
+    except TimeoutError:
+        return None
+
+
+def hello(connection: ClientConnection, hub: HubProcess, station: str = "35.09.01") -> dict[str, Any]:
+    connection.send(msgpack.packb({"t": "hello", "station": station, "token": hub.tokens[station]}))
+    return msgpack.unpackb(connection.recv(timeout=timeout(5)))
+
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False) | st.text(max_size=20)
+    | st.binary(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+message_types = st.sampled_from(["hello", "hb", "activity.start", "activity.stop", "thumb", "ping", "x", ""])
+wrong_messages = st.builds(lambda t, extra: {"t": t, **extra}, message_types,
+                           st.dictionaries(st.sampled_from(["title", "jpeg", "camera", "bitrate", "station", "token"]),
+                                           values, max_size=3))
+
+
+@FUZZ
+@given(frame=st.binary(max_size=300) | st.text(max_size=300))
+def test_random_first_frames_close_station_socket_with_documented_codes(hub_process: HubProcess,
+                                                                         frame: bytes | str) -> None:
+    with hub_process.ws("/ws/station") as connection:
+        connection.send(frame)
+        assert close_code_after(connection) in DOCUMENTED_CLOSES
+
+
+@FUZZ
+@given(message=wrong_messages)
+def test_wrong_messages_after_hello_get_errors_and_the_session_survives(hub_process: HubProcess,
+                                                                         message: dict[str, Any]) -> None:
+    with hub_process.ws("/ws/station") as connection:
+        assert hello(connection, hub_process)["t"] == "welcome"
+        connection.send(msgpack.packb(message, use_bin_type=True))
+        connection.send(msgpack.packb({"t": "ping"}))
+        while True:
+            reply = msgpack.unpackb(connection.recv(timeout=timeout(5)))
+            if reply["t"] == "pong":
+                break
+            assert reply["t"] == "error" and reply["code"] in {
+                "malformed", "unknown_type", "missing_field", "bad_field", "unexpected"}, reply
+
+
+@FUZZ
+@given(frame=st.binary(max_size=300) | st.text(max_size=300))
+def test_random_frames_at_watch_socket_get_errors_and_the_socket_survives(hub_process: HubProcess,
+                                                                          frame: bytes | str) -> None:
+    with hub_process.ws("/ws/watch", "jaga.v1.json") as connection:
+        assert json.loads(connection.recv(timeout=timeout(5)))["t"] == "snapshot"
+        connection.send(frame)
+        connection.send(json.dumps({"t": "ping"}))
+        replies = [json.loads(connection.recv(timeout=timeout(5))) for _ in range(2)]
+        assert replies[-1]["t"] == "pong"
+        assert replies[0]["t"] == "pong" or replies[0]["t"] == "error"
+
+
+api_paths = st.sampled_from([
+    "/api/v1/stations", "/api/v1/stations/35.09.01", "/api/v1/attendance/daily", "/api/v1/attendance/monthly",
+    "/api/v1/activities", "/api/v1/stations/35.09.01/thumbnail.jpg",
+])
+query = st.dictionaries(st.sampled_from(["date", "month", "group", "format", "station", "since", "x"]),
+                        st.text(max_size=12), max_size=4)
+
+
+@FUZZ
+@given(path=api_paths, params=query)
+def test_random_query_strings_get_answers_or_documented_errors(hub_process: HubProcess, path: str,
+                                                               params: dict[str, str]) -> None:
+    response = httpx.get(f"http://127.0.0.1:{hub_process.port}{path}", params=params, timeout=timeout(10))
+    assert response.status_code in {200, 400, 404}, (response.status_code, response.text)
+    if response.status_code >= 400:
+        error = response.json()["error"]
+        assert error["code"] and error["message"]
+
+
+def test_other_sessions_were_unaffected(hub_process: HubProcess) -> None:
+    with hub_process.ws("/ws/station") as connection:
+        assert hello(connection, hub_process, "35.09.02")["t"] == "welcome"
+        connection.send(msgpack.packb({"t": "ping"}))
+        assert msgpack.unpackb(connection.recv(timeout=timeout(5)))["t"] == "pong"
