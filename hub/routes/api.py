@@ -61,6 +61,9 @@ async def get_station(request: Request) -> Response:
     station = _visible_station(request, request.path_params["station"])
     item = hub.watchers.station_object(station, _operator(request), hub.clock())
     item["today"] = (await hub.reports.daily(hub.schedule.local_date(hub.clock()), [station]))[0]
+    rules = hub.schedule.rules(station)  # office hours, for the watch page's "outside hours" message
+    item["hours"] = {"start": rules.start.strftime("%H:%M"), "end": rules.end.strftime("%H:%M"),
+                     "workdays": list(rules.workdays), "timezone": hub.schedule.settings.timezone}
     return JSONResponse(item)
 
 
@@ -93,7 +96,9 @@ def _date_param(request: Request, default: dt.date) -> dt.date:
 async def attendance_daily(request: Request) -> Response:
     hub = request.app.state.hub
     day = _date_param(request, hub.schedule.local_date(hub.clock()))
-    rows = await hub.reports.daily(day, hub.registry.visible(_operator(request)))
+    station_id = request.query_params.get("station")  # one station's row (the calendar heatmap)
+    stations = [_visible_station(request, station_id)] if station_id else hub.registry.visible(_operator(request))
+    rows = await hub.reports.daily(day, stations)
     return _tabular(request, "rows", rows, DAILY_COLUMNS, {"date": day.isoformat()})
 
 

@@ -1,0 +1,205 @@
+// /watch/{station}: the live player and the station's day.
+// The page polls /api/v1/stations/{id} (a few hundred bytes) rather than following /ws/watch,
+// whose snapshot and deltas cover every station: on a slow phone one station's status every
+// POLL_MS is far cheaper. The player runs only while the station is live and low-data mode is
+// off; otherwise the page shows a clear message or the latest thumbnail.
+import { KIND_LABEL, STATUS_LABEL, badge, clockOf, clockOfEpoch, el, formatDuration, formatPercent, getJSON, thumbnailUrl } from "/static/common.js";
+import { WhepError, WhepPlayer } from "/static/whep.js";
+
+const POLL_MS = 10000;
+const RETRY_MS = 5000;
+const DAY_NAMES = { mon: "Senin", tue: "Selasa", wed: "Rabu", thu: "Kamis", fri: "Jumat", sat: "Sabtu", sun: "Minggu" };
+const DAY_ORDER = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+const $ = (id) => document.getElementById(id);
+const stationId = decodeURIComponent(location.pathname.replace(/^\/watch\//, "").replace(/\/$/, ""));
+const apiUrl = `/api/v1/stations/${encodeURIComponent(stationId)}`;
+const video = $("video");
+const still = $("still");
+
+let station = null;
+let player = null;
+let playerProblem = null; // a message while the player cannot run (capacity, failure)
+let retryTimer = null;
+let pollTimer = null;
+
+const LOW_DATA_KEY = "jaga.lowData";
+const storedLowData = localStorage.getItem(LOW_DATA_KEY);
+$("low-data").checked = storedLowData === null
+  ? Boolean(navigator.connection && navigator.connection.saveData)
+  : storedLowData === "1";
+
+function workdaysText(days) {
+  const indexes = days.map((d) => DAY_ORDER.indexOf(d)).filter((i) => i >= 0).sort((a, b) => a - b);
+  if (!indexes.length) return "";
+  const contiguous = indexes.every((value, i) => i === 0 || value === indexes[i - 1] + 1);
+  if (contiguous && indexes.length > 2) return `${DAY_NAMES[DAY_ORDER[indexes[0]]]}–${DAY_NAMES[DAY_ORDER[indexes.at(-1)]]}`;
+  return indexes.map((i) => DAY_NAMES[DAY_ORDER[i]]).join(", ");
+}
+
+function hoursText(hours) {
+  if (!hours) return "";
+  const zone = hours.timezone === "Asia/Jakarta" ? "WIB" : hours.timezone;
+  return `${workdaysText(hours.workdays)} ${hours.start.replace(":", ".")}–${hours.end.replace(":", ".")} ${zone}`;
+}
+
+// --- what the player area shows -----------------------------------------------------------
+
+function showMessage(title, text) {
+  $("message").hidden = false;
+  $("message-title").textContent = title;
+  $("message-text").textContent = text || "";
+}
+
+function offlineMessage() {
+  const hours = hoursText(station.hours);
+  const today = station.today || {};
+  switch (station.status) {
+    case "online": return ["Kantor terhubung, belum siaran", "Video akan muncul di sini begitu kantor mulai menyiarkan."];
+    case "reconnecting": return ["Koneksi kantor terputus sebentar", "Menunggu kantor tersambung kembali…"];
+    case "missing": return ["Kantor belum terhubung", `Seharusnya buka sekarang (jam kantor ${hours}).`];
+    case "off-hours":
+      if (today.status === "libur") return ["Hari ini libur", `Jam kantor: ${hours}.`];
+      return ["Di luar jam kantor", `Jam kantor: ${hours}. Siaran hanya ada saat kantor buka.`];
+    default: return [STATUS_LABEL[station.status] || "Tidak siaran", ""];
+  }
+}
+
+function render() {
+  const live = station.state === "live";
+  const lowData = $("low-data").checked;
+  if (live && !lowData && !playerProblem) startPlayer();
+  else stopPlayer();
+
+  // Without video (low-data mode, not live yet, player trouble) the latest picture stands in.
+  const showStill = !player && station.thumb_at && (live || station.state === "online");
+  still.hidden = !showStill;
+  if (showStill) {
+    const src = thumbnailUrl(station.id, station.thumb_at);
+    if (still.getAttribute("src") !== src) still.src = src;
+  }
+  video.hidden = !player;
+
+  if (player) {
+    $("message").hidden = true;
+  } else if (live && playerProblem) {
+    showMessage(playerProblem, showStill ? "" : "Gambar diam muncul saat tersedia.");
+  } else if (live && lowData) {
+    if (showStill) $("message").hidden = true;
+    else showMessage("Mode hemat data", "Belum ada gambar dari kantor ini.");
+  } else {
+    const [title, text] = offlineMessage();
+    showMessage(title, text);
+  }
+  $("unmute").hidden = !player || !video.muted;
+  $("viewers").textContent = `${station.viewers} penonton`;
+}
+
+function startPlayer() {
+  if (player) return;
+  const current = new WhepPlayer(`/whep/${encodeURIComponent(station.id)}`, video, (state) => {
+    if (state === "failed" && player === current) retryLater("Sambungan video terputus, mencoba lagi…");
+  });
+  player = current;
+  video.muted = true;
+  current.start().catch((error) => {
+    if (player !== current) return;
+    if (error instanceof WhepError && (error.status === 429 || error.status === 503)) {
+      retryLater("Penonton sedang penuh. Coba lagi nanti atau pakai mode hemat data.", 30000);
+    } else if (error instanceof WhepError && error.status === 404) {
+      retryLater("Siaran belum tersedia, mencoba lagi…");
+    } else {
+      retryLater("Video tidak dapat diputar, mencoba lagi…");
+    }
+  });
+  video.play().catch(() => {}); // muted autoplay; some browsers still want a tap
+}
+
+function stopPlayer() {
+  if (!player) return;
+  const current = player;
+  player = null;
+  current.stop();
+}
+
+function retryLater(message, ms = RETRY_MS) {
+  stopPlayer();
+  playerProblem = message;
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(() => { playerProblem = null; if (station) render(); }, ms);
+  if (station) render();
+}
+
+// --- details and today's figures ----------------------------------------------------------
+
+function facts(target, pairs) {
+  target.replaceChildren(...pairs.flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
+}
+
+function renderDetails() {
+  document.title = `${station.name} — Jaga Pemkab Jember`;
+  $("name").textContent = station.name;
+  $("subtitle").textContent = [KIND_LABEL[station.kind] || station.kind, station.kecamatan && `Kecamatan ${station.kecamatan}`]
+    .filter(Boolean).join(" · ");
+  $("status").replaceChildren(badge(station.status),
+    station.since && station.state !== "offline" ? ` sejak ${clockOfEpoch(station.since)}` : "");
+  const activity = station.activity && station.activity.title;
+  $("activity").hidden = !activity;
+  if (activity) $("activity").textContent = `Kegiatan: ${activity} (mulai ${clockOfEpoch(station.activity.since)})`;
+
+  const today = station.today || {};
+  const notStarted = today.status === "tidak hadir" && !today.window_s;
+  facts($("today"), [
+    ["Status", badge(today.status, notStarted ? "belum mulai" : today.status)],
+    ["Pertama terhubung", clockOf(today.first_online)],
+    ["Pertama siaran", clockOf(today.first_live)],
+    ["Lama siaran", formatDuration(today.live_s)],
+    ["Cakupan siaran", formatPercent(today.coverage || 0)],
+    ["Terlambat", today.late_s ? formatDuration(today.late_s) : "tidak"],
+    ["Gangguan", String(today.interruptions ?? 0)],
+  ]);
+  facts($("details"), [
+    ["Nama", station.name],
+    ["Kode", station.id],
+    ["Jenis", KIND_LABEL[station.kind] || station.kind],
+    ["Kecamatan", station.kecamatan || "–"],
+    ["Jam kantor", hoursText(station.hours) || "–"],
+  ]);
+  $("report-link").href = `/laporan?station=${encodeURIComponent(station.id)}`;
+}
+
+async function poll() {
+  clearTimeout(pollTimer);
+  try {
+    station = await getJSON(apiUrl);
+    $("station").hidden = false;
+    renderDetails();
+    render();
+  } catch (error) {
+    if (error.status === 404) {
+      stopPlayer();
+      $("station").hidden = true;
+      $("name").textContent = "Kantor tidak ditemukan";
+      $("not-found").hidden = false;
+      return; // nothing to follow
+    }
+  }
+  if (document.visibilityState === "visible") pollTimer = setTimeout(poll, POLL_MS);
+}
+
+$("low-data").addEventListener("change", () => {
+  localStorage.setItem(LOW_DATA_KEY, $("low-data").checked ? "1" : "0");
+  playerProblem = null;
+  if (station) render();
+});
+$("unmute").addEventListener("click", () => {
+  video.muted = false;
+  video.play().catch(() => {});
+  $("unmute").hidden = true;
+});
+video.addEventListener("volumechange", () => { $("unmute").hidden = !player || !video.muted; });
+document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") poll(); });
+window.addEventListener("pagehide", () => { stopPlayer(); clearTimeout(pollTimer); });
+window.addEventListener("pageshow", (event) => { if (event.persisted) poll(); });
+
+poll();
