@@ -12,6 +12,7 @@
         ├── NotFound           404
         ├── Conflict           409
         ├── TooLarge           1009 / 413
+        ├── UnsupportedMediaType  415 (WHIP/WHEP without application/sdp)
         ├── RateLimited        4429 / 429
         └── Unavailable        503 (capacity; ``retry_after`` seconds)
 
@@ -82,6 +83,11 @@ class TooLarge(ClientError):
     code = "too_large"
     http_status = 413
     close_code = 1009
+
+
+class UnsupportedMediaType(ClientError):
+    code = "unsupported_media_type"
+    http_status = 415
 
 
 class RateLimited(ClientError):

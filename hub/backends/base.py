@@ -84,6 +84,10 @@ class CredentialStore(ABC):
     @abstractmethod
     async def token_hash(self, station: str) -> str | None: ...
 
+    async def station_for_token_hash(self, token_hash: str) -> str | None:
+        """The station a token belongs to (talk-back listeners send only their token)."""
+        return None
+
     async def token_hashes(self, stations: list[str]) -> dict[str, str | None]:
         """Many at once (the hub re-checks connected stations' tokens); override to batch."""
         return {station: await self.token_hash(station) for station in stations}

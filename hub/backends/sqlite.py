@@ -14,6 +14,7 @@ from hub.backends.base import CredentialStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS station_tokens (station TEXT PRIMARY KEY, hash TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS station_tokens_hash ON station_tokens(hash);
 CREATE TABLE IF NOT EXISTS operators (name TEXT PRIMARY KEY, hash TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, operator TEXT NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
@@ -48,6 +49,10 @@ class SqliteCredentials(CredentialStore):
     async def token_hash(self, station: str) -> str | None:
         row = self._db.execute("SELECT hash FROM station_tokens WHERE station = ?", (station,)).fetchone()
         return row["hash"] if row else None
+
+    async def station_for_token_hash(self, token_hash: str) -> str | None:
+        row = self._db.execute("SELECT station FROM station_tokens WHERE hash = ?", (token_hash,)).fetchone()
+        return row["station"] if row else None
 
     async def token_hashes(self, stations: list[str]) -> dict[str, str | None]:
         found = {row["station"]: row["hash"] for row in self._db.execute("SELECT station, hash FROM station_tokens")}

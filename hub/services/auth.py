@@ -114,6 +114,9 @@ class AuthService:
     async def check_station_token(self, station_id: str, token: str) -> bool:
         return token_matches(token, await self.store.token_hash(station_id))
 
+    async def station_for_token(self, token: str) -> str | None:
+        return await self.store.station_for_token_hash(hash_token(token))
+
     async def revoked(self, tokens: dict[str, str]) -> list[str]:
         """Of ``{station: token hash it authenticated with}``, the stations whose token has
         since been rotated or removed."""

@@ -1,0 +1,226 @@
+"""Every use of aiortc / aioice internals, in one place.
+
+aiortc is built to decode what it receives and encode what it sends. A forwarding relay
+needs four things it does not offer publicly; each is one small function here, and
+``tests/media/test_aiortc_seams.py`` pins the internals they rely on (aiortc 1.16.0,
+aioice 0.13.0) so that an upgrade fails loudly in one test file instead of quietly in
+production:
+
+1. ``take_encoded_frames``: the receiver reassembles RTP into ``JitterFrame`` objects and
+   hands them to a decoder thread through ``RTCRtpReceiver.__decoder_queue``. We swap that
+   queue for a sink that passes each encoded frame to a callback on the event loop, so
+   nothing is decoded (and the decoder thread exits at once instead of idling).
+2. ``request_keyframe``: ``RTCRtpReceiver._send_rtcp_pli`` sends a PLI to the publisher.
+3. ``on_keyframe_request``: a viewer's PLI/FIR reaches ``RTCRtpSender._send_keyframe``,
+   which only sets a flag for aiortc's own encoder; with pre-encoded input the request
+   would be dropped. We shadow it per sender instance.
+4. ``announced_host_addresses``: aioice picks host candidates in the module function
+   ``aioice.ice.get_host_addresses`` and always leaves 127.0.0.1 out. We wrap it once; the
+   wrapper answers with the configured addresses only inside the context that set them, so
+   nothing else in the process changes behaviour.
+5. ``close_peer_connection``: aiortc's connect task (started by ``setLocalDescription``)
+   can start a sender or receiver *while* ``close()`` awaits the DTLS shutdown; that
+   sender's RTCP loop then runs forever on a dead transport. We stop every sender and
+   receiver again once ``close()`` returns (``stop()`` is idempotent).
+
+Everything else (peer connections, codec preferences, SDP parsing) is aiortc's public API,
+but is still reached through here so the rest of ``hub.media`` imports aiortc in one file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import aioice.ice
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc import sdp as aiortc_sdp
+from aiortc.codecs import CODECS
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcpeerconnection import is_codec_compatible
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+
+__all__ = [
+    "MediaStreamError",
+    "MediaStreamTrack",
+    "RTCPeerConnection",
+    "RTCRtpCodecCapability",
+    "RTCSessionDescription",
+    "announced_host_addresses",
+    "capability_for",
+    "close_peer_connection",
+    "new_peer_connection",
+    "on_keyframe_request",
+    "parse_sdp",
+    "request_keyframe",
+    "supported_codec",
+    "take_encoded_frames",
+]
+
+# Encoded-frame callback: (codec mime type, e.g. "video/VP8", clock rate, data, timestamp).
+# The timestamp is in clock-rate units, counted from the publisher's first frame.
+FrameSink = Callable[[str, int, bytes, int], None]
+
+
+# --- 1. taking encoded frames instead of decoding them ----------------------------------
+
+
+class _EncodedFrameSink:
+    """Stands in for the receiver's ``queue.Queue`` between jitter buffer and decoder.
+
+    ``get`` is only called by aiortc's decoder thread: answering ``None`` at once tells the
+    thread to stop, so no thread idles per publisher. ``put`` is called on the event loop by
+    ``_handle_rtp_packet`` with ``(codec, JitterFrame)``, and with ``None`` on shutdown.
+    """
+
+    def __init__(self, on_frame: FrameSink) -> None:
+        self._on_frame: FrameSink | None = on_frame
+
+    def get(self, *_: Any, **__: Any) -> None:
+        return None
+
+    def put(self, task: Any, *_: Any, **__: Any) -> None:
+        if task is None:
+            self._on_frame = None  # the receiver is stopping: drop the reference cycle
+            return
+        codec, encoded_frame = task
+        if self._on_frame is not None:
+            self._on_frame(codec.mimeType, codec.clockRate, encoded_frame.data, encoded_frame.timestamp)
+
+
+def take_encoded_frames(receiver: RTCRtpReceiver, on_frame: FrameSink) -> None:
+    """Route the receiver's reassembled frames to ``on_frame`` instead of a decoder.
+
+    Call after ``setRemoteDescription`` created the receiver and before the connection
+    starts it (``receive()`` runs only once ICE and DTLS are up, after
+    ``setLocalDescription``). The receiver still runs its jitter buffer, NACKs, RTX
+    unwrapping and loss-triggered PLIs.
+    """
+    if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
+        raise RuntimeError("receiver already started: too late to take its frames")
+    receiver._RTCRtpReceiver__decoder_queue = _EncodedFrameSink(on_frame)  # type: ignore[attr-defined]
+
+
+# --- 2. asking the publisher for a keyframe ---------------------------------------------
+
+
+async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
+    """Send a PLI for every SSRC the receiver heard from recently; False if none yet.
+
+    A PLI for an RTX SSRC is ignored by senders, so no need to tell them apart here. With
+    no SSRC heard yet there is nothing to ask: a publisher's first frame is a keyframe.
+    """
+    sources = receiver.getSynchronizationSources()
+    for source in sources:
+        await receiver._send_rtcp_pli(source.source)
+    return bool(sources)
+
+
+# --- 3. catching a viewer's PLI / FIR ---------------------------------------------------
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call ``callback`` whenever the viewer behind ``sender`` sends a PLI or FIR."""
+    sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+# --- 4. host addresses for ICE ----------------------------------------------------------
+
+_announced: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "jaga_announced_host_addresses", default=()
+)
+_original_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    configured = _announced.get()
+    if configured:
+        return [a for a in configured if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+    return _original_get_host_addresses(use_ipv4, use_ipv6)
+
+
+_get_host_addresses.jaga_wrapper = True  # type: ignore[attr-defined]
+if not getattr(aioice.ice.get_host_addresses, "jaga_wrapper", False):
+    aioice.ice.get_host_addresses = _get_host_addresses
+
+
+@contextlib.contextmanager
+def announced_host_addresses(addresses: Sequence[str]) -> Iterator[None]:
+    """Inside this block, ICE gathering binds and announces exactly ``addresses``.
+
+    Wrap ``setLocalDescription`` in it: aiortc gathers there, in tasks that inherit this
+    context. Empty ``addresses`` leaves aioice's own discovery in charge.
+    """
+    token = _announced.set(tuple(addresses))
+    try:
+        yield
+    finally:
+        _announced.reset(token)
+
+
+# --- 5. closing without leaking a late-started sender or receiver ------------------------
+
+
+async def close_peer_connection(pc: RTCPeerConnection) -> None:
+    """Close ``pc`` and everything aiortc started for it, even during the close itself."""
+    await pc.close()
+    for transceiver in pc.getTransceivers():
+        await transceiver.receiver.stop()
+        await transceiver.sender.stop()
+
+
+# --- public API, reached through here ---------------------------------------------------
+
+
+def new_peer_connection(ice_servers: Sequence[str]) -> RTCPeerConnection:
+    """A peer connection with exactly the configured ICE servers.
+
+    aiortc falls back to Google's STUN server when ``iceServers`` is left out; an explicit
+    empty list means no STUN at all, which is what we want unless one is configured.
+    """
+    servers = [RTCIceServer(urls=url) for url in ice_servers]
+    return RTCPeerConnection(RTCConfiguration(iceServers=servers))
+
+
+def parse_sdp(text: str) -> aiortc_sdp.SessionDescription:
+    """aiortc's own SDP parser (what ``setRemoteDescription`` will use)."""
+    return aiortc_sdp.SessionDescription.parse(text)
+
+
+def supported_codec(kind: str, offered: RTCRtpCodecParameters) -> RTCRtpCodecParameters | None:
+    """aiortc's local codec that can carry ``offered`` unchanged, or None.
+
+    H.264 matches only constrained baseline / baseline with packetization-mode 1: the only
+    H.264 aiortc can packetize, and the relay cannot transcode.
+    """
+    for local in CODECS.get(kind, []):
+        if local.mimeType.lower() != "video/rtx" and is_codec_compatible(local, offered):
+            return local
+    return None
+
+
+def capability_for(codec: RTCRtpCodecParameters) -> RTCRtpCodecCapability:
+    """The capability to pass to ``setCodecPreferences`` for one of aiortc's codecs."""
+    return RTCRtpCodecCapability(
+        mimeType=codec.mimeType,
+        clockRate=codec.clockRate,
+        channels=codec.channels,
+        parameters=dict(codec.parameters),
+    )
+
+
+def rtx_capability(kind: str) -> RTCRtpCodecCapability | None:
+    """The RTX capability for ``kind`` (video), so retransmissions stay negotiated."""
+    for codec in RTCRtpSender.getCapabilities(kind).codecs:
+        if codec.mimeType.lower().endswith("/rtx"):
+            return codec
+    return None

@@ -1,0 +1,369 @@
+"""The media relay: WHIP publishers in, WHEP viewers out, encoded frames forwarded between.
+
+Theory of operation (see ``docs/media.md`` for the why):
+
+- ``publish`` answers a WHIP offer with a receive-only peer connection whose receivers hand
+  encoded frames to the station's ``StationStream`` instead of decoding them. The first
+  publisher of a station becomes its source at once; a later one is *pending* and takes
+  over when it connects, after which the old one is closed.
+- ``view`` answers a WHEP offer with send-only transceivers fed by ``ViewerTrack`` queues,
+  offering exactly the codec the station's source sends. When the viewer connects, its
+  video waits for a keyframe and the publisher is asked for one (rate-limited).
+- Every peer connection ends through ``end``: on DELETE, on ICE/DTLS failure or close, if
+  it does not connect within ``CONNECT_TIMEOUT_S``, when its station's last publisher goes
+  (viewers are closed, so they see their tracks end), and on ``close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections import Counter
+from collections.abc import Coroutine
+from typing import Any
+
+from hub.errors import NotFound, RateLimited, Unavailable
+from hub.media import aiortc_seams as seams
+from hub.media.counters import MediaCounters
+from hub.media.keyframes import KeyframeRequester
+from hub.media.offer import check_offer, choose_publisher_codecs
+from hub.media.peers import answer_publisher, answer_viewer
+from hub.media.sessions import MediaEvents, MediaSession, Peer, PublisherPeer, StationState, ViewerPeer
+from hub.media.station_stream import StationStream
+from hub.media.viewer_track import ViewerTrack
+from hub.settings import MediaSettings
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 15.0  # ICE + DTLS must be up by then, or the session is ended
+KEYFRAME_INTERVAL_S = 0.5  # at most one PLI per publisher per interval
+VIDEO_QUEUE_FRAMES = 30  # ~2 s at 15 fps before a slow viewer is dropped to a keyframe
+AUDIO_QUEUE_FRAMES = 50  # 1 s of 20 ms Opus frames
+RETRY_AFTER_FULL_S = 30.0
+
+
+class MediaRelay:
+    def __init__(self, settings: MediaSettings, events: MediaEvents) -> None:
+        self.settings = settings
+        self._events = events
+        self._counters = MediaCounters()
+        self._sessions: dict[str, Peer] = {}
+        self._stations: dict[str, StationState] = {}
+        self._inflight: Counter[str] = Counter()  # offers being answered, for the caps
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        if settings.udp_ports:
+            logger.warning("media.udp_ports is not supported by aioice 0.13; using ephemeral ports")
+
+    # --- queries ---------------------------------------------------------------------
+
+    def session(self, session_id: str) -> MediaSession | None:
+        peer = self._sessions.get(session_id)
+        return peer.session if peer else None
+
+    def sessions_of(self, owner: str) -> list[MediaSession]:
+        """Every session a credential opened (a revoked token's sessions are ended)."""
+        return [peer.session for peer in self._sessions.values() if peer.session.owner == owner]
+
+    def is_publishing(self, station_id: str) -> bool:
+        station = self._stations.get(station_id)
+        return station is not None and station.active is not None
+
+    def viewer_count(self, station_id: str) -> int:
+        station = self._stations.get(station_id)
+        return len(station.viewers) if station else 0
+
+    def metrics(self) -> dict[str, int]:
+        viewers = sum(isinstance(p, ViewerPeer) for p in self._sessions.values())
+        return {
+            "publishers": sum(1 for s in self._stations.values() if s.active is not None),
+            "viewers": viewers,
+            "sessions": len(self._sessions),
+            "peer_connections": len(self._sessions),
+            **self._counters.as_dict(),
+        }
+
+    # --- WHIP ------------------------------------------------------------------------
+
+    async def publish(self, station_id: str, offer_sdp: str, *, owner: str, client_addr: str) -> MediaSession:
+        """Answer a WHIP offer for ``station_id``. Raises a ClientError for a bad offer."""
+        offer = check_offer(offer_sdp, max_bytes=self.settings.max_sdp_bytes, publishing=True)
+        codecs = choose_publisher_codecs(offer, self.settings.codecs)
+        slots = self._admit(client_addr)
+        try:
+            session_id = secrets.token_urlsafe(18)
+            pc = seams.new_peer_connection(self.settings.ice_servers)
+            try:
+                answer, receivers = await answer_publisher(
+                    pc, offer, codecs, self.settings.host_addresses,
+                    lambda kind, mime, rate, data, ts: self._forward(station_id, session_id, kind, mime, rate, data, ts),
+                )
+                self._refuse_if_closed()
+            except BaseException:
+                await seams.close_peer_connection(pc)
+                raise
+        finally:
+            self._inflight.subtract(slots)
+        session = MediaSession(session_id, "whip", station_id, owner, answer, _etag())
+        peer = PublisherPeer(session, pc, client_addr, codecs=codecs)
+        video = receivers.get("video")
+        peer.requester = KeyframeRequester(
+            (lambda: seams.request_keyframe(video)) if video else _no_keyframe,  # type: ignore[arg-type]
+            KEYFRAME_INTERVAL_S, on_sent=self._count_keyframe_request,
+        )
+        self._register(peer)
+        station = self._stations.get(station_id)
+        if station is None:
+            stream = StationStream(station_id, self._counters, self.settings.thumbnail_s, self._thumbnail)
+            station = self._stations[station_id] = StationState(stream)
+        if station.active is None:
+            station.active = peer
+            station.stream.switch_source(session_id, peer.requester.request)
+        else:
+            if station.pending is not None:
+                self._spawn(self.end(station.pending.session.id))  # the newest offer wins
+            station.pending = peer
+        return session
+
+    # --- WHEP ------------------------------------------------------------------------
+
+    async def view(self, station_id: str, offer_sdp: str, *, owner: str, client_addr: str) -> MediaSession:
+        """Answer a WHEP offer for a station that is publishing."""
+        offer = check_offer(offer_sdp, max_bytes=self.settings.max_sdp_bytes, publishing=False)
+        station = self._live_station(station_id)
+        self._check_viewer_caps(station_id, station)
+        slots = self._admit(client_addr, station_id)
+        session_id = secrets.token_urlsafe(18)
+        assert station.active is not None
+        codecs = dict(station.active.codecs)
+        tracks: list[ViewerTrack] = []
+        try:
+            pc = seams.new_peer_connection(self.settings.ice_servers)
+            try:
+                answer, tracks_by_kind = await answer_viewer(
+                    pc, offer, codecs, self.settings.host_addresses,
+                    lambda kind: self._new_track(kind, station_id, tracks),
+                    lambda: self._viewer_wants_keyframe(station_id),
+                )
+                self._refuse_if_closed()
+                station = self._live_station(station_id)  # the publisher may have left meanwhile
+            except BaseException:
+                for track in tracks:
+                    track.stop()
+                await seams.close_peer_connection(pc)
+                raise
+        finally:
+            self._inflight.subtract(slots)
+        session = MediaSession(session_id, "whep", station_id, owner, answer, _etag())
+        peer = ViewerPeer(session, pc, client_addr, codecs=codecs, tracks=tracks_by_kind)
+        self._register(peer)
+        station.viewers.add(peer)
+        for track in tracks_by_kind.values():
+            station.stream.add_track(track)
+        return session
+
+    # --- ending ----------------------------------------------------------------------
+
+    async def end(self, session_id: str) -> None:
+        """Close a session's peer connection and forget it. Safe to call more than once."""
+        peer = self._sessions.pop(session_id, None)
+        if peer is None:
+            return
+        if peer.watchdog is not None:
+            peer.watchdog.cancel()
+        station = self._stations.get(peer.session.station_id)
+        closing: list[Coroutine[Any, Any, None]] = []
+        if isinstance(peer, ViewerPeer):
+            self._detach_viewer(peer, station)
+        elif isinstance(peer, PublisherPeer) and station is not None:
+            closing += self._detach_publisher(peer, station)
+        if isinstance(peer, PublisherPeer) and peer.requester is not None:
+            await peer.requester.close()
+        await seams.close_peer_connection(peer.pc)
+        if closing:
+            await asyncio.gather(*closing)
+
+    async def close(self) -> None:
+        """Hub shutdown: end every session and wait for everything the relay started."""
+        self._closed = True
+        await asyncio.gather(*(self.end(sid) for sid in list(self._sessions)))
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # --- internals -------------------------------------------------------------------
+
+    def _register(self, peer: Peer) -> None:
+        self._sessions[peer.session.id] = peer
+        session_id = peer.session.id
+        pc = peer.pc
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc.connectionState == "connected":
+                self._connected(peer)
+            elif pc.connectionState in ("failed", "closed"):
+                self._spawn(self.end(session_id))
+
+        def give_up() -> None:
+            if not peer.connected:
+                logger.info("%s session %s did not connect in time", peer.session.kind, session_id)
+                self._spawn(self.end(session_id))
+
+        peer.watchdog = asyncio.get_running_loop().call_later(CONNECT_TIMEOUT_S, give_up)
+
+    def _connected(self, peer: Peer) -> None:
+        if peer.connected or peer.session.id not in self._sessions:
+            return
+        peer.connected = True
+        if peer.watchdog is not None:
+            peer.watchdog.cancel()
+        station = self._stations.get(peer.session.station_id)
+        if station is None:
+            return
+        if isinstance(peer, ViewerPeer):
+            for track in peer.tracks.values():
+                track.activate()
+            return
+        assert isinstance(peer, PublisherPeer)
+        if station.pending is peer:
+            replaced = station.active
+            self._take_over(station, peer)
+            if replaced is not None:
+                self._spawn(self.end(replaced.session.id))
+        if station.active is peer and not station.live:
+            station.live = True
+            self._notify("publishing_started", peer.session.station_id)
+
+    def _take_over(self, station: StationState, peer: PublisherPeer) -> None:
+        """Make ``peer`` the station's source; viewers that cannot take its codecs end."""
+        station.active, station.pending = peer, None
+        assert peer.requester is not None
+        station.stream.switch_source(peer.session.id, peer.requester.request)
+        for viewer in list(station.viewers):
+            if any(peer.codecs.get(k, c).mimeType.lower() != c.mimeType.lower() for k, c in viewer.codecs.items()):
+                self._spawn(self.end(viewer.session.id))
+
+    def _detach_viewer(self, peer: ViewerPeer, station: StationState | None) -> None:
+        for track in peer.tracks.values():
+            if station is not None:
+                station.stream.remove_track(track)
+            track.stop()
+        if station is not None:
+            station.viewers.discard(peer)
+
+    def _detach_publisher(self, peer: PublisherPeer, station: StationState) -> list[Coroutine[Any, Any, None]]:
+        """Unhook a publisher; returns what must be awaited to finish (viewers to end)."""
+        station_id = peer.session.station_id
+        if station.pending is peer:
+            station.pending = None
+            return []
+        if station.active is not peer:
+            return []
+        station.stream.clear_source(peer.session.id)
+        station.active = None
+        if station.pending is not None:
+            self._take_over(station, station.pending)
+            if station.active is not None and not station.active.connected and station.live:
+                station.live = False
+                self._notify("publishing_stopped", station_id)
+            return []
+        del self._stations[station_id]
+        if station.live:
+            self._notify("publishing_stopped", station_id)
+        return [self.end(v.session.id) for v in list(station.viewers)] + [station.stream.close()]
+
+    def _forward(self, station_id: str, session_id: str, kind: str, mime: str, rate: int, data: bytes, ts: int) -> None:
+        station = self._stations.get(station_id)
+        if station is not None:
+            station.stream.forward(session_id, kind, mime, rate, data, ts)
+
+    def _new_track(self, kind: str, station_id: str, created: list[ViewerTrack]) -> ViewerTrack:
+        track = ViewerTrack(
+            kind,
+            VIDEO_QUEUE_FRAMES if kind == "video" else AUDIO_QUEUE_FRAMES,
+            on_keyframe_needed=lambda: self._request_keyframe(station_id),
+            on_dropped=self._count_dropped,
+            on_sent=self._count_sent,
+        )
+        created.append(track)
+        return track
+
+    def _request_keyframe(self, station_id: str) -> None:
+        station = self._stations.get(station_id)
+        if station is not None:
+            station.stream.request_keyframe()
+
+    def _viewer_wants_keyframe(self, station_id: str) -> None:
+        self._counters.viewer_keyframe_requests += 1
+        self._request_keyframe(station_id)
+
+    def _live_station(self, station_id: str) -> StationState:
+        station = self._stations.get(station_id)
+        if station is None or station.active is None:
+            raise NotFound(f"station {station_id} is not live", code="not_live")
+        return station
+
+    def _check_viewer_caps(self, station_id: str, station: StationState) -> None:
+        per_station = len(station.viewers) + self._inflight[f"station:{station_id}"]
+        if per_station >= self.settings.max_viewers_per_station:
+            self._counters.sessions_refused += 1
+            raise Unavailable(f"station {station_id} has its maximum of viewers", RETRY_AFTER_FULL_S, "station_full")
+        viewers = sum(len(s.viewers) for s in self._stations.values()) + self._inflight["viewers"]
+        if viewers >= self.settings.max_viewers_per_node:
+            self._counters.sessions_refused += 1
+            raise Unavailable("this hub node has its maximum of viewers", RETRY_AFTER_FULL_S, "node_full")
+
+    def _admit(self, client_addr: str, viewing_station: str | None = None) -> Counter[str]:
+        """Check the per-address limit and reserve slots for an offer being answered."""
+        self._refuse_if_closed()
+        sessions = sum(p.client_addr == client_addr for p in self._sessions.values())
+        if sessions + self._inflight[f"addr:{client_addr}"] >= self.settings.max_sessions_per_address:
+            self._counters.sessions_refused += 1
+            raise RateLimited(f"too many media sessions from {client_addr}", retry_after=RETRY_AFTER_FULL_S)
+        slots = Counter({f"addr:{client_addr}": 1})
+        if viewing_station is not None:
+            slots.update({f"station:{viewing_station}": 1, "viewers": 1})
+        self._inflight.update(slots)
+        return slots
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise Unavailable("the hub is shutting down", retry_after=5.0, code="shutting_down")
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("media task failed", exc_info=task.exception())
+
+    def _notify(self, event: str, *args: Any) -> None:
+        try:
+            getattr(self._events, event)(*args)
+        except Exception:
+            logger.exception("MediaEvents.%s failed", event)
+
+    def _thumbnail(self, station_id: str, jpeg: bytes) -> None:
+        self._notify("thumbnail", station_id, jpeg)
+
+    def _count_keyframe_request(self) -> None:
+        self._counters.keyframe_requests += 1
+
+    def _count_dropped(self, frames: int) -> None:
+        self._counters.dropped_frames += frames
+
+    def _count_sent(self, size: int) -> None:
+        self._counters.frames_forwarded += 1
+        self._counters.bytes_forwarded += size
+
+
+async def _no_keyframe() -> bool:
+    return False
+
+
+def _etag() -> str:
+    return f'"{secrets.token_urlsafe(12)}"'

@@ -1,0 +1,200 @@
+"""WHIP (RFC 9725) and WHEP endpoints: the HTTP edge of ``hub.media``.
+
+    POST    /whip/{station}            station token (Bearer); "pendopo": an operator session
+    POST    /whep/{station}            public station: anyone; otherwise an operator session
+                                       (404 to others); "pendopo": operators and stations
+    DELETE  /whip|whep/{station}/{id}  the same credential that created the session
+    PATCH   /whip|whep/{station}/{id}  405: no trickle ICE or ICE restart (RFC 9725 §4.3.1);
+                                       offers and answers carry all candidates
+    OPTIONS any of the above           CORS preflight, plus ICE servers as Link headers
+
+Owners: "station:<id>", "operator:<name>" or "public" (an anonymous viewer: the
+unguessable session URL is its only credential, as RFC 9725 §4.1 expects).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from hub.errors import Forbidden, NotAuthenticated, NotFound, ProtocolViolation, TooLarge, UnsupportedMediaType
+from hub.routes.roles import allow
+
+PENDOPO = "pendopo"  # the control room's talk-back publisher; not in the registry
+SDP = "application/sdp"
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, DELETE, PATCH, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Expose-Headers": "Location, ETag, Link, Accept-Post, Allow",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+def _ice_links(hub: Any) -> str:
+    return ", ".join(f'<{url}>; rel="ice-server"' for url in hub.settings.media.ice_servers)
+
+
+def _headers(hub: Any, **extra: str) -> dict[str, str]:
+    headers = dict(CORS)
+    links = _ice_links(hub)
+    if links:
+        headers["Link"] = links
+    headers.update(extra)
+    return headers
+
+
+async def _read_offer(request: Request, limit: int) -> str:
+    """The SDP body, refused early if it is not SDP or larger than ``limit`` bytes."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != SDP:
+        raise UnsupportedMediaType(f"Content-Type must be {SDP}")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"SDP offer is {declared} bytes; the limit is {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"SDP offer exceeds the limit of {limit} bytes")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolViolation("SDP offer is not UTF-8") from None
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+async def _publisher_owner(request: Request, hub: Any, station_id: str) -> str:
+    if station_id == PENDOPO:
+        operator = hub.auth.operator_for(request)
+        if operator is None:
+            raise NotAuthenticated("publishing as pendopo needs an operator session")
+        return f"operator:{operator}"
+    if hub.registry.get(station_id) is None:
+        raise NotFound(f"unknown station {station_id}")
+    token = _bearer(request)
+    if token is None or not await hub.auth.check_station_token(station_id, token):
+        raise NotAuthenticated("WHIP needs Authorization: Bearer <station token>")
+    return f"station:{station_id}"
+
+
+async def _viewer_owner(request: Request, hub: Any, station_id: str) -> str:
+    """Public stations: anyone; others: operators. A station that is not visible to the
+    caller answers 404, as the rest of the API does (its existence is not disclosed).
+    The Pendopo's talk-back is for operators and for stations (their own Bearer token)."""
+    operator = hub.auth.operator_for(request)
+    if operator is not None:
+        if station_id != PENDOPO and hub.registry.get(station_id) is None:
+            raise NotFound(f"unknown station {station_id}")
+        return f"operator:{operator}"
+    if station_id == PENDOPO:
+        token = _bearer(request)
+        listener = await _station_for_token(hub, token) if token else None
+        if listener is None:
+            raise NotAuthenticated("the Pendopo talk-back needs a station token or an operator session")
+        return f"station:{listener}"
+    station = hub.registry.get(station_id)
+    if station is None or not station.public:
+        raise NotFound(f"unknown station {station_id}")
+    return "public"
+
+
+async def _station_for_token(hub: Any, token: str) -> str | None:
+    station_id = await hub.auth.station_for_token(token)
+    return station_id if station_id in hub.registry else None
+
+
+def _created(hub: Any, request: Request, session: Any) -> Response:
+    location = f"/{session.kind}/{session.station_id}/{session.id}"
+    headers = _headers(hub, Location=location, ETag=session.etag)
+    return Response(session.answer_sdp, status_code=201, media_type=SDP, headers=headers)
+
+
+@allow("station", "operator")
+async def whip_post(request: Request) -> Response:
+    hub = request.app.state.hub
+    station_id = request.path_params["station"]
+    owner = await _publisher_owner(request, hub, station_id)
+    offer = await _read_offer(request, hub.settings.media.max_sdp_bytes)
+    session = await hub.media.publish(station_id, offer, owner=owner, client_addr=_client(request))
+    return _created(hub, request, session)
+
+
+@allow("public", "operator")
+async def whep_post(request: Request) -> Response:
+    hub = request.app.state.hub
+    station_id = request.path_params["station"]
+    owner = await _viewer_owner(request, hub, station_id)
+    offer = await _read_offer(request, hub.settings.media.max_sdp_bytes)
+    session = await hub.media.view(station_id, offer, owner=owner, client_addr=_client(request))
+    station = hub.registry.get(station_id)
+    if station is not None and not station.public:  # every view of a non-public office is audited
+        await hub.credentials.audit(hub.clock(), owner.partition(":")[2], "view", station_id)
+    return _created(hub, request, session)
+
+
+async def _session_owned_by_caller(request: Request, kind: str) -> Any:
+    hub = request.app.state.hub
+    station_id, session_id = request.path_params["station"], request.path_params["session"]
+    session = hub.media.session(session_id)
+    if session is None or session.kind != kind or session.station_id != station_id:
+        raise NotFound("no such media session")
+    if kind == "whip":
+        owner = await _publisher_owner(request, hub, station_id)
+    else:
+        owner = await _viewer_owner(request, hub, station_id)
+    if owner != session.owner:
+        raise Forbidden("this media session belongs to someone else")
+    return session
+
+
+def _session_endpoints(kind: str) -> tuple[Any, Any]:
+    @allow("public", "operator", "station")
+    async def delete(request: Request) -> Response:
+        session = await _session_owned_by_caller(request, kind)
+        await request.app.state.hub.media.end(session.id)
+        return Response(status_code=200, headers=dict(CORS))
+
+    @allow("public", "operator", "station")
+    async def patch(request: Request) -> Response:
+        await _session_owned_by_caller(request, kind)
+        return Response(status_code=405, headers={**CORS, "Allow": "DELETE, OPTIONS"})
+
+    return delete, patch
+
+
+@allow("public", "operator", "station")
+async def preflight(request: Request) -> Response:
+    hub = request.app.state.hub
+    allowed = "DELETE, PATCH, OPTIONS" if "session" in request.path_params else "POST, OPTIONS"
+    return Response(status_code=204, headers=_headers(hub, Allow=allowed, **{"Accept-Post": SDP}))
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+whip_delete, whip_patch = _session_endpoints("whip")
+whep_delete, whep_patch = _session_endpoints("whep")
+
+routes = [
+    Route("/whip/{station}", whip_post, methods=["POST"]),
+    Route("/whip/{station}", preflight, methods=["OPTIONS"]),
+    Route("/whip/{station}/{session}", whip_delete, methods=["DELETE"]),
+    Route("/whip/{station}/{session}", whip_patch, methods=["PATCH"]),
+    Route("/whip/{station}/{session}", preflight, methods=["OPTIONS"]),
+    Route("/whep/{station}", whep_post, methods=["POST"]),
+    Route("/whep/{station}", preflight, methods=["OPTIONS"]),
+    Route("/whep/{station}/{session}", whep_delete, methods=["DELETE"]),
+    Route("/whep/{station}/{session}", whep_patch, methods=["PATCH"]),
+    Route("/whep/{station}/{session}", preflight, methods=["OPTIONS"]),
+]

@@ -1,0 +1,125 @@
+"""WHIP / WHEP over HTTP on a real hub (uvicorn on port 0): RFC 9725 status codes and headers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from aiortc import RTCSessionDescription
+
+from hub.media.aiortc_seams import close_peer_connection, new_peer_connection
+from tests.conftest import RunningHub, start_hub, stop_hub, test_settings
+from tests.media.peers import PatternTrack, ToneTrack, make_offer, wait_for_state
+
+STATION = "35.09.01"
+PRIVATE = "opd.bakesbangpol"
+SDP = {"Content-Type": "application/sdp"}
+
+
+async def publisher_offer() -> tuple[object, str]:
+    pc = new_peer_connection(())
+    pc.addTransceiver(PatternTrack(), direction="sendonly")
+    pc.addTransceiver(ToneTrack(), direction="sendonly")
+    return pc, await make_offer(pc)
+
+
+async def viewer_offer() -> tuple[object, str]:
+    pc = new_peer_connection(())
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+    return pc, await make_offer(pc)
+
+
+async def test_whip_and_whep_round_trip_with_rfc_9725_headers(hub: RunningHub) -> None:
+    token = await hub.token(STATION)
+    publisher, offer = await publisher_offer()
+    viewer, view_offer = await viewer_offer()
+    async with httpx.AsyncClient(base_url=hub.http) as http:
+        auth = {"Authorization": f"Bearer {token}", **SDP}
+        created = await http.post(f"/whip/{STATION}", content=offer, headers=auth)
+        assert created.status_code == 201, created.text
+        assert created.headers["content-type"].startswith("application/sdp")
+        location, etag = created.headers["location"], created.headers["etag"]
+        assert location.startswith(f"/whip/{STATION}/") and len(location.rsplit("/", 1)[1]) >= 24
+        assert etag.startswith('"') and created.headers["access-control-allow-origin"] == "*"
+        assert "Location" in created.headers["access-control-expose-headers"]
+        assert "link" not in created.headers  # no ICE servers configured: nothing to announce
+        await publisher.setRemoteDescription(RTCSessionDescription(created.text, "answer"))
+        await wait_for_state(publisher, "connected")
+
+        watched = await http.post(f"/whep/{STATION}", content=view_offer, headers=SDP)
+        assert watched.status_code == 201, watched.text
+        await viewer.setRemoteDescription(RTCSessionDescription(watched.text, "answer"))
+        await wait_for_state(viewer, "connected")
+        assert hub.hub.media.viewer_count(STATION) == 1
+
+        whep = watched.headers["location"]
+        assert (await http.patch(whep, content="a=candidate", headers={"Content-Type": "application/trickle-ice-sdpfrag"})).status_code == 405
+        assert (await http.delete(location)).status_code == 401  # no token
+        other = await hub.token("35.09.02")
+        assert (await http.delete(location, headers={"Authorization": f"Bearer {other}"})).status_code == 401
+        assert (await http.delete(f"/whip/{STATION}/not-a-session", headers=auth)).status_code == 404
+        assert (await http.delete(whep)).status_code == 200
+        await wait_for_state(viewer, "closed")
+        assert (await http.delete(whep)).status_code == 404  # gone
+        assert (await http.delete(location, headers=auth)).status_code == 200
+        await wait_for_state(publisher, "closed")
+        assert not hub.hub.media.is_publishing(STATION)
+    await close_peer_connection(viewer)
+    await close_peer_connection(publisher)
+
+
+async def test_whep_session_of_an_operator_cannot_be_deleted_anonymously(hub: RunningHub) -> None:
+    token = await hub.token(PRIVATE)
+    await hub.hub.auth.add_operator("budi", "rahasia-sekali")
+    publisher, offer = await publisher_offer()
+    viewer, view_offer = await viewer_offer()
+    async with httpx.AsyncClient(base_url=hub.http) as anonymous, httpx.AsyncClient(base_url=hub.http) as operator:
+        login = await operator.post("/api/v1/auth/login", json={"username": "budi", "password": "rahasia-sekali"})
+        assert login.status_code == 200
+        created = await anonymous.post(f"/whip/{PRIVATE}", content=offer, headers={"Authorization": f"Bearer {token}", **SDP})
+        assert created.status_code == 201
+        assert (await anonymous.post(f"/whep/{PRIVATE}", content=view_offer, headers=SDP)).status_code == 404
+        watched = await operator.post(f"/whep/{PRIVATE}", content=view_offer, headers=SDP)
+        assert watched.status_code == 201, watched.text
+        whep = watched.headers["location"]
+        assert (await anonymous.delete(whep)).status_code == 404  # not even visible to the public
+        assert (await operator.delete(whep)).status_code == 200
+    await close_peer_connection(viewer)
+    await close_peer_connection(publisher)
+
+
+async def test_bad_requests_get_clear_errors(hub: RunningHub) -> None:
+    token = await hub.token(STATION)
+    publisher, offer = await publisher_offer()
+    await close_peer_connection(publisher)
+    auth = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=hub.http) as http:
+        cases = [
+            (await http.post(f"/whip/{STATION}", content=offer, headers=SDP), 401, "not_authenticated"),
+            (await http.post(f"/whip/{STATION}", content=offer, headers={"Authorization": "Bearer nope", **SDP}), 401, "not_authenticated"),
+            (await http.post(f"/whip/{STATION}", content=offer, headers={**auth, "Content-Type": "text/plain"}), 415, "unsupported_media_type"),
+            (await http.post(f"/whip/{STATION}", content=offer + "a=x:" + "y" * 30_000, headers={**auth, **SDP}), 413, "too_large"),
+            (await http.post(f"/whip/{STATION}", content="v=0\r\nnonsense", headers={**auth, **SDP}), 400, "protocol"),
+            (await http.post("/whip/99.99.99", content=offer, headers={**auth, **SDP}), 404, "not_found"),
+            (await http.post(f"/whep/{STATION}", content=offer.replace("sendonly", "recvonly"), headers=SDP), 404, "not_live"),
+        ]
+    for response, status, code in cases:
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["code"] == code
+    assert hub.hub.media.metrics()["sessions"] == 0
+
+
+async def test_options_preflight_announces_cors_and_ice_servers(tmp_path: Path) -> None:
+    settings = test_settings(tmp_path, media={"ice_servers": ["stun:127.0.0.1:3478", "stun:127.0.0.2:3478"]})
+    running = await start_hub(settings)
+    try:
+        async with httpx.AsyncClient(base_url=running.http) as http:
+            for path in (f"/whip/{STATION}", f"/whep/{STATION}", f"/whep/{STATION}/some-session"):
+                response = await http.options(path, headers={"Origin": "https://obs.example", "Access-Control-Request-Method": "POST"})
+                assert response.status_code == 204
+                assert response.headers["access-control-allow-origin"] == "*"
+                assert "Authorization" in response.headers["access-control-allow-headers"]
+                assert response.headers["link"] == '<stun:127.0.0.1:3478>; rel="ice-server", <stun:127.0.0.2:3478>; rel="ice-server"'
+    finally:
+        await stop_hub(running)
