@@ -123,3 +123,23 @@ async def test_options_preflight_announces_cors_and_ice_servers(tmp_path: Path) 
                 assert response.headers["link"] == '<stun:127.0.0.1:3478>; rel="ice-server", <stun:127.0.0.2:3478>; rel="ice-server"'
     finally:
         await stop_hub(running)
+
+
+async def test_an_operators_view_of_a_non_public_station_is_audited(hub: RunningHub) -> None:
+    token = await hub.token(PRIVATE)
+    await hub.hub.auth.add_operator("sari", "rahasia-sekali")
+    publisher, offer = await publisher_offer()
+    viewer, view_offer = await viewer_offer()
+    async with httpx.AsyncClient(base_url=hub.http) as http:
+        created = await http.post(f"/whip/{PRIVATE}", content=offer,
+                                  headers={"Authorization": f"Bearer {token}", **SDP})
+        await publisher.setRemoteDescription(RTCSessionDescription(created.text, "answer"))
+        await wait_for_state(publisher, "connected")
+        assert (await http.post(f"/whep/{PRIVATE}", content=view_offer, headers=SDP)).status_code == 404
+        await http.post("/api/v1/auth/login", json={"username": "sari", "password": "rahasia-sekali"})
+        watched = await http.post(f"/whep/{PRIVATE}", content=view_offer, headers=SDP)
+        assert watched.status_code == 201, watched.text
+        audit = (await http.get("/api/v1/audit")).json()["entries"]
+    assert audit[0] == {"at": audit[0]["at"], "actor": "sari", "action": "view", "detail": PRIVATE}
+    await close_peer_connection(viewer)
+    await close_peer_connection(publisher)
