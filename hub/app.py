@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.backends.base import Bus, CredentialStore, PresenceStore
+from hub.backends.nodes import ClusterHooks, build_router
 from hub.core.registry import Registry, parse_registry
 from hub.core.schedule import Schedule
 from hub.errors import ClientError, ConfigError, RateLimited, RegistryError, Unavailable
@@ -89,6 +90,8 @@ class Hub:
         self.metrics = Metrics()
         self.bus, self.presence_store, self.credentials, ledger = build_backend(settings)
         self.ledger = BufferedLedger(ledger)
+        # Where stations are and who answers for them (one node: here; a cluster: Redis).
+        self.router = build_router(settings, self.bus, self.presence_store, lambda: self.settings.public_url, clock)
         self.auth = AuthService(self.credentials, settings.auth, session_secret(settings), clock)
         self.reports = ReportsService(ledger, self.schedule, settings.schedule.full_coverage, clock)
         self.stations = StationsService(settings, self.registry, self.schedule, self.auth, self.ledger,
@@ -134,14 +137,16 @@ class Hub:
                                     lambda: {k: float(v) for k, v in self.media.metrics().items()})
 
     def readiness(self) -> dict[str, bool]:
-        return {"ledger": self.ledger.healthy, "events": self.watchers.ready.is_set()}
+        return {"ledger": self.ledger.healthy, "events": self.watchers.ready.is_set(), **self.router.readiness()}
 
     async def start(self) -> None:
         recovered = await self.ledger.inner.recover(self.settings.node_id)
         if recovered:
             log.warning("closed %d intervals left open by a crash at their last checkpoint", recovered)
+        await self.router.join(ClusterHooks(self.stations.republish, self.stations.node_lost,
+                                            self.watchers.resync, self.ledger.flush))
         self._tasks = [asyncio.create_task(coro) for coro in (
-            self.watchers.run(), self.stations.deliver_commands(), self._timers())]
+            self.watchers.run(), self.stations.deliver_commands(), self._timers(), self.router.run())]
         await asyncio.wait_for(self.watchers.ready.wait(), 10)
 
     async def _timers(self) -> None:
@@ -172,6 +177,7 @@ class Hub:
         with contextlib.suppress(Exception):
             if await self.ledger.flush():
                 await self.ledger.inner.close_all(self.clock(), "shutdown", self.settings.node_id)
+        await self.router.leave()
         await self.bus.close()
         await self.ledger.inner.close()
         await self.credentials.close()

@@ -17,7 +17,7 @@ from typing import Any, Callable, Protocol
 
 from hub.backends.base import Bus, PresenceStore
 from hub.core import wire
-from hub.core.presence import PresenceTable, Transition
+from hub.core.presence import OFFLINE, PresenceTable, Transition
 from hub.core.registry import Registry, Station
 from hub.core.schedule import Schedule, wall_status
 from hub.errors import NotAuthenticated, ProtocolViolation, RateLimited
@@ -65,6 +65,7 @@ class StationSession:
     token_hash: str
     agent: str = ""
     camera: str = ""
+    opened: float = 0.0
 
 
 class StationsService:
@@ -81,6 +82,7 @@ class StationsService:
         self.metrics = metrics
         self.clock = clock
         self.node = settings.node_id
+        self.multi_node = settings.hub.backend == "redis"  # stations may move between nodes
         self.table = PresenceTable(settings.presence.heartbeat_s, settings.presence.timeout_s)
         self.sessions: dict[int, StationSession] = {}
         self.thumbnails: dict[str, tuple[bytes, float]] = {}
@@ -99,7 +101,8 @@ class StationsService:
         presence = self.settings.presence
         session = StationSession(self._next_id, station, peer,
                                  TokenBucket(presence.max_messages_per_s, presence.burst, presence.burst, self.clock()),
-                                 hash_token(hello["token"]), agent=str(hello.get("agent") or "")[:80])
+                                 hash_token(hello["token"]), agent=str(hello.get("agent") or "")[:80],
+                                 opened=self.clock())
         self.sessions[session.id] = session
         async with self._lock:
             replaced, transitions = self.table.connected(station.id, session.id, self.clock())
@@ -107,6 +110,9 @@ class StationsService:
         if replaced is not None and replaced in self.sessions:
             old = self.sessions.pop(replaced)
             await old.peer.close(4409, "replaced by a newer connection")
+        if self.multi_node:  # an older connection on another node closes with 4409 too
+            await self.bus.publish(COMMANDS_CHANNEL, wire.encode_msgpack(
+                {"targets": [station.id], "replaced_by": self.node, "at": session.opened}))
         now = self.clock()
         welcome = wire.welcome(station.id, now, presence.heartbeat_s, self.schedule.describe(station, now),
                                list(self.settings.media.ice_servers))
@@ -169,6 +175,10 @@ class StationsService:
         try:
             async for frame in subscription:
                 command = wire.decode_msgpack(frame)
+                if "replaced_by" in command:
+                    if command["replaced_by"] != self.node:
+                        await self._replaced_elsewhere(command["targets"][0], command["at"])
+                    continue
                 targets = set(command["targets"])
                 for session in list(self.sessions.values()):
                     if session.station.id in targets:
@@ -203,6 +213,56 @@ class StationsService:
                 async with self._lock:
                     await self._commit(self.table.disconnected(session.station.id, session.id, self.clock(),
                                                                clean=True))
+
+    # Cluster hooks (see hub.backends.nodes): the same path, for stations held elsewhere
+
+    async def _replaced_elsewhere(self, station_id: str, at: float) -> None:
+        """A newer connection of this station opened on another node: close ours with 4409.
+        That node's hello already closed the ledger interval and wrote the shared record, so
+        this node forgets the connection without writing or announcing anything."""
+        older = [s for s in self.sessions.values() if s.station.id == station_id and s.opened <= at]
+        if not older:
+            return
+        async with self._lock:
+            self.table.forget_connection(station_id, self.clock(), "replaced")  # not committed, on purpose
+        for session in older:
+            self.sessions.pop(session.id, None)
+            await session.peer.close(4409, "replaced by a newer connection on another node")
+
+    async def node_lost(self, node: str, at: float) -> None:
+        """``node`` stopped (it died, or this is its clean stop): close its ledger intervals at
+        ``at`` and announce every station its records still hold as offline. Idempotent."""
+        reason = "shutdown" if node == self.node else "node_lost"
+        await self.ledger.inner.close_all(at, reason, node)
+        records = await self.store.load_all()
+        async with self._lock:
+            for station_id, shared in sorted(records.items()):
+                if shared.get("node") == node and shared.get("state") != OFFLINE:
+                    await self._publish_offline(station_id, at, reason)
+
+    async def republish(self) -> None:
+        """Make the shared records of this node's stations true again, each with a fresh seq:
+        after Redis came back, and at start (records a previous run of this node id left)."""
+        records = await self.store.load_all()
+        async with self._lock:
+            now = self.clock()
+            local = {record.station: record for record in self.table.records()}
+            for station_id, shared in sorted(records.items()):
+                mine = shared.get("node") == self.node and shared.get("state") != OFFLINE
+                if station_id in local and (mine or local[station_id].state != OFFLINE):
+                    await self._publish_presence(station_id, now)
+                elif mine:
+                    await self._publish_offline(station_id, now, "restart")
+            for station_id, record in local.items():
+                if station_id not in records and record.state != OFFLINE:
+                    await self._publish_presence(station_id, now)
+
+    async def _publish_offline(self, station_id: str, at: float, reason: str) -> None:
+        station = self.registry.get(station_id)
+        status = wall_status(OFFLINE, self.schedule.expected_on(station, self.clock())) if station else OFFLINE
+        shared = {"state": OFFLINE, "since": at, "reason": reason, "status": status, "activity": None, "node": None}
+        await self._publish({"t": "presence", "id": station_id, "state": OFFLINE, "status": status, "since": at,
+                             "reason": reason}, record=shared)
 
     async def shutdown(self) -> None:
         for session in list(self.sessions.values()):
@@ -244,15 +304,18 @@ class StationsService:
             return
         self._next_sweep = self.schedule.next_change(now)
         for station in self.registry:
+            if self.multi_node and self.table.get(station.id).state == OFFLINE:
+                continue  # another node may hold it: only the holder writes its record
             status = self.status(station, now)
             previous = self._statuses.setdefault(station.id, status)
             if previous != status:
                 await self._publish_presence(station.id, now)
 
-    async def _publish(self, event: dict[str, Any], record: bool = False) -> None:
+    async def _publish(self, event: dict[str, Any], record: bool | dict[str, Any] = False) -> None:
         event["seq"] = await self.store.next_seq()
         if record:
-            await self.store.save(event["id"], self.shared_record(event["id"]))
+            shared = record if isinstance(record, dict) else self.shared_record(event["id"])
+            await self.store.save(event["id"], {**shared, "seq": event["seq"]})  # seq: the record's version
         await self.bus.publish(EVENTS_CHANNEL, wire.encode_msgpack(event))
 
     def shared_record(self, station_id: str) -> dict[str, Any]:

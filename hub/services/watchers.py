@@ -141,11 +141,19 @@ class WatchService:
     def apply(self, frame: bytes) -> None:
         event = wire.decode_msgpack(frame)
         seq, station_id = event["seq"], event["id"]
-        if seq <= self.last_seq:
-            return  # already applied (a resync reloaded it)
-        self.last_seq = seq
         record = self.view.setdefault(station_id, {})
         kind = event["t"]
+        # A station's record carries the seq that wrote it (its version). With several nodes,
+        # two INCR-then-publish may cross, so frames are ordered per station, not globally:
+        # a frame older than the record it would change was already applied (or a resync
+        # loaded something newer) and is dropped.
+        if kind in ("presence", "activity"):
+            if seq <= record.get("seq", 0):
+                return
+            record["seq"] = seq
+        elif seq <= self.last_seq:
+            return
+        self.last_seq = max(self.last_seq, seq)
         if kind == "presence":
             record.update(state=event["state"], status=event["status"], since=event["since"],
                           reason=event.get("reason"))
@@ -153,6 +161,11 @@ class WatchService:
             record["activity"] = {"title": event["title"], "since": event["since"]} if event["title"] else None
         self.history.append((seq, station_id, frame))
         self._fan_out(station_id, frame)
+
+    async def resync(self) -> None:
+        """Reload the view from the presence store; every watcher gets a fresh snapshot
+        (after the bus lost messages, e.g. across a Redis outage)."""
+        await self._resync_all()
 
     async def _resync_all(self) -> None:
         self.view = await self.store.load_all()

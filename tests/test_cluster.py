@@ -1,0 +1,339 @@
+"""Several hub nodes on one (private) Redis: shared presence, node loss, Redis outages, reports.
+
+Nodes run in-process (``start_hub``) except where a node must die for real (``kill -9`` of a
+``python -m hub serve`` subprocess). Node TTLs are short (1 s) so node loss is quick to see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from hub.backends.redis import RedisLink
+from hub.core.registry import parse_registry
+from hub.core.schedule import Schedule
+from hub.ledger.base import Ledger, LedgerWrite
+from hub.ledger.redis import RedisLedger
+from hub.ledger.sqlite import SqliteLedger
+from hub.services.reports import ReportsService
+from hub.settings import ScheduleSettings, Settings
+from tests.conftest import TEST_REGISTRY, RunningHub, start_hub, stop_hub, test_settings, timeout
+from tests.redis_server import RedisServer, redis_server, redis_url  # noqa: F401  (fixtures)
+from tests.wsclient import JSON, Client, presence_of, station
+
+TTL_S = 1.0
+
+pytestmark = pytest.mark.redis
+
+
+def node_settings(tmp_path: Path, name: str, url: str) -> Settings:
+    home = tmp_path / name
+    home.mkdir(parents=True, exist_ok=True)
+    return test_settings(home, hub={"backend": "redis", "redis_url": url, "node_id": name, "node_ttl_s": TTL_S})
+
+
+async def start_node(tmp_path: Path, name: str, url: str) -> RunningHub:
+    running = await start_hub(node_settings(tmp_path, name, url))
+    # What `serve --port 0` does: the real port, so the registry advertises a reachable URL.
+    running.hub.settings = running.hub.settings.replace(hub={"port": running.port})
+    return running
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path, redis_url: str) -> AsyncIterator[Callable[[str], Awaitable[RunningHub]]]:
+    started: list[RunningHub] = []
+
+    async def start(name: str) -> RunningHub:
+        started.append(await start_node(tmp_path, name, redis_url))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for running in reversed(started):
+            await stop_hub(running)
+
+
+async def poll(check: Callable[[], Awaitable[bool]], wait: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout(wait)
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {wait}s: {what}")
+        await asyncio.sleep(0.02)  # polling state against a deadline
+
+
+async def ready(running: RunningHub) -> bool:
+    async with httpx.AsyncClient(base_url=running.http) as http:
+        return (await http.get("/readyz")).status_code == 200
+
+
+async def watch(running: RunningHub) -> Client:
+    watcher = await Client.open(f"{running.ws}/ws/watch", JSON)
+    assert (await watcher.recv())["t"] == "snapshot"
+    return watcher
+
+
+def state_in(snapshot: dict[str, Any], station_id: str) -> str:
+    return next(s["state"] for s in snapshot["stations"] if s["id"] == station_id)
+
+
+async def test_a_station_on_one_node_is_seen_on_the_other_within_a_second(nodes: Any) -> None:
+    a, b = await nodes("node-a"), await nodes("node-b")
+    watcher = await watch(b)
+    client, _ = await station(a.ws, "35.09.01", await a.token("35.09.01"))  # the token is shared too
+    await watcher.recv_until(presence_of("35.09.01", "online"), wait=1.0)
+    async with httpx.AsyncClient(base_url=b.http) as http:
+        row = (await http.get("/api/v1/stations/35.09.01")).json()
+        assert row["state"] == "online"
+        assert (await http.get("/readyz")).json()["checks"]["redis"] is True
+    await client.close()
+    await watcher.recv_until(presence_of("35.09.01", "offline"), wait=1.0)
+
+
+async def test_the_newest_connection_wins_across_nodes(nodes: Any) -> None:
+    a, b = await nodes("node-a"), await nodes("node-b")
+    watcher = await watch(a)
+    token = await a.token("35.09.01.2001")
+    old, _ = await station(a.ws, "35.09.01.2001", token)
+    await watcher.recv_until(presence_of("35.09.01.2001", "online"))
+    new, _ = await station(b.ws, "35.09.01.2001", token)
+    assert await old.closed_with() == 4409
+    await new.send({"t": "ping"})
+    assert (await new.recv())["t"] == "pong"
+    # Node A forgot it without announcing anything: the shared record is node B's, online.
+    records = await a.hub.presence_store.load_all()
+    assert (records["35.09.01.2001"]["node"], records["35.09.01.2001"]["state"]) == ("node-b", "online")
+    intervals = [i for i in await b.hub.ledger.inner.intervals(0, 2e10) if i.station == "35.09.01.2001"]
+    assert [(i.state, i.end_reason) for i in intervals] == [("online", "hello"), ("online", None)]
+
+
+async def test_the_router_names_the_node_where_a_station_is_live(nodes: Any) -> None:
+    a, b = await nodes("node-a"), await nodes("node-b")
+    client, _ = await station(a.ws, "opd.dinkes", await a.token("opd.dinkes"))
+    assert await b.hub.router.owner_url("opd.dinkes") is None  # online, but publishing nothing
+    await a.hub.stations.set_publishing("opd.dinkes", True)  # what the relay reports on WHIP
+
+    async def points_at_a() -> bool:  # with port 0 the real URL is registered at the next heartbeat
+        return await b.hub.router.owner_url("opd.dinkes") == a.http
+
+    await poll(points_at_a, TTL_S, "B to route opd.dinkes to A")
+    assert await a.hub.router.owner_url("opd.dinkes") is None  # here
+    assert await b.hub.router.owner_url("35.09.02") is None  # nobody
+    await client.close()
+
+
+# A node killed for real
+
+
+def write_config(directory: Path, url: str, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "stations.csv").write_text(TEST_REGISTRY)
+    config = directory / "config.toml"
+    config.write_text(f"""
+[hub]
+host = "127.0.0.1"
+data_dir = "data"
+backend = "redis"
+redis_url = "{url}"
+node_id = "{name}"
+node_ttl_s = {TTL_S}
+checkpoint_s = 0.2
+[stations]
+registry = "stations.csv"
+[presence]
+heartbeat_s = 0.2
+timeout_s = 1.0
+[schedule]
+workdays = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+start = "00:00"
+end = "23:59"
+national_holidays = false
+[media]
+host_addresses = ["127.0.0.1"]
+""")
+    return config
+
+
+async def serve_subprocess(directory: Path, url: str, name: str) -> tuple[subprocess.Popen[bytes], str]:
+    config = write_config(directory, url, name)
+    port_file = directory / "port"
+    with open(directory / "stderr.log", "wb") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "hub", "--config", str(config), "serve", "--port", "0",
+                                    "--port-file", str(port_file)], cwd=Path(__file__).parent.parent,
+                                   stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    async def listening() -> bool:
+        assert process.poll() is None, (directory / "stderr.log").read_text()
+        return port_file.exists() and port_file.read_text().strip() != ""
+
+    await poll(listening, 30, "the subprocess hub to listen")
+    return process, f"ws://127.0.0.1:{port_file.read_text().strip()}"
+
+
+async def test_kill_9_of_a_node_takes_its_stations_offline_on_the_others(
+        nodes: Any, tmp_path: Path, redis_url: str) -> None:
+    b = await nodes("node-b")
+    process, a_ws = await serve_subprocess(tmp_path / "node-a", redis_url, "node-a")
+    try:
+        watcher = await watch(b)
+        client, _ = await station(a_ws, "35.09.02", await b.token("35.09.02"))
+        await watcher.recv_until(presence_of("35.09.02", "online"), wait=1.0)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout(10))
+        killed_at = b.hub.clock()
+        offline = await watcher.recv_until(presence_of("35.09.02", "offline"), wait=TTL_S + 1.5)
+        assert offline["reason"] == "node_lost"
+        assert b.hub.clock() - killed_at <= timeout(TTL_S + 1.5)
+        intervals = [i for i in await b.hub.ledger.inner.intervals(0, 2e10) if i.station == "35.09.02"]
+        assert intervals and all(i.end is not None for i in intervals)
+        assert intervals[-1].end_reason == "node_lost" and intervals[-1].end <= killed_at
+        client.abort()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+# Redis going away and coming back
+
+
+@pytest.fixture
+async def persistent_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis", persistent=True)  # the ledger must survive the restart
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def record_ledger_writes(running: RunningHub, writes: list[LedgerWrite]) -> None:
+    """Every write a node's stations service makes: what the stations actually did."""
+    apply = running.hub.ledger.apply
+
+    async def recording(write: LedgerWrite) -> None:
+        writes.append(write)
+        await apply(write)
+
+    running.hub.ledger.apply = recording  # type: ignore[method-assign]
+
+
+async def test_a_redis_outage_loses_and_doubles_nothing(tmp_path: Path, persistent_redis: RedisServer) -> None:
+    a = await start_node(tmp_path, "node-a", persistent_redis.url)
+    b = await start_node(tmp_path, "node-b", persistent_redis.url)
+    try:
+        writes: list[LedgerWrite] = []
+        record_ledger_writes(a, writes)
+        record_ledger_writes(b, writes)
+        on_a, on_b = await watch(a), await watch(b)
+        token_1, token_2 = await a.token("35.09.01"), await a.token("opd.dinkes")
+        first, _ = await station(a.ws, "35.09.01", token_1)
+        second, _ = await station(b.ws, "opd.dinkes", token_2)
+        await on_b.recv_until(presence_of("35.09.01", "online"))
+        await on_a.recv_until(presence_of("opd.dinkes", "online"))
+
+        persistent_redis.stop()
+        for running in (a, b):
+            await poll(lambda: _not(ready(running)), 5, "the node to notice Redis is gone")
+        # Each node keeps serving its own stations and watchers meanwhile.
+        await first.close()
+        await on_a.recv_until(presence_of("35.09.01", "offline"))
+        again, _ = await station(a.ws, "35.09.01", token_1)  # the cached token still opens the door
+        await on_a.recv_until(presence_of("35.09.01", "online"))
+        await second.close()
+        await on_b.recv_until(presence_of("opd.dinkes", "offline"))
+        assert a.hub.ledger.pending and b.hub.ledger.pending
+
+        persistent_redis.start()
+        for running in (a, b):
+            await poll(lambda: ready(running), 10, "the node to be ready again")
+        # Node B's watcher is resynced with what happened on A meanwhile.
+        snapshot = await on_b.recv_until(lambda m: m["t"] == "snapshot" and state_in(m, "35.09.01") == "online")
+        assert state_in(snapshot, "opd.dinkes") == "offline"
+
+        expected = SqliteLedger(tmp_path / "expected.db")
+        for write in sorted(writes, key=lambda w: w.at):
+            await expected.apply(write)
+        assert await a.hub.ledger.inner.intervals(0, 2e10) == await expected.intervals(0, 2e10)
+        assert await a.hub.ledger.inner.activities(0, 2e10) == await expected.activities(0, 2e10)
+        await expected.close()
+        await again.close()
+    finally:
+        await stop_hub(b)
+        await stop_hub(a)
+
+
+async def _not(check: Awaitable[bool]) -> bool:
+    return not await check
+
+
+# The same history, the same reports
+
+
+def a_day_of_history(day: dt.date, schedule: Schedule, seed: int) -> list[LedgerWrite]:
+    """Every station of the test registry, connecting, going live, dropping, over one day."""
+    rng = random.Random(seed)
+    start, end = schedule.day_bounds(day)
+    writes = []
+    for station_id in [s.id for s in parse_registry(TEST_REGISTRY)]:
+        at = start + rng.uniform(0, 4 * 3600)
+        state = "offline"
+        while at < end:
+            state = rng.choice([s for s in ("online", "live", "reconnecting", "offline") if s != state])
+            writes.append(LedgerWrite("transition", station_id, state, at, rng.choice(["hello", "lost", "closed"])))
+            if rng.random() < 0.2:
+                title = rng.choice(["Musyawarah Desa", "Posyandu", None])
+                writes.append(LedgerWrite("activity", station_id, title, at + 1.5, "start"))
+            at += rng.expovariate(1 / 2400) + rng.random()
+    return sorted(writes, key=lambda w: w.at)
+
+
+async def test_the_same_history_gives_the_same_reports_on_sqlite_and_redis(tmp_path: Path, redis_url: str) -> None:
+    schedule = Schedule(ScheduleSettings(national_holidays=False))
+    stations = list(parse_registry(TEST_REGISTRY))
+    month = [dt.date(2026, 2, d) for d in range(1, 29)]
+    writes = [w for i, day in enumerate(month[:5]) for w in a_day_of_history(day, schedule, seed=i)]
+    now = schedule.day_bounds(dt.date(2026, 3, 2))[0]
+    link = RedisLink(redis_url).hold()
+    ledgers: list[Ledger] = [SqliteLedger(tmp_path / "jaga.db", "n"), RedisLedger(link, "n")]
+    try:
+        reports = []
+        for ledger in ledgers:
+            for write in writes:
+                await ledger.apply(write)
+            service = ReportsService(ledger, schedule, 0.8, clock=lambda: now)
+            daily = [await service.daily(day, stations) for day in month[:6]]
+            monthly = {group: await service.monthly(month, stations, group)
+                       for group in ("station", "kecamatan", "kind", "opd")}
+            activities = [await service.activities(day, stations) for day in month[:5]]
+            reports.append((daily, monthly, activities))
+        assert reports[0] == reports[1]
+        daily_rows = [row for day in reports[0][0] for row in day]
+        assert any(row["live_s"] > 0 for row in daily_rows) and reports[0][2][2]  # the history is not empty
+        assert {row["status"] for row in daily_rows} >= {"libur", "sebagian"}
+    finally:
+        for ledger in ledgers:
+            await ledger.close()
+        await link.release()
+
+
+async def test_a_token_minted_by_the_cli_opens_every_node(nodes: Any, tmp_path: Path, redis_url: str) -> None:
+    a = await nodes("node-a")
+    config = write_config(tmp_path / "cli", redis_url, "cli")
+    minted = subprocess.run([sys.executable, "-m", "hub", "--config", str(config), "stations", "token", "35.09.02.1001"],
+                            capture_output=True, text=True, timeout=timeout(30), cwd=Path(__file__).parent.parent)
+    assert minted.returncode == 0, minted.stderr
+    client, welcome = await station(a.ws, "35.09.02.1001", minted.stdout.strip().splitlines()[-1])
+    assert welcome["station"] == "35.09.02.1001"
+    await client.close()
