@@ -84,7 +84,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                             ws_max_size=WS_MAX_SIZE, ws_per_message_deflate=False, lifespan="on",
                             log_level="info", access_log=False, timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
-    return asyncio.run(_serve(server, app, settings, args.port_file))
+    try:
+        return asyncio.run(_serve(server, app, settings, args.port_file))
+    except KeyboardInterrupt:  # uvicorn already shut down cleanly on the first Ctrl-C
+        return 0
 
 
 async def _serve(server: "uvicorn.Server", app: object, settings: Settings, port_file: str | None) -> int:  # noqa: F821

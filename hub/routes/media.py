@@ -134,6 +134,10 @@ async def whep_post(request: Request) -> Response:
     hub = request.app.state.hub
     station_id = request.path_params["station"]
     owner = await _viewer_owner(request, hub, station_id)
+    owner_url = await hub.router.owner_url(station_id)
+    if owner_url is not None:  # published on another node: WHEP clients follow redirects
+        query = f"?{request.url.query}" if request.url.query else ""
+        return Response(status_code=307, headers=_headers(hub, Location=owner_url + request.url.path + query))
     offer = await _read_offer(request, hub.settings.media.max_sdp_bytes)
     session = await hub.media.view(station_id, offer, owner=owner, client_addr=_client(request))
     station = hub.registry.get(station_id)

@@ -14,14 +14,16 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hub.core import wire
-from hub.errors import ClientError, NotAuthenticated, ProtocolViolation, RateLimited, TooLarge
+from hub.errors import ClientError, NotAuthenticated, ProtocolViolation, RateLimited, TooLarge, Unavailable
 from hub.routes.roles import allow
 from hub.services.stations import StationSession
 from hub.services.watchers import Watcher
 
 log = logging.getLogger("jaga.ws")
 
-CLEAN_CLOSE_CODES = {1000, 1001}
+# A station that said goodbye (1000/1001), or a hub going down (uvicorn closes its sockets
+# with 1012 before the app's shutdown runs): offline at once, not "reconnecting".
+CLEAN_CLOSE_CODES = {1000, 1001, 1012}
 
 
 class SocketPeer:
@@ -98,6 +100,8 @@ async def station_socket(websocket: WebSocket) -> None:
     except ClientError as exc:
         metrics.errors.labels(exc.code).inc()
         code = exc.close_code if isinstance(exc, (NotAuthenticated, TooLarge)) else 4400
+        if isinstance(exc, Unavailable):
+            code = 1013  # "try again later": e.g. the token store is unreachable
         await peer.send(wire.error(exc.code, exc.message))
         await peer.close(code, exc.message[:120])
         return

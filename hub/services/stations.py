@@ -86,6 +86,7 @@ class StationsService:
         self.table = PresenceTable(settings.presence.heartbeat_s, settings.presence.timeout_s)
         self.sessions: dict[int, StationSession] = {}
         self.thumbnails: dict[str, tuple[bytes, float]] = {}
+        self.agent_thumbnail_at: dict[str, float] = {}
         self._next_id = 0
         self._lock = asyncio.Lock()
         self._statuses: dict[str, str] = {}  # the wall status last announced per station
@@ -128,6 +129,7 @@ class StationsService:
             await session.peer.send({"t": "pong", "server_time": now})
         elif kind == "thumb":
             await self.store_thumbnail(station_id, message["jpeg"])
+            self.agent_thumbnail_at[station_id] = now
         async with self._lock:
             await self._commit(self.table.seen(station_id, session.id, now))
             if kind == "hb":
