@@ -138,7 +138,10 @@ class Hub:
         return {"ledger": self.ledger.healthy, "events": self.watchers.ready.is_set(), **self.router.readiness()}
 
     async def start(self) -> None:
-        recovered = await self.ledger.inner.recover(self.settings.node_id)
+        # One node owns the whole SQLite ledger, whatever its address was last time (a
+        # `--port 0` hub gets a new one per start); in a cluster each node recovers its own.
+        node = self.settings.node_id if self.settings.hub.backend == "redis" else None
+        recovered = await self.ledger.inner.recover(node)
         if recovered:
             log.warning("closed %d intervals left open by a crash at their last checkpoint", recovered)
         await self.router.join(ClusterHooks(self.stations.republish, self.stations.node_lost,
