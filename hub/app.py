@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import time
 from pathlib import Path
@@ -109,7 +110,7 @@ class Hub:
         return MediaRelay(self.settings.media, MediaEvents(self))
 
     def _viewers(self, station_id: str) -> int:
-        return self.media.viewer_count(station_id) if self.media else 0
+        return self.media.viewer_count(station_id)
 
     def _thumb_at(self, station_id: str) -> float | None:
         found = self.stations.thumbnails.get(station_id)
@@ -130,9 +131,9 @@ class Hub:
                                 lambda: {"": float(len(self.ledger.pending))})
         self.metrics.add_gauges("jaga_watchers", "Watch sockets on this node", "",
                                 lambda: {"": float(len(self.watchers.watchers))})
-        if self.media is not None:
-            self.metrics.add_gauges("jaga_media", "Media relay counters", "counter",
-                                    lambda: {k: float(v) for k, v in self.media.metrics().items()})
+        self.metrics.add_gauges("jaga_media", "Media relay counters", "counter",
+                                lambda: {k: float(v) for k, v in self.media.metrics().items()})
+        self.metrics.add_gauges("jaga_process", "What a soak watches for leaks", "resource", process_resources)
 
     def readiness(self) -> dict[str, bool]:
         return {"ledger": self.ledger.healthy, "events": self.watchers.ready.is_set(), **self.router.readiness()}
@@ -182,6 +183,16 @@ class Hub:
         await self.bus.close()
         await self.ledger.inner.close()
         await self.credentials.close()
+
+
+def process_resources() -> dict[str, float]:
+    """Tasks, open file descriptors and resident memory of this process (Linux /proc)."""
+    resources = {"asyncio_tasks": float(len(asyncio.all_tasks()))}
+    with contextlib.suppress(OSError):
+        resources["open_fds"] = float(len(os.listdir("/proc/self/fd")))
+        with open("/proc/self/statm") as statm:
+            resources["rss_bytes"] = float(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+    return resources
 
 
 class MediaEvents:
