@@ -182,3 +182,17 @@ async def test_health_ready_and_metrics(hub: RunningHub) -> None:
     assert 'jaga_stations{state="online"} 1.0' in text
     assert "jaga_messages_in_total" in text
     await client.close()
+
+
+async def test_cookies_are_secure_when_served_over_https(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import start_hub, stop_hub, test_settings
+
+    running = await start_hub(test_settings(tmp_path, hub={"secure_cookies": True}))
+    try:
+        await running.hub.auth.add_operator("budi", "rahasia-sekali")
+        async with httpx.AsyncClient(base_url=running.http) as http:
+            response = await http.post("/api/v1/auth/login", json={"username": "budi", "password": "rahasia-sekali"})
+        cookies = response.headers.get_list("set-cookie")
+        assert cookies and all("Secure" in cookie for cookie in cookies)
+    finally:
+        await stop_hub(running)
