@@ -104,6 +104,9 @@ class Hub:
                                      settings.presence.watch_history, settings.presence.watcher_backlog,
                                      viewers=self._viewers, thumb_at=self._thumb_at, clock=clock)
         self._tasks: list[asyncio.Task[None]] = []
+        # WHIP session id → (station, hash of the token it was opened with), so that rotating
+        # a token also ends a publisher that never opened a WebSocket (OBS, GStreamer).
+        self.whip_credentials: dict[str, tuple[str, str]] = {}
         self._register_metrics()
 
     def _build_media(self) -> MediaRelay:
@@ -162,12 +165,24 @@ class Hub:
                 if now >= next_checkpoint:
                     next_checkpoint = now + self.settings.hub.checkpoint_s
                     await self.stations.close_revoked()
+                    await self._end_revoked_publishers()
                     if not await self.ledger.checkpoint(now):
                         log.error("ledger unavailable, holding %d writes: %s",
                                   len(self.ledger.pending), self.ledger.last_error)
             except Exception:
                 log.exception("timer tick failed")
             await asyncio.sleep(tick_s)
+
+    async def _end_revoked_publishers(self) -> None:
+        self.whip_credentials = {sid: c for sid, c in self.whip_credentials.items() if self.media.session(sid)}
+        if not self.whip_credentials:
+            return
+        revoked = set(await self.auth.revoked(dict(self.whip_credentials.values())))
+        for session_id, (station_id, _) in list(self.whip_credentials.items()):
+            if station_id in revoked:
+                log.warning("token of %s was rotated: ending its WHIP session", station_id)
+                del self.whip_credentials[session_id]
+                await self.media.end(session_id)
 
     async def stop(self) -> None:
         await self.stations.shutdown()

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from hub.errors import Forbidden, NotAuthenticated, NotFound, ProtocolViolation, TooLarge, UnsupportedMediaType
 from hub.routes.roles import allow
+from hub.services.auth import hash_token
 
 PENDOPO = "pendopo"  # the control room's talk-back publisher; not in the registry
 SDP = "application/sdp"
@@ -126,6 +127,9 @@ async def whip_post(request: Request) -> Response:
     owner = await _publisher_owner(request, hub, station_id)
     offer = await _read_offer(request, hub.settings.media.max_sdp_bytes)
     session = await hub.media.publish(station_id, offer, owner=owner, client_addr=_client(request))
+    token = _bearer(request)
+    if owner.startswith("station:") and token:
+        hub.whip_credentials[session.id] = (station_id, hash_token(token))
     return _created(hub, request, session)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -142,4 +143,22 @@ async def test_an_operators_view_of_a_non_public_station_is_audited(hub: Running
         audit = (await http.get("/api/v1/audit")).json()["entries"]
     assert audit[0] == {"at": audit[0]["at"], "actor": "sari", "action": "view", "detail": PRIVATE}
     await close_peer_connection(viewer)
+    await close_peer_connection(publisher)
+
+
+async def test_rotating_a_token_ends_the_whip_session_opened_with_it(hub: RunningHub) -> None:
+    token = await hub.token(STATION)
+    publisher, offer = await publisher_offer()
+    async with httpx.AsyncClient(base_url=hub.http) as http:
+        created = await http.post(f"/whip/{STATION}", content=offer,
+                                  headers={"Authorization": f"Bearer {token}", **SDP})
+        assert created.status_code == 201
+        await publisher.setRemoteDescription(RTCSessionDescription(created.text, "answer"))
+        await wait_for_state(publisher, "connected")
+        session_id = created.headers["location"].rsplit("/", 1)[1]
+        await hub.token(STATION)  # `jaga-hub stations token` from any process
+        async with asyncio.timeout(10):
+            while hub.hub.media.session(session_id) is not None:  # the next checkpoint ends it
+                await asyncio.sleep(0.05)
+        assert not hub.hub.media.is_publishing(STATION)
     await close_peer_connection(publisher)
