@@ -23,6 +23,21 @@ production:
    sender's RTCP loop then runs forever on a dead transport. We stop every sender and
    receiver again once ``close()`` returns (``stop()`` is idempotent).
 
+The RTP forwarding fast path (``viewer_egress``) needs five more:
+
+6. ``tap_rtp``: the publisher's RTP packets, as the DTLS transport hands them to
+   ``RTCRtpReceiver._handle_rtp_packet`` (shadowed per receiver; the receiver still gets
+   every packet, so its NACKs, RTCP and frame reassembly keep working).
+7. ``open_wire``: a viewer's outbound SRTP session (``RTCDtlsTransport._tx_srtp``) and
+   its nominated ICE pair's UDP transport (``aioice.Connection._nominated``), so a packet
+   is protected and sent synchronously, without aiortc's per-packet coroutines.
+8. ``on_nack``: a viewer's NACK reaches ``RTCRtpSender._retransmit(seq)``, which looks in
+   a history that stays empty here; we shadow it per sender.
+9. ``report_with``: the sender's RTCP loop sends an SR built from its own counters, which
+   stay zero here; we shadow ``RTCRtpSender._send_rtcp`` to fill in ours.
+10. ``sender_ssrcs``: the SSRCs aiortc announced for a sender (``_ssrc``, ``_rtx_ssrc``),
+    which our packets must carry so the viewer's RTCP is routed back to that sender.
+
 Everything else (peer connections, codec preferences, SDP parsing) is aiortc's public API,
 but is still reached through here so the rest of ``hub.media`` imports aiortc in one file.
 """
@@ -31,10 +46,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator, Sequence
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
+import pylibsrtp
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
@@ -43,11 +62,15 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
+from aiortc import clock as aiortc_clock
 from aiortc import sdp as aiortc_sdp
 from aiortc.codecs import CODECS
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcpeerconnection import is_codec_compatible
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "MediaStreamError",
@@ -58,12 +81,18 @@ __all__ = [
     "announced_host_addresses",
     "capability_for",
     "close_peer_connection",
+    "negotiated_media",
     "new_peer_connection",
     "on_keyframe_request",
+    "on_nack",
+    "open_wire",
     "parse_sdp",
+    "report_with",
     "request_keyframe",
+    "sender_ssrcs",
     "supported_codec",
     "take_encoded_frames",
+    "tap_rtp",
 ]
 
 # Encoded-frame callback: (codec mime type, e.g. "video/VP8", clock rate, data, timestamp).
@@ -178,7 +207,163 @@ async def close_peer_connection(pc: RTCPeerConnection) -> None:
         await transceiver.sender.stop()
 
 
+# --- 6. the publisher's RTP packets, before the jitter buffer ---------------------------
+
+# (payload type, sequence number, timestamp, marker, payload): the packet as received,
+# SRTP already removed, header extensions and padding stripped by aiortc's parser.
+RtpSink = Callable[[int, int, int, int, bytes], None]
+
+
+def tap_rtp(receiver: RTCRtpReceiver, on_packet: RtpSink) -> None:
+    """Call ``on_packet`` for each RTP packet routed to ``receiver``, before aiortc handles
+    it (RTX packets included, still wrapped). Call before the receiver starts."""
+    handle = receiver._handle_rtp_packet
+
+    async def tapped(packet: Any, arrival_time_ms: int) -> None:
+        try:
+            on_packet(packet.payload_type, packet.sequence_number, packet.timestamp, packet.marker, packet.payload)
+        except Exception:  # a forwarding bug must not take the publisher's ingress down
+            logger.exception("RTP tap failed")
+        await handle(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = tapped  # type: ignore[method-assign]
+
+
+# --- 7. sending SRTP to a viewer directly -----------------------------------------------
+
+# Bytes a viewer's UDP socket may hold in asyncio's buffer (the kernel's was full) before
+# the viewer counts as slow. UDP on a healthy path never gets here.
+MAX_SOCKET_BACKLOG = 256 * 1024
+
+
+class SrtpWire:
+    """A viewer's outbound path: its SRTP session and the nominated ICE pair's socket.
+
+    ``send`` protects and writes one RTP packet synchronously; it answers False once the
+    ICE connection is closing (aioice clears its nominated pairs first) or if libsrtp
+    refuses the packet. The pair is re-read when aioice nominates another one.
+    """
+
+    __slots__ = ("_addr", "_nominated", "_pair", "_protect", "_transport")
+
+    def __init__(self, protect: Callable[[bytes], bytes], nominated: dict[int, Any]) -> None:
+        self._protect = protect
+        self._nominated = nominated
+        self._pair: Any = None
+        self._transport: Any = None
+        self._addr: tuple[str, int] | None = None
+
+    def send(self, packet: bytes) -> bool:
+        pair = self._nominated.get(1)
+        if pair is not self._pair:
+            if pair is None:
+                return False
+            self._pair, self._transport, self._addr = pair, pair.protocol.transport, pair.remote_addr
+        try:
+            self._transport.sendto(self._protect(packet), self._addr)
+        except pylibsrtp.Error:
+            return False
+        return True
+
+    def congested(self) -> bool:
+        transport = self._transport
+        return transport is not None and transport.get_write_buffer_size() > MAX_SOCKET_BACKLOG
+
+
+def open_wire(sender: RTCRtpSender) -> SrtpWire | None:
+    """The direct path to the viewer behind ``sender``; None if DTLS is not up (yet)."""
+    dtls = sender.transport
+    protect = getattr(dtls, "_tx_srtp", None)
+    if dtls.state != "connected" or protect is None:
+        return None
+    return SrtpWire(protect.protect, dtls.transport._connection._nominated)
+
+
+# --- 8 and 9. a viewer's NACKs, and our sender reports -----------------------------------
+
+
+def on_nack(sender: RTCRtpSender, callback: Callable[[Iterable[int]], object]) -> None:
+    """Call ``callback`` with the sequence numbers a viewer NACKs (one at a time)."""
+
+    async def retransmit(sequence_number: int) -> None:
+        callback((sequence_number,))
+
+    sender._retransmit = retransmit  # type: ignore[method-assign]
+
+
+# (monotonic now) -> (RTP timestamp now, packet count, payload octet count), or None when
+# nothing was sent yet (then no SR goes out at all).
+SenderReport = Callable[[float], "tuple[int, int, int] | None"]
+
+
+def report_with(sender: RTCRtpSender, report: SenderReport) -> None:
+    """Fill the sender's periodic RTCP SR with ``report``'s values (RFC 3550 §6.4.1)."""
+    send_rtcp = sender._send_rtcp
+
+    async def send_with_our_report(packets: list[Any]) -> None:
+        for packet in packets:
+            if isinstance(packet, RtcpSrPacket):
+                values = report(time.monotonic())
+                if values is None:
+                    return
+                rtp_timestamp, packet_count, octet_count = values
+                packet.sender_info = RtcpSenderInfo(
+                    ntp_timestamp=aiortc_clock.current_ntp_time(),
+                    rtp_timestamp=rtp_timestamp,
+                    packet_count=packet_count,
+                    octet_count=octet_count,
+                )
+        await send_rtcp(packets)
+
+    sender._send_rtcp = send_with_our_report  # type: ignore[method-assign]
+
+
+# --- 10. the SSRCs a sender announced ----------------------------------------------------
+
+
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    """(media SSRC, RTX SSRC), as aiortc wrote them into the answer's ``a=ssrc`` lines."""
+    return sender._ssrc, sender._rtx_ssrc
+
+
 # --- public API, reached through here ---------------------------------------------------
+
+MID_EXTENSION = "urn:ietf:params:rtp-hdrext:sdes:mid"
+
+
+@dataclass(frozen=True)
+class NegotiatedMedia:
+    """One m-section of an answer: the codec and what RTP packets on it must look like."""
+
+    kind: str
+    mid: str
+    mime_type: str  # lower case, e.g. "video/vp8"
+    clock_rate: int
+    payload_type: int
+    rtx_payload_type: int | None
+    mid_extension_id: int | None
+
+
+def negotiated_media(answer_sdp: str) -> dict[str, NegotiatedMedia]:
+    """Per kind, the first (only) codec of each active m-section of our answer, its RTX
+    payload type and the ``mid`` header-extension id (aiortc's SDP parser)."""
+    media: dict[str, NegotiatedMedia] = {}
+    for section in aiortc_sdp.SessionDescription.parse(answer_sdp).media:
+        codecs = [c for c in section.rtp.codecs if c.mimeType.lower() != f"{section.kind}/rtx"]
+        if section.port == 0 or not codecs or section.kind in media:
+            continue
+        codec = codecs[0]
+        rtx = next(
+            (c.payloadType for c in section.rtp.codecs
+             if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") == codec.payloadType),
+            None,
+        )
+        mid_id = next((e.id for e in section.rtp.headerExtensions if e.uri == MID_EXTENSION), None)
+        media[section.kind] = NegotiatedMedia(
+            section.kind, section.rtp.muxId, codec.mimeType.lower(), codec.clockRate, codec.payloadType, rtx, mid_id
+        )
+    return media
+
 
 
 def new_peer_connection(ice_servers: Sequence[str]) -> RTCPeerConnection:

@@ -9,9 +9,11 @@ from dataclasses import asdict, dataclass
 class MediaCounters:
     frames_received: int = 0  # encoded frames taken from publishers
     keyframes_received: int = 0
-    frames_forwarded: int = 0  # frames handed to viewers' senders (one per viewer)
-    bytes_forwarded: int = 0  # encoded payload bytes of those frames
-    dropped_frames: int = 0  # frames a slow viewer lost (queue overflow)
+    packets_forwarded: int = 0  # RTP packets sent to viewers (one per viewer)
+    frames_forwarded: int = 0  # frames whose last packet was sent to a viewer (one per viewer)
+    bytes_forwarded: int = 0  # payload bytes of those packets
+    packets_retransmitted: int = 0  # viewers' NACKs answered from the station's cache
+    dropped_packets: int = 0  # packets a viewer did not get: socket backed up, or waiting for a keyframe after that
     keyframe_requests: int = 0  # PLIs sent to publishers (after rate limiting)
     viewer_keyframe_requests: int = 0  # PLI/FIR received from viewers
     thumbnails: int = 0

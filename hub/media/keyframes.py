@@ -1,7 +1,9 @@
-"""Recognising keyframes in encoded frames, and asking publishers for them sparingly.
+"""Recognising keyframes (in RTP payloads and in encoded frames), and asking publishers
+for them sparingly.
 
-A viewer can only start decoding at a keyframe, so the relay holds back delta frames from
-a new (or resynchronising) viewer and asks the publisher for a keyframe. Many viewers
+A viewer can only start decoding at a keyframe, so the relay holds back every packet from
+a new (or resynchronising) viewer until the first packet of a keyframe, and asks the
+publisher for one. Many viewers
 joining at once, or a viewer spamming PLIs, must not make the publisher send a keyframe
 per request: ``KeyframeRequester`` sends at most one request per interval, and a request
 that arrives inside the interval is not lost but folded into one sent when it ends.
@@ -15,6 +17,8 @@ from collections.abc import Awaitable, Callable
 
 H264_NAL_IDR = 5
 H264_NAL_SPS = 7
+H264_STAP_A = 24
+H264_FU_A = 28
 
 
 def is_keyframe(mime_type: str, data: bytes) -> bool:
@@ -26,6 +30,62 @@ def is_keyframe(mime_type: str, data: bytes) -> bool:
     if mime == "video/h264":
         return H264_NAL_IDR in h264_nal_types(data)
     return not mime.startswith("video/")
+
+
+def starts_keyframe(mime_type: str, payload: bytes) -> bool:
+    """True if this RTP payload is the first packet of a keyframe: where a viewer can start.
+
+    VP8 (RFC 7741 §4.2-4.3): the payload descriptor's S bit is set with partition index 0,
+    and bit 0 (P) of the VP8 payload header that follows it is 0. H.264 (RFC 6184): a
+    single NAL unit that is an SPS or IDR slice, a STAP-A aggregating one, or the first
+    fragment (FU-A with S set) of an IDR slice. Audio: every packet. ``mime_type`` is
+    lower case. Never raises on a short or malformed payload (answers False).
+    """
+    if mime_type == "video/vp8":
+        return _vp8_starts_keyframe(payload)
+    if mime_type == "video/h264":
+        return _h264_starts_keyframe(payload)
+    return not mime_type.startswith("video/")
+
+
+def _vp8_starts_keyframe(payload: bytes) -> bool:
+    size = len(payload)
+    if size < 2:
+        return False
+    first = payload[0]
+    if first & 0x17 != 0x10:  # S must be 1 and PID 0
+        return False
+    position = 1
+    if first & 0x80:  # X: extension byte I L T K
+        extension = payload[1]
+        position = 2
+        if extension & 0x80:  # I: picture id, 7 or 15 bits
+            if position >= size:
+                return False
+            position += 2 if payload[position] & 0x80 else 1
+        if extension & 0x40:  # L: TL0PICIDX
+            position += 1
+        if extension & 0x30:  # T or K: TID / KEYIDX byte
+            position += 1
+    return position < size and payload[position] & 0x01 == 0
+
+
+def _h264_starts_keyframe(payload: bytes) -> bool:
+    if not payload:
+        return False
+    nal_type = payload[0] & 0x1F
+    if nal_type in (H264_NAL_IDR, H264_NAL_SPS):
+        return True
+    if nal_type == H264_FU_A:
+        return len(payload) > 1 and payload[1] & 0x80 != 0 and payload[1] & 0x1F == H264_NAL_IDR
+    if nal_type == H264_STAP_A:
+        position = 1
+        while position + 2 < len(payload):
+            size = (payload[position] << 8) | payload[position + 1]
+            if payload[position + 2] & 0x1F in (H264_NAL_IDR, H264_NAL_SPS):
+                return True
+            position += 2 + size
+    return False
 
 
 def h264_nal_types(data: bytes) -> set[int]:

@@ -13,10 +13,12 @@ from collections.abc import Callable, Sequence
 from hub.errors import ProtocolViolation
 from hub.media import aiortc_seams as seams
 from hub.media.offer import CheckedOffer
-from hub.media.viewer_track import ViewerTrack
+from hub.media.viewer_egress import EgressParameters, IdleTrack, ViewerEgress, mid_extension_block
 
 # (kind, mime type, clock rate, encoded data, timestamp)
 KindFrameSink = Callable[[str, str, int, bytes, int], None]
+# (kind, sequence number, timestamp, marker, payload): RTX already unwrapped
+KindRtpSink = Callable[[str, int, int, int, bytes], None]
 
 
 def _prefer(transceiver, kind: str, codec: seams.RTCRtpCodecParameters) -> None:  # type: ignore[no-untyped-def]
@@ -40,25 +42,43 @@ async def _apply_offer_and_answer(
     return pc.localDescription.sdp
 
 
+def _ingress(kind: str, media: seams.NegotiatedMedia, on_rtp: KindRtpSink) -> seams.RtpSink:
+    """The publisher's packets of one kind: media as is, RTX unwrapped (RFC 4588 §4)."""
+    payload_type, rtx_payload_type = media.payload_type, media.rtx_payload_type
+
+    def on_packet(pt: int, seq: int, ts: int, marker: int, payload: bytes) -> None:
+        if pt == payload_type:
+            on_rtp(kind, seq, ts, marker, payload)
+        elif pt == rtx_payload_type and len(payload) >= 2:  # shorter: RTX padding (probing)
+            on_rtp(kind, (payload[0] << 8) | payload[1], ts, marker, payload[2:])
+
+    return on_packet
+
+
 async def answer_publisher(
     pc: seams.RTCPeerConnection,
     offer: CheckedOffer,
     codecs: dict[str, seams.RTCRtpCodecParameters],
     host_addresses: Sequence[str],
     on_frame: KindFrameSink,
+    on_rtp: KindRtpSink,
 ) -> tuple[str, dict[str, object]]:
-    """Answer a WHIP offer; encoded frames go to ``on_frame``. Returns (answer, receivers)."""
+    """Answer a WHIP offer. RTP packets go to ``on_rtp`` as they arrive; aiortc's
+    reassembled frames to ``on_frame``. Returns (answer, receivers by kind)."""
     receivers: dict[str, object] = {}
     for kind in offer.kinds:
         transceiver = pc.addTransceiver(kind, direction="recvonly")
         _prefer(transceiver, kind, codecs[kind])
         receivers[kind] = transceiver.receiver
     answer_sdp = await _apply_offer_and_answer(pc, offer, host_addresses, "WHIP")
+    negotiated = seams.negotiated_media(answer_sdp)
     for kind, receiver in receivers.items():
         seams.take_encoded_frames(
             receiver,  # type: ignore[arg-type]
             lambda mime, rate, data, ts, kind=kind: on_frame(kind, mime, rate, data, ts),
         )
+        if kind in negotiated:
+            seams.tap_rtp(receiver, _ingress(kind, negotiated[kind], on_rtp))  # type: ignore[arg-type]
     return answer_sdp, receivers
 
 
@@ -67,11 +87,17 @@ async def answer_viewer(
     offer: CheckedOffer,
     publisher_codecs: dict[str, seams.RTCRtpCodecParameters],
     host_addresses: Sequence[str],
-    make_track: Callable[[str], ViewerTrack],
+    make_egress: Callable[[EgressParameters], ViewerEgress],
     on_keyframe_request: Callable[[], None],
-) -> tuple[str, dict[str, ViewerTrack]]:
-    """Answer a WHEP offer with the publisher's codecs. Returns (answer, tracks by kind)."""
-    tracks: dict[str, ViewerTrack] = {}
+    tracks: list[IdleTrack],
+) -> tuple[str, dict[str, ViewerEgress], dict[str, object]]:
+    """Answer a WHEP offer with the publisher's codecs.
+
+    Each kind gets a sender whose track never yields (``IdleTrack``, appended to
+    ``tracks`` so the caller can stop them on any failure) and a ``ViewerEgress`` that
+    sends the media itself once connected. Returns (answer, egresses, senders by kind).
+    """
+    senders: dict[str, object] = {}
     for kind in offer.kinds:
         codec = publisher_codecs.get(kind)
         if codec is None:
@@ -82,12 +108,35 @@ async def answer_viewer(
                 f"this station sends {kind} as {codec.name}; the offer does not accept it"
                 + (" (constrained baseline, packetization-mode 1)" if codec.name == "H264" else "")
             )
-        track = make_track(kind)
+        track = IdleTrack(kind)
+        tracks.append(track)
         transceiver = pc.addTransceiver(track, direction="sendonly")
         _prefer(transceiver, kind, codec)
         seams.on_keyframe_request(transceiver.sender, on_keyframe_request)
-        tracks[kind] = track
-    if not tracks:
+        senders[kind] = transceiver.sender
+    if not senders:
         raise ProtocolViolation("the offer receives nothing this station sends")
     answer_sdp = await _apply_offer_and_answer(pc, offer, host_addresses, "WHEP")
-    return answer_sdp, tracks
+    negotiated = seams.negotiated_media(answer_sdp)
+    egresses: dict[str, ViewerEgress] = {}
+    for kind, sender in senders.items():
+        media = negotiated.get(kind)
+        if media is None:
+            raise ProtocolViolation(f"no {kind} codec could be negotiated with this offer")
+        ssrc, rtx_ssrc = seams.sender_ssrcs(sender)  # type: ignore[arg-type]
+        extensions = b""
+        if media.mid_extension_id is not None and 1 <= media.mid_extension_id <= 14 and 1 <= len(media.mid) <= 16:
+            extensions = mid_extension_block(media.mid_extension_id, media.mid)
+        egress = make_egress(EgressParameters(
+            kind=kind,
+            payload_type=media.payload_type,
+            clock_rate=media.clock_rate,
+            ssrc=ssrc,
+            rtx_payload_type=media.rtx_payload_type,
+            rtx_ssrc=rtx_ssrc if media.rtx_payload_type is not None else None,
+            extensions=extensions,
+        ))
+        seams.on_nack(sender, egress.retransmit)  # type: ignore[arg-type]
+        seams.report_with(sender, egress.sender_report)  # type: ignore[arg-type]
+        egresses[kind] = egress
+    return answer_sdp, egresses, senders

@@ -6,9 +6,10 @@ Theory of operation (see ``docs/media.md`` for the why):
   encoded frames to the station's ``StationStream`` instead of decoding them. The first
   publisher of a station becomes its source at once; a later one is *pending* and takes
   over when it connects, after which the old one is closed.
-- ``view`` answers a WHEP offer with send-only transceivers fed by ``ViewerTrack`` queues,
-  offering exactly the codec the station's source sends. When the viewer connects, its
-  video waits for a keyframe and the publisher is asked for one (rate-limited).
+- ``view`` answers a WHEP offer with send-only transceivers, offering exactly the codec the
+  station's source sends, and a ``ViewerEgress`` per kind that sends the source's RTP
+  itself. When the viewer connects, its video waits for the first packet of a keyframe
+  and the publisher is asked for one (rate-limited).
 - Every peer connection ends through ``end``: on DELETE, on ICE/DTLS failure or close, if
   it does not connect within ``CONNECT_TIMEOUT_S``, when its station's last publisher goes
   (viewers are closed, so they see their tracks end), and on ``close``.
@@ -31,15 +32,13 @@ from hub.media.offer import check_offer, choose_publisher_codecs
 from hub.media.peers import answer_publisher, answer_viewer
 from hub.media.sessions import MediaEvents, MediaSession, Peer, PublisherPeer, StationState, ViewerPeer
 from hub.media.station_stream import StationStream
-from hub.media.viewer_track import ViewerTrack
+from hub.media.viewer_egress import EgressParameters, IdleTrack, ViewerEgress
 from hub.settings import MediaSettings
 
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 15.0  # ICE + DTLS must be up by then, or the session is ended
 KEYFRAME_INTERVAL_S = 0.5  # at most one PLI per publisher per interval
-VIDEO_QUEUE_FRAMES = 30  # ~2 s at 15 fps before a slow viewer is dropped to a keyframe
-AUDIO_QUEUE_FRAMES = 50  # 1 s of 20 ms Opus frames
 RETRY_AFTER_FULL_S = 30.0
 
 
@@ -97,7 +96,9 @@ class MediaRelay:
             try:
                 answer, receivers = await answer_publisher(
                     pc, offer, codecs, self.settings.host_addresses,
-                    lambda kind, mime, rate, data, ts: self._forward(station_id, session_id, kind, mime, rate, data, ts),
+                    lambda kind, mime, rate, data, ts: self._on_frame(station_id, session_id, kind, mime, data),
+                    lambda kind, seq, ts, marker, payload: self._forward_rtp(
+                        station_id, session_id, kind, seq, ts, marker, payload),
                 )
                 self._refuse_if_closed()
             except BaseException:
@@ -119,7 +120,7 @@ class MediaRelay:
             station = self._stations[station_id] = StationState(stream)
         if station.active is None:
             station.active = peer
-            station.stream.switch_source(session_id, peer.requester.request)
+            station.stream.switch_source(session_id, _mime_types(codecs), peer.requester.request)
         else:
             if station.pending is not None:
                 self._spawn(self.end(station.pending.session.id))  # the newest offer wins
@@ -137,17 +138,19 @@ class MediaRelay:
         session_id = secrets.token_urlsafe(18)
         assert station.active is not None
         codecs = dict(station.active.codecs)
-        tracks: list[ViewerTrack] = []
+        tracks: list[IdleTrack] = []
         try:
             pc = seams.new_peer_connection(self.settings.ice_servers)
             try:
-                answer, tracks_by_kind = await answer_viewer(
+                answer, egresses, senders = await answer_viewer(
                     pc, offer, codecs, self.settings.host_addresses,
-                    lambda kind: self._new_track(kind, station_id, tracks),
+                    lambda parameters: self._new_egress(parameters, station),
                     lambda: self._viewer_wants_keyframe(station_id),
+                    tracks,
                 )
                 self._refuse_if_closed()
-                station = self._live_station(station_id)  # the publisher may have left meanwhile
+                if self._live_station(station_id) is not station:  # the publisher left meanwhile
+                    raise NotFound(f"station {station_id} is not live", code="not_live")
             except BaseException:
                 for track in tracks:
                     track.stop()
@@ -156,11 +159,11 @@ class MediaRelay:
         finally:
             self._inflight.subtract(slots)
         session = MediaSession(session_id, "whep", station_id, owner, answer, _etag())
-        peer = ViewerPeer(session, pc, client_addr, codecs=codecs, tracks=tracks_by_kind)
+        peer = ViewerPeer(session, pc, client_addr, codecs=codecs, egresses=egresses, senders=senders, tracks=tracks)
         self._register(peer)
         station.viewers.add(peer)
-        for track in tracks_by_kind.values():
-            station.stream.add_track(track)
+        for egress in egresses.values():
+            station.stream.add_egress(egress)
         return session
 
     # --- ending ----------------------------------------------------------------------
@@ -222,8 +225,10 @@ class MediaRelay:
         if station is None:
             return
         if isinstance(peer, ViewerPeer):
-            for track in peer.tracks.values():
-                track.activate()
+            for kind, egress in peer.egresses.items():
+                wire = seams.open_wire(peer.senders[kind])  # type: ignore[arg-type]
+                if wire is not None:
+                    egress.attach(wire)
             return
         assert isinstance(peer, PublisherPeer)
         if station.pending is peer:
@@ -239,15 +244,17 @@ class MediaRelay:
         """Make ``peer`` the station's source; viewers that cannot take its codecs end."""
         station.active, station.pending = peer, None
         assert peer.requester is not None
-        station.stream.switch_source(peer.session.id, peer.requester.request)
+        station.stream.switch_source(peer.session.id, _mime_types(peer.codecs), peer.requester.request)
         for viewer in list(station.viewers):
             if any(peer.codecs.get(k, c).mimeType.lower() != c.mimeType.lower() for k, c in viewer.codecs.items()):
                 self._spawn(self.end(viewer.session.id))
 
     def _detach_viewer(self, peer: ViewerPeer, station: StationState | None) -> None:
-        for track in peer.tracks.values():
+        for egress in peer.egresses.values():
             if station is not None:
-                station.stream.remove_track(track)
+                station.stream.remove_egress(egress)
+            egress.close()
+        for track in peer.tracks:
             track.stop()
         if station is not None:
             station.viewers.discard(peer)
@@ -273,21 +280,28 @@ class MediaRelay:
             self._notify("publishing_stopped", station_id)
         return [self.end(v.session.id) for v in list(station.viewers)] + [station.stream.close()]
 
-    def _forward(self, station_id: str, session_id: str, kind: str, mime: str, rate: int, data: bytes, ts: int) -> None:
+    def _forward_rtp(self, station_id: str, session_id: str, kind: str, seq: int, ts: int, marker: int,
+                     payload: bytes) -> None:
         station = self._stations.get(station_id)
         if station is not None:
-            station.stream.forward(session_id, kind, mime, rate, data, ts)
+            station.stream.forward_rtp(session_id, kind, seq, ts, marker, payload)
 
-    def _new_track(self, kind: str, station_id: str, created: list[ViewerTrack]) -> ViewerTrack:
-        track = ViewerTrack(
-            kind,
-            VIDEO_QUEUE_FRAMES if kind == "video" else AUDIO_QUEUE_FRAMES,
-            on_keyframe_needed=lambda: self._request_keyframe(station_id),
+    def _on_frame(self, station_id: str, session_id: str, kind: str, mime: str, data: bytes) -> None:
+        station = self._stations.get(station_id)
+        if station is not None:
+            station.stream.on_frame(session_id, kind, mime, data)
+
+    def _new_egress(self, parameters: EgressParameters, station: StationState) -> ViewerEgress:
+        stream = station.stream
+        egress = ViewerEgress(
+            parameters,
+            stream.clocks[parameters.kind],
+            stream.cache if parameters.kind == "video" else None,
+            on_keyframe_needed=stream.request_keyframe,
             on_dropped=self._count_dropped,
-            on_sent=self._count_sent,
+            on_retransmitted=self._count_retransmitted,
         )
-        created.append(track)
-        return track
+        return egress
 
     def _request_keyframe(self, station_id: str) -> None:
         station = self._stations.get(station_id)
@@ -353,16 +367,19 @@ class MediaRelay:
     def _count_keyframe_request(self) -> None:
         self._counters.keyframe_requests += 1
 
-    def _count_dropped(self, frames: int) -> None:
-        self._counters.dropped_frames += frames
+    def _count_dropped(self, packets: int) -> None:
+        self._counters.dropped_packets += packets
 
-    def _count_sent(self, size: int) -> None:
-        self._counters.frames_forwarded += 1
-        self._counters.bytes_forwarded += size
+    def _count_retransmitted(self, packets: int) -> None:
+        self._counters.packets_retransmitted += packets
 
 
 async def _no_keyframe() -> bool:
     return False
+
+
+def _mime_types(codecs: dict[str, seams.RTCRtpCodecParameters]) -> dict[str, str]:
+    return {kind: codec.mimeType.lower() for kind, codec in codecs.items()}
 
 
 def _etag() -> str:

@@ -10,7 +10,7 @@ from typing import Protocol
 from hub.media import aiortc_seams as seams
 from hub.media.keyframes import KeyframeRequester
 from hub.media.station_stream import StationStream
-from hub.media.viewer_track import ViewerTrack
+from hub.media.viewer_egress import IdleTrack, ViewerEgress
 
 
 class MediaEvents(Protocol):
@@ -49,7 +49,9 @@ class PublisherPeer(Peer):
 @dataclass(eq=False)
 class ViewerPeer(Peer):
     codecs: dict[str, seams.RTCRtpCodecParameters] = field(default_factory=dict)
-    tracks: dict[str, ViewerTrack] = field(default_factory=dict)
+    egresses: dict[str, ViewerEgress] = field(default_factory=dict)
+    senders: dict[str, object] = field(default_factory=dict)  # aiortc RTCRtpSender per kind
+    tracks: list[IdleTrack] = field(default_factory=list)
 
 
 @dataclass(eq=False)

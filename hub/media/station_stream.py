@@ -1,14 +1,19 @@
-"""One station's live media: the current publisher's encoded frames, fanned out to viewers.
+"""One station's live media: the current publisher's RTP packets, fanned out to viewers.
 
-Theory of operation. A station has at most one *source* (the publisher whose frames are
-forwarded) and any number of viewer tracks. Each encoded frame from the source is wrapped
-once in an ``av.Packet`` and pushed to every viewer track of its kind, without awaiting
-(see ``viewer_track`` for the per-viewer queue and slow-viewer policy).
+Theory of operation. A station has at most one *source* (the publisher whose media is
+forwarded) and any number of viewer egresses per kind. Each RTP packet of the source is
+forwarded as it arrives (``forward_rtp``): stored once in the station's ``PacketCache``
+(video, for NACKs; a duplicate stops here), its payload joined once to each distinct
+header-extension block, and every viewer's ``ViewerEgress`` writes its own 12-byte header
+in front and sends it, synchronously, without awaiting (see ``viewer_egress``).
 
-When a new publisher replaces the source, viewers keep their peer connections and tracks:
-every video track goes back to waiting for a keyframe, the new source is asked for one,
-and timestamps are rebased so that each viewer's RTP clock keeps running forward across
-the switch (aiortc's receiver counts each publisher's timestamps from zero).
+aiortc's receiver still reassembles the source's frames; those arrive at ``on_frame`` and
+only feed the counters and thumbnails.
+
+When a new publisher replaces the source, viewers keep their peer connections: the cache
+is emptied, every egress starts a new era (video at the new source's next keyframe, which
+it is asked for), and each viewer's sequence numbers and timestamps run on without a jump
+backwards (see ``viewer_egress``).
 
 Thumbnails: at most one keyframe every ``thumbnail_s`` is decoded to a JPEG in a worker
 thread; if none arrived when one is due, the source is asked for a keyframe.
@@ -17,22 +22,19 @@ thread; if none arrived when one is due, the source is asked for a keyframe.
 from __future__ import annotations
 
 import asyncio
-import fractions
 import logging
 import time
 from collections.abc import Callable
 
-import av
-
 from hub.media.counters import MediaCounters
-from hub.media.keyframes import is_keyframe
+from hub.media.keyframes import is_keyframe, starts_keyframe
+from hub.media.packet_cache import PacketCache
 from hub.media.thumbnails import keyframe_to_jpeg
-from hub.media.viewer_track import ViewerTrack
+from hub.media.viewer_egress import StreamClock, ViewerEgress
 
 logger = logging.getLogger(__name__)
 
-# How far the rebased timestamp moves on at a source switch: about one frame.
-SWITCH_STEP = {"video": 90000 // 30, "audio": 960}
+KINDS = ("audio", "video")
 
 
 class StationStream:
@@ -49,23 +51,31 @@ class StationStream:
         self._on_thumbnail = on_thumbnail
         self.source_id: str | None = None
         self._request_source_keyframe: Callable[[], None] = lambda: None
-        self._tracks: dict[str, set[ViewerTrack]] = {"audio": set(), "video": set()}
-        self._time_bases: dict[int, fractions.Fraction] = {}
-        self._rebase: dict[str, tuple[str, int]] = {}  # kind -> (source id, offset)
-        self._last_pts: dict[str, int] = {}
+        self._mime_types: dict[str, str] = {}
+        # per kind: header-extension block -> the egresses that use it
+        self._egresses: dict[str, dict[bytes, list[ViewerEgress]]] = {kind: {} for kind in KINDS}
+        self.clocks = {kind: StreamClock() for kind in KINDS}
+        self.cache = PacketCache()  # video only: audio is not NACKed
         self._next_thumbnail_at = 0.0
         self._thumbnail_keyframe_asked = False
         self._thumbnail_job: asyncio.Future[bytes | None] | None = None
 
     # --- source ---------------------------------------------------------------------
 
-    def switch_source(self, source_id: str, request_keyframe: Callable[[], None]) -> None:
-        """Forward ``source_id``'s frames from now on; viewers resync at its next keyframe."""
+    def switch_source(self, source_id: str, mime_types: dict[str, str], request_keyframe: Callable[[], None]) -> None:
+        """Forward ``source_id``'s packets from now on; viewers resync at its next keyframe.
+
+        ``mime_types``: the source's codec per kind, lower case (``"video/vp8"``).
+        """
         self.source_id = source_id
+        self._mime_types = dict(mime_types)
         self._request_source_keyframe = request_keyframe
         self._thumbnail_keyframe_asked = False
-        for track in self._tracks["video"]:
-            track.resync()
+        self.cache.clear()
+        for groups in self._egresses.values():
+            for egresses in groups.values():
+                for egress in egresses:
+                    egress.resync()
 
     def clear_source(self, source_id: str) -> None:
         if self.source_id == source_id:
@@ -77,48 +87,57 @@ class StationStream:
 
     # --- viewers --------------------------------------------------------------------
 
-    def add_track(self, track: ViewerTrack) -> None:
-        self._tracks[track.kind].add(track)
+    def add_egress(self, egress: ViewerEgress) -> None:
+        self._egresses[egress.kind].setdefault(egress.parameters.extensions, []).append(egress)
 
-    def remove_track(self, track: ViewerTrack) -> None:
-        self._tracks[track.kind].discard(track)
+    def remove_egress(self, egress: ViewerEgress) -> None:
+        groups = self._egresses[egress.kind]
+        egresses = groups.get(egress.parameters.extensions)
+        if egresses is not None and egress in egresses:
+            egresses.remove(egress)
+            if not egresses:
+                del groups[egress.parameters.extensions]
 
     # --- the hot path ---------------------------------------------------------------
 
-    def forward(self, source_id: str, kind: str, mime_type: str, clock_rate: int, data: bytes, timestamp: int) -> None:
-        """Called on the event loop for every encoded frame of every publisher."""
+    def forward_rtp(self, source_id: str, kind: str, seq: int, ts: int, marker: int, payload: bytes) -> None:
+        """Called on the event loop for every RTP packet (RTX unwrapped) of every publisher."""
         if source_id != self.source_id:
             return  # a replacement publisher that has not taken over yet, or a stale one
+        video = kind == "video"
+        if video and not self.cache.put(seq, ts, marker, payload):
+            return  # already forwarded: a duplicate or a retransmission that lost the race
+        clock = self.clocks[kind]
+        clock.ts, clock.at = ts, time.monotonic()
+        groups = self._egresses[kind]
+        if not groups:
+            return
+        keyframe_start = starts_keyframe(self._mime_types.get(kind, ""), payload) if video else True
+        sent = 0
+        for extensions, egresses in groups.items():
+            rest = extensions + payload if extensions else payload
+            for egress in egresses:
+                sent += egress.send(seq, ts, marker, rest, keyframe_start)
+        if sent:
+            counters = self._counters
+            counters.packets_forwarded += sent
+            counters.bytes_forwarded += sent * len(payload)
+            if marker or not video:
+                counters.frames_forwarded += sent
+
+    def on_frame(self, source_id: str, kind: str, mime_type: str, data: bytes) -> None:
+        """A frame aiortc reassembled from the source: counted, and maybe a thumbnail."""
+        if source_id != self.source_id:
+            return
         counters = self._counters
         counters.frames_received += 1
-        keyframe = kind == "audio" or is_keyframe(mime_type, data)
-        if kind == "video" and keyframe:
+        if kind != "video":
+            return
+        keyframe = is_keyframe(mime_type, data)
+        if keyframe:
             counters.keyframes_received += 1
-        tracks = self._tracks.get(kind)
-        if tracks:
-            packet = av.Packet(data)
-            packet.pts = self._rebased(source_id, kind, timestamp)
-            packet.time_base = self._time_base(clock_rate)
-            for track in tracks:
-                track.push(packet, keyframe)
-        if kind == "video" and self._thumbnail_s > 0:
+        if self._thumbnail_s > 0:
             self._maybe_thumbnail(mime_type, data, keyframe)
-
-    def _rebased(self, source_id: str, kind: str, timestamp: int) -> int:
-        rebase = self._rebase.get(kind)
-        if rebase is None or rebase[0] != source_id:
-            last = self._last_pts.get(kind)
-            offset = 0 if last is None else last + SWITCH_STEP[kind] - timestamp
-            rebase = self._rebase[kind] = (source_id, offset)
-        pts = timestamp + rebase[1]
-        self._last_pts[kind] = pts
-        return pts
-
-    def _time_base(self, clock_rate: int) -> fractions.Fraction:
-        time_base = self._time_bases.get(clock_rate)
-        if time_base is None:
-            time_base = self._time_bases[clock_rate] = fractions.Fraction(1, clock_rate)
-        return time_base
 
     # --- thumbnails -----------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 
 import aioice
+import aiortc.rtcdtlstransport
 import aioice.ice
 import aiortc
 import pytest
@@ -116,3 +117,50 @@ def test_h264_is_offered_only_as_packetization_mode_1() -> None:
     h264 = [c for c in CODECS["video"] if c.name == "H264"]
     assert h264 and all(c.parameters.get("packetization-mode") == "1" for c in h264)
     assert {c.parameters["profile-level-id"] for c in h264} == {"42001f", "42e01f"}
+
+
+def test_transport_hands_rtp_to_the_receivers_handle_method() -> None:
+    # Seam 6: shadowing _handle_rtp_packet per receiver works because the DTLS transport
+    # looks it up on the instance, with arrival_time_ms as a keyword.
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    handle = source(RTCDtlsTransport._handle_rtp_data)
+    assert "await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)" in handle
+    assert list(inspect.signature(RTCRtpReceiver._handle_rtp_packet).parameters) == ["self", "packet", "arrival_time_ms"]
+
+
+def test_dtls_transport_protects_with_tx_srtp_and_ice_sends_on_the_nominated_pair() -> None:
+    # Seam 7: the same steps aiortc takes for each RTP packet, done synchronously by SrtpWire.
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    send_rtp = source(RTCDtlsTransport._send_rtp)
+    assert "data = self._tx_srtp.protect(data)" in send_rtp and "await self.transport._send(data)" in send_rtp
+    sendto = source(aioice.ice.Connection.sendto)
+    assert "active_pair = self._nominated.get(component)" in sendto
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    assert "self.transport.sendto(data, addr)" in source(aioice.ice.StunProtocol.send_data)
+    close = source(aioice.ice.Connection.close)
+    assert close.index("self._nominated.clear()") < close.index("await protocol.close()")  # wire sees it first
+    assert "self._send = self._connection.send" in source(rtcicetransport.RTCIceTransport.__init__)
+
+
+def test_sender_routes_nacks_to_retransmit_and_reports_through_send_rtcp() -> None:
+    # Seams 8 and 9 (instance lookups, so shadowing per sender works), and 10.
+    handle = source(RTCRtpSender._handle_rtcp_packet)
+    assert "await self._retransmit(seq)" in handle
+    run_rtcp = source(RTCRtpSender._run_rtcp)
+    assert "RtcpSrPacket(" in run_rtcp and "await self._send_rtcp(packets)" in run_rtcp
+    init = source(RTCRtpSender.__init__)
+    assert "self._ssrc = random32()" in init and "self._rtx_ssrc = random32()" in init
+    assert "ssrc=sender._ssrc" in source(aiortc.rtcdtlstransport.RTCDtlsTransport._register_rtp_sender)
+
+
+async def test_sender_ssrcs_are_the_ones_announced_in_the_sdp() -> None:
+    pc = seams.new_peer_connection(())
+    transceiver = pc.addTransceiver("video", direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    ssrc, rtx_ssrc = seams.sender_ssrcs(transceiver.sender)
+    assert f"a=ssrc-group:FID {ssrc} {rtx_ssrc}" in pc.localDescription.sdp
+    media = seams.negotiated_media(pc.localDescription.sdp)["video"]
+    assert media.rtx_payload_type is not None and media.mid == transceiver.mid
+    await pc.close()

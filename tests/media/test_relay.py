@@ -193,3 +193,36 @@ async def test_close_ends_every_peer_connection() -> None:
     with pytest.raises(Unavailable):
         await Publisher.start(relay, STATION)
     await viewer.close()
+
+
+async def test_viewer_nack_is_answered_as_rtx_and_sender_reports_carry_our_counts(relay: MediaRelay) -> None:
+    from hub.media.aiortc_seams import negotiated_media, tap_rtp
+
+    publisher = await Publisher.start(relay, STATION, audio=False)
+    viewer = await Viewer.start(relay, STATION, audio=False)
+    receiver = viewer.pc.getTransceivers()[0].receiver
+    heard: list[tuple[int, int, bytes]] = []
+    tap_rtp(receiver, lambda pt, seq, ts, marker, payload: heard.append((pt, seq, payload)))
+    await viewer.wait_for(pictures=5)
+    rtx_pt = negotiated_media(relay.session(viewer.session_id).answer_sdp)["video"].rtx_payload_type
+    media = [(seq, payload) for pt, seq, payload in heard if pt != rtx_pt]
+    lost_seq, lost_payload = media[-3]
+    ssrc = receiver.getSynchronizationSources()[0].source
+    await receiver._send_rtcp_nack(ssrc, [lost_seq])  # what a viewer sends on packet loss
+
+    await wait_until(lambda: any(pt == rtx_pt for pt, _, _ in heard))
+    rtx = [payload for pt, _, payload in heard if pt == rtx_pt]
+    assert rtx[0][:2] == lost_seq.to_bytes(2, "big") and rtx[0][2:] == lost_payload
+    assert relay.metrics()["packets_retransmitted"] == 1
+
+    async def sender_report() -> object:
+        stats = await receiver.getStats()
+        return next((s for s in stats.values() if s.type == "remote-outbound-rtp"), None)
+
+    async with asyncio.timeout(TIMEOUT_S):
+        while (report := await sender_report()) is None:
+            await asyncio.sleep(0.1)
+    assert report.packetsSent > 0 and report.bytesSent > 0
+    assert {kind for _, kind in viewer.pictures} == {"A"}
+    await viewer.close()
+    await publisher.close()
