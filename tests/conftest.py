@@ -75,9 +75,11 @@ class RunningHub:
         return await self.hub.auth.rotate_token(station)
 
 
-async def start_hub(settings: Settings, clock: Any = None) -> RunningHub:
+async def start_hub(settings: Settings, clock: Any = None, port: int = 0) -> RunningHub:
+    """A hub on a real uvicorn; ``port`` 0 picks a free one (pass the old one to restart a
+    hub where its agents expect it)."""
     app = create_app(settings, clock) if clock else create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, ws="websockets-sansio", ws_max_size=WS_MAX_SIZE,
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", ws_max_size=WS_MAX_SIZE,
                             ws_per_message_deflate=False, lifespan="on", log_level="warning")
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -89,10 +91,10 @@ async def start_hub(settings: Settings, clock: Any = None) -> RunningHub:
             raise RuntimeError("hub did not start")
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("hub did not start in time")
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
+        await asyncio.sleep(0.01)  # uvicorn offers no start event; poll with a deadline
+    bound = server.servers[0].sockets[0].getsockname()[1]
     server._jaga_task = task  # type: ignore[attr-defined]
-    return RunningHub(app.state.hub, port, server)
+    return RunningHub(app.state.hub, bound, server)
 
 
 async def stop_hub(running: RunningHub) -> None:

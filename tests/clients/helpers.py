@@ -1,4 +1,4 @@
-"""Helpers for agent tests: agent configs pointed at a test hub, a hub on a chosen port."""
+"""Helpers for agent tests: agent configs pointed at a test hub."""
 
 from __future__ import annotations
 
@@ -6,13 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from clients.agent import Agent
 from clients.config import StationConfig, config_from_mapping
-from hub.app import create_app
-from hub.cli import WS_MAX_SIZE
-from hub.settings import Settings
 from tests.conftest import RunningHub, timeout
 
 # Short backoff for tests: first window 0.2 s, capped at 1 s.
@@ -43,27 +38,6 @@ async def start_agent(config: StationConfig, **kwargs: Any) -> Agent:
     agent = Agent(config, **kwargs)
     await agent.start()
     return agent
-
-
-async def start_hub_on(settings: Settings, port: int = 0) -> RunningHub:
-    """tests.conftest.start_hub, but on ``port`` (to restart a hub where agents expect it)."""
-    app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", ws_max_size=WS_MAX_SIZE,
-                            ws_per_message_deflate=False, lifespan="on", log_level="warning")
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    deadline = asyncio.get_running_loop().time() + timeout(15)
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("hub did not start")
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("hub did not start in time")
-        await asyncio.sleep(0.01)  # uvicorn offers no start event; poll with a deadline
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    server._jaga_task = task  # type: ignore[attr-defined]
-    return RunningHub(app.state.hub, bound, server)
 
 
 async def wait_for(predicate: Any, wait: float, every: float = 0.02) -> None:

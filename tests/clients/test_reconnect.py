@@ -12,7 +12,7 @@ import pytest
 
 from clients.agent import Agent
 from clients.backoff import BackoffPolicy
-from tests.clients.helpers import agent_config, start_agent, start_hub_on, wait_for
+from tests.clients.helpers import agent_config, start_agent, wait_for
 from tests.conftest import start_hub, stop_hub, test_settings, timeout
 
 STATION = "35.09.01.2001"
@@ -35,7 +35,7 @@ async def test_hub_restart_agent_comes_back_and_ledger_shows_gap(tmp_path: Path)
         await agent.wait_until(lambda a: a.presence.attempts >= welcomes + 2, timeout(10))
         assert not agent.presence.online
         restarted_at = time.time()
-        hub = await start_hub_on(settings, port)  # same port, same data_dir (tokens persist)
+        hub = await start_hub(settings, port=port)  # same port, same data_dir (tokens persist)
         await agent.wait_until(lambda a: a.presence.welcomes > welcomes, timeout(10))
         back_s = time.time() - restarted_at
         await wait_for(lambda: hub.hub.stations.table.get(STATION).state == expected, 10)
