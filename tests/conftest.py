@@ -109,3 +109,20 @@ async def hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
         yield running
     finally:
         await stop_hub(running)
+
+
+# On CI a skipped test means a missing service or tool: fail the run instead of passing it.
+_skipped_on_ci: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if os.environ.get("CI") == "true" and report.skipped:
+        _skipped_on_ci.append(f"{report.nodeid}: {report.longrepr}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skipped_on_ci:
+        print("\nCI=true and these tests were skipped (a missing service is a failure on CI):")
+        for line in _skipped_on_ci:
+            print(f"  {line}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
