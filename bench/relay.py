@@ -1,0 +1,260 @@
+"""Relay cost per viewer: our hub vs aiortc's stock MediaRelay vs Janus 1.1.
+
+One publisher replays the same pre-encoded clip (640×360 @ 15 fps VP8, ~490 kbps, ~54 RTP
+packets/s) into each system: over WHIP for ours and MediaRelay, as plain RTP into the
+Streaming plugin for Janus. Viewers (aiortc receivers that count reassembled frames without
+decoding, 8 per process) are added N = 0, 1, 4, 8, 16, 32; at each N, after a warm-up,
+the server's CPU time is read over a fixed window together with the frames every viewer
+received. CPU per added viewer is the least-squares slope of server cores over N, taken
+only over the levels every viewer was served at ≥ 90 % of 15 fps (a system that falls
+behind stops there). Systems are interleaved within each repeat.
+
+    python -m bench.relay [--repeats 3] [--viewers 0,1,4,8,16,32] [--systems hub,mediarelay,janus]
+                          [--profile]   # py-spy the hub at the largest N
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (PY, Worker, cpu_seconds, fmt, fmt_spread, install_cleanup, log, mint_tokens,  # noqa: E402
+                          raise_fd_limit, spawn, start_hub, stop, summary, temp_dir, wait_for_file, write_result)
+from bench.janus import MOUNTPOINT, ensure_janus, start_janus  # noqa: E402
+from bench.media_peers import FPS, clip_kbps, load_clip, rtp_packets  # noqa: E402
+
+SYSTEMS = ("hub", "mediarelay", "janus")
+PER_WORKER = 8
+STATION = "35.09.01.2001"
+
+
+def slope(points: list[tuple[float, float]]) -> float | None:
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else None
+
+
+async def start_system(system: str, workdir: Path, janus_bin: str | None) -> dict[str, Any]:
+    if system == "hub":
+        proc, port, config = await start_hub(workdir, media={"max_sessions_per_address": 1000,
+                                                            "max_viewers_per_station": 1000})
+        token = (await asyncio.to_thread(mint_tokens, config, [STATION]))[STATION]
+        return {"proc": proc, "base": f"http://127.0.0.1:{port}", "token": token}
+    if system == "mediarelay":
+        port_file = workdir / "port"
+        proc = await spawn(PY, "-m", "bench.servers.mediarelay_server", str(port_file), log=workdir / "mr.log")
+        return {"proc": proc, "base": f"http://127.0.0.1:{await wait_for_file(port_file, proc)}", "token": None}
+    assert janus_bin
+    proc, url, rtp_port = await start_janus(janus_bin, workdir)
+    return {"proc": proc, "janus": url, "rtp_port": rtp_port}
+
+
+async def run_system(system: str, levels: list[int], args: argparse.Namespace, janus_bin: str | None,
+                     packets_per_s: float) -> dict[str, Any]:
+    workdir = temp_dir(f"bench-relay-{system}-")
+    server = await start_system(system, workdir, janus_bin)
+    pid = server["proc"].pid
+    publisher = await Worker.start("-m", "bench.rtcload", "publisher", log=workdir / "pub.log")
+    workers: list[Worker] = []
+    out: dict[str, Any] = {"system": system, "levels": [], "profile": None}
+    try:
+        if system == "janus":
+            await publisher.call("rtp", port=server["rtp_port"])
+        else:
+            reply = await publisher.call("publish", timeout=60, base=server["base"], station=STATION,
+                                         token=server["token"])
+            if not reply["connected"]:
+                raise RuntimeError(f"{system}: publisher did not connect")
+        await asyncio.sleep(1.0)
+        current = 0
+        for n in levels:
+            while current < n:
+                if current // PER_WORKER >= len(workers):
+                    workers.append(await Worker.start("-m", "bench.rtcload", "viewers", log=workdir / "viewers.log"))
+                worker = workers[current // PER_WORKER]
+                take = min(n - current, PER_WORKER - current % PER_WORKER)
+                if system == "janus":
+                    reply = await worker.call("janus", timeout=120, url=server["janus"], mountpoint=MOUNTPOINT, count=take)
+                else:
+                    reply = await worker.call("whep", timeout=120, base=server["base"], station=STATION, count=take)
+                if reply["connected"] != take:
+                    log(f"{system}: {reply['connected']}/{take} viewers connected {reply['errors']}")
+                current += take
+            await asyncio.sleep(args.warmup)
+            before = [await w.call("stats") for w in workers]
+            cpu0, t0 = cpu_seconds(pid), time.monotonic()
+            await asyncio.sleep(args.window)
+            cpu1, t1 = cpu_seconds(pid), time.monotonic()
+            after = [await w.call("stats") for w in workers]
+            fps = []
+            lost = 0
+            for b, a in zip(before, after):
+                fps += [(y - x) / (t1 - t0) for x, y in zip(b["frames"], a["frames"])]
+                lost += sum(a["lost"]) - sum(b["lost"])
+            profile = None
+            if args.profile and system == "hub" and n == levels[-1] and not out["profile"]:
+                profile = await py_spy(pid, workdir, args.profile_seconds)
+                out["profile"] = profile
+            cores = (cpu1 - cpu0) / (t1 - t0)
+            ordered = sorted(fps)
+            level = {"viewers": n, "cores": cores, "fps_median": ordered[len(ordered) // 2] if fps else None,
+                     "fps_min": ordered[0] if fps else None, "lost_packets": lost,
+                     "served": (not fps) or ordered[0] >= 0.9 * FPS}
+            out["levels"].append(level)
+            log(f"{system:10} N={n:2} cpu={cores * 100:5.1f}% fps median={fmt(level['fps_median'], 1)} "
+                f"min={fmt(level['fps_min'], 1)} lost={lost}")
+            if not level["served"]:
+                log(f"{system}: viewers below 90% of {FPS} fps at N={n}; stopping here")
+                break
+    finally:
+        for w in workers:
+            await w.call("close_all", timeout=30) if w.proc.returncode is None else None
+            await w.close()
+        try:
+            await publisher.call("close", timeout=10)
+        except Exception:
+            pass
+        await publisher.close()
+        await stop(server["proc"])
+    served = [(l["viewers"], l["cores"]) for l in out["levels"] if l["served"]]
+    out["slope_cores_per_viewer"] = slope(served)
+    out["us_per_packet"] = (out["slope_cores_per_viewer"] * 1e6 / packets_per_s
+                            if out["slope_cores_per_viewer"] is not None else None)
+    out["max_served"] = max((n for n, _ in served), default=0)
+    return out
+
+
+async def py_spy(pid: int, workdir: Path, seconds: float) -> dict[str, Any]:
+    """Sample the hub with py-spy; return the top frames by own and by inclusive time."""
+    raw = workdir / "pyspy.txt"
+    binary = Path(PY).parent / "py-spy"
+    proc = await asyncio.create_subprocess_exec(str(binary), "record", "--pid", str(pid), "--duration",
+                                                str(int(seconds)), "--rate", "200", "--format", "raw",
+                                                "--nonblocking", "-o", str(raw),
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    await asyncio.wait_for(proc.wait(), seconds + 30)
+    if not raw.exists():
+        return {"error": "py-spy wrote nothing (ptrace not permitted?)"}
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        # aggregate by function: "name (file.py:123)" → "name (file.py)"
+        frames = [re.sub(r":\d+\)$", ")", f.strip()) for f in stack.split(";") if f.strip()]
+        total += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+    (Path(__file__).parent / "results").mkdir(exist_ok=True)
+    (Path(__file__).parent / "results" / "relay_hub_pyspy.txt").write_text(raw.read_text())
+    top = lambda d: [(f, c / total) for f, c in sorted(d.items(), key=lambda kv: -kv[1])[:20]]  # noqa: E731
+    return {"samples": total, "own": top(own), "inclusive": top(inclusive)}
+
+
+def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) -> tuple[str, dict[str, Any]]:
+    names = {"hub": "Jaga hub (forwarding)", "mediarelay": "aiortc MediaRelay (re-encoding)", "janus": "Janus 1.1 Streaming"}
+    agg: dict[str, Any] = {}
+    lines = [f"Server CPU (% of one core) by viewers N, median over repeats; viewers' frame rate as min fps:", ""]
+    lines.append("| system | " + " | ".join(f"N={n}" for n in levels) + " | CPU per added viewer | µs per relayed packet | most viewers served |")
+    lines.append("|---|" + "---|" * (len(levels) + 3))
+    for system in SYSTEMS:
+        mine = [r for r in runs if r["system"] == system]
+        if not mine:
+            continue
+        cells = []
+        for n in levels:
+            got = [l for r in mine for l in r["levels"] if l["viewers"] == n]
+            if not got:
+                cells.append("–")
+                continue
+            cpu = summary([l["cores"] * 100 for l in got])
+            low = min(l["fps_min"] for l in got) if n else None
+            cells.append(f"{fmt(cpu['median'], 1)} %" + (f" ({fmt(low, 1)} fps)" if low is not None else ""))
+        s = summary([r["slope_cores_per_viewer"] for r in mine])
+        us = summary([r["us_per_packet"] for r in mine])
+        agg[system] = {"slope": s, "us_per_packet": us, "max_served": summary([r["max_served"] for r in mine])}
+        lines.append(f"| {names[system]} | " + " | ".join(cells) + f" | {fmt_spread(s, 2, 100)} % | "
+                     f"{fmt_spread(us)} | {fmt(agg[system]['max_served']['median'])} |")
+    lines += ["", f"(a viewer receives ~{packets_per_s:.0f} RTP packets/s; spread is min–max over repeats)"]
+    ratios = {}
+    for other in ("janus", "mediarelay"):
+        pairs = []
+        for a, b in zip([r for r in runs if r["system"] == "hub"], [r for r in runs if r["system"] == other]):
+            x, y = a["slope_cores_per_viewer"], b["slope_cores_per_viewer"]
+            pairs.append(x / y if x and y else None)
+        if any(p is not None for p in pairs):
+            ratios[f"hub/{other}"] = summary(pairs)
+            lines.append(f"- CPU per added viewer, hub ÷ {other} (per repeat): {fmt_spread(ratios[f'hub/{other}'], 2)}")
+    agg["ratios"] = ratios
+    return "\n".join(lines), agg
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--viewers", default="0,1,4,8,16,32")
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--window", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=2.5, help="after adding viewers (the clip has a keyframe every 2 s)")
+    parser.add_argument("--profile", action="store_true", help="py-spy the hub at the largest N (first repeat)")
+    parser.add_argument("--profile-seconds", type=float, default=10)
+    parser.add_argument("--no-install", action="store_true", help="do not apt-get install janus if missing")
+    parser.add_argument("--quick", action="store_true", help="1 repeat, N = 0,4,16, short windows")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.viewers, args.window = 1, "0,4,16", 3.0
+    levels = [int(x) for x in args.viewers.split(",")]
+    systems = args.systems.split(",")
+    raise_fd_limit()
+    janus_bin = ensure_janus(not args.no_install) if "janus" in systems else None
+    notes = []
+    if "janus" in systems and not janus_bin:
+        notes.append("Janus not available (apt-get install janus failed or not allowed): skipped")
+        systems.remove("janus")
+    clip = load_clip()
+    packets_per_s = sum(len(p) for p in rtp_packets(clip)) / (len(clip) / FPS)
+    started = time.monotonic()
+    runs = []
+    for rep in range(args.repeats):
+        for system in systems:
+            log(f"repeat {rep + 1}/{args.repeats}: {system}")
+            try:
+                runs.append(await run_system(system, levels, args, janus_bin, packets_per_s) | {"repeat": rep})
+            except Exception as exc:
+                log(f"{system} failed: {exc!r}")
+                notes.append(f"{system}, repeat {rep + 1}: {exc!r}")
+        args.profile = False  # one profile is enough
+    table, agg = render(runs, levels, packets_per_s)
+    profile = next((r["profile"] for r in runs if r.get("profile")), None)
+    path = write_result("relay", {"levels": levels, "args": vars(args), "clip_kbps": clip_kbps(clip),
+                                  "packets_per_s": packets_per_s, "runs": runs, "summary": agg, "table": table,
+                                  "profile": profile, "notes": notes, "elapsed_s": time.monotonic() - started})
+    print(table)
+    for note in notes:
+        print("note:", note)
+    if profile and "own" in profile:
+        print(f"\npy-spy, hub at N={levels[-1]} ({profile['samples']} samples), top own time:")
+        for frame, share in profile["own"][:12]:
+            print(f"  {share * 100:5.1f} %  {frame}")
+    log(f"wrote {path} in {time.monotonic() - started:.0f}s")
+
+
+if __name__ == "__main__":
+    install_cleanup()
+    asyncio.run(main())

@@ -1,0 +1,161 @@
+"""WebRTC load for the relay benchmarks, run as worker processes (see ``bench.common.Worker``).
+
+``publisher``: one WHIP publisher replaying the pre-encoded clip, or the same clip as plain
+RTP to a UDP port (Janus's Streaming plugin). ``viewers``: many counting viewers in one
+process, over WHEP (our hub, the MediaRelay baseline) or Janus's HTTP API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import raise_fd_limit, serve_worker  # noqa: E402
+from bench.media_peers import ClipTrack, LivePatternTrack, CountingViewer, load_clip, rtp_packets, send_rtp, whip_publish  # noqa: E402
+from hub.media.aiortc_seams import close_peer_connection  # noqa: E402
+
+
+async def wait_connected(pc: Any, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while pc.connectionState != "connected" and time.monotonic() < deadline:
+        if pc.connectionState in ("failed", "closed"):
+            return False
+        await asyncio.sleep(0.05)
+    return pc.connectionState == "connected"
+
+
+class Publisher:
+    def __init__(self) -> None:
+        self.clip = load_clip()
+        self.pc: Any = None
+        self.track: ClipTrack | None = None
+        self.rtp_stop = asyncio.Event()
+        self.rtp_task: asyncio.Task[int] | None = None
+
+    async def publish(self, base: str, station: str, token: str | None = None, live: bool = False) -> dict[str, Any]:
+        self.track = LivePatternTrack() if live else ClipTrack(self.clip)  # type: ignore[assignment]
+        self.pc, location = await whip_publish(base, station, token, self.track)
+        return {"connected": await wait_connected(self.pc), "location": location}
+
+    async def rtp(self, port: int) -> dict[str, Any]:
+        self.rtp_task = asyncio.ensure_future(send_rtp(rtp_packets(self.clip), port, self.rtp_stop))
+        return {}
+
+    async def stats(self) -> dict[str, Any]:
+        return {"frames": self.track.count if self.track else 0}
+
+    async def close(self) -> dict[str, Any]:
+        self.rtp_stop.set()
+        if self.pc is not None:
+            await close_peer_connection(self.pc)
+        if self.rtp_task is not None:
+            await self.rtp_task
+        return {}
+
+
+class Janus:
+    """Just enough of Janus's HTTP API to watch a Streaming mountpoint."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self.url = url
+        self.http = httpx.AsyncClient(timeout=30)
+        self.n = 0
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.n += 1
+        body = {**body, "transaction": f"t{self.n}"}
+        reply = (await self.http.post(self.url + path, json=body)).json()
+        if reply.get("janus") == "error":
+            raise RuntimeError(f"janus: {reply}")
+        return reply
+
+    async def watch(self, mountpoint: int, viewer: CountingViewer) -> tuple[int, int]:
+        session = (await self.post("", {"janus": "create"}))["data"]["id"]
+        handle = (await self.post(f"/{session}", {"janus": "attach", "plugin": "janus.plugin.streaming"}))["data"]["id"]
+        await self.post(f"/{session}/{handle}", {"janus": "message", "body": {"request": "watch", "id": mountpoint}})
+        offer = None
+        deadline = time.monotonic() + 20
+        while offer is None and time.monotonic() < deadline:
+            event = (await self.http.get(f"{self.url}/{session}?maxev=1")).json()
+            if isinstance(event, list):
+                event = event[0] if event else {}
+            if event.get("jsep", {}).get("type") == "offer":
+                offer = event["jsep"]["sdp"]
+        if offer is None:
+            raise RuntimeError("janus sent no offer")
+        answer = await viewer.answer(offer)
+        await self.post(f"/{session}/{handle}", {"janus": "message", "body": {"request": "start"},
+                                                 "jsep": {"type": "answer", "sdp": answer}})
+        return session, handle
+
+
+class Viewers:
+    def __init__(self) -> None:
+        self.viewers: list[CountingViewer] = []
+        self.janus: Janus | None = None
+
+    async def whep(self, base: str, station: str, count: int) -> dict[str, Any]:
+        async def one() -> bool:
+            viewer = CountingViewer()
+            self.viewers.append(viewer)
+            await viewer.whep(base, station)
+            return await wait_connected(viewer.pc)
+
+        results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+        return {"connected": sum(r is True for r in results),
+                "errors": [repr(r)[:200] for r in results if isinstance(r, BaseException)][:3]}
+
+    async def janus_watch(self, url: str, mountpoint: int, count: int) -> dict[str, Any]:
+        if self.janus is None:
+            self.janus = Janus(url)
+
+        async def one() -> bool:
+            viewer = CountingViewer()
+            self.viewers.append(viewer)
+            assert self.janus is not None
+            await self.janus.watch(mountpoint, viewer)
+            return await wait_connected(viewer.pc)
+
+        results = []
+        for _ in range(count):  # one at a time: Janus answers each on its own long poll
+            try:
+                results.append(await one())
+            except Exception as exc:
+                results.append(exc)  # type: ignore[arg-type]
+        return {"connected": sum(r is True for r in results),
+                "errors": [repr(r)[:200] for r in results if isinstance(r, BaseException)][:3]}
+
+    async def stats(self) -> dict[str, Any]:
+        lost = [await v.lost() for v in self.viewers]
+        return {"frames": [v.frames for v in self.viewers], "lost": lost,
+                "states": [v.pc.connectionState for v in self.viewers]}
+
+    async def close_all(self) -> dict[str, Any]:
+        await asyncio.gather(*(v.close() for v in self.viewers), return_exceptions=True)
+        self.viewers.clear()
+        return {}
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.ERROR)
+    raise_fd_limit()
+    if sys.argv[1] == "publisher":
+        p = Publisher()
+        await serve_worker({"publish": p.publish, "rtp": p.rtp, "stats": p.stats, "close": p.close})
+        await p.close()
+    else:
+        v = Viewers()
+        await serve_worker({"whep": v.whep, "janus": v.janus_watch, "stats": v.stats, "close_all": v.close_all})
+        await v.close_all()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

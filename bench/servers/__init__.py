@@ -1,0 +1,1 @@
+"""Reference servers the hub is compared with (fan-out benchmark)."""
