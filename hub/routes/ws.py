@@ -138,8 +138,15 @@ async def _station_loop(hub: Any, session: StationSession, peer: SocketPeer, cod
         await hub.stations.close_session(session, clean)
 
 
-@allow("public", "operator")
-async def watch_socket(websocket: WebSocket) -> None:
+class WatchEndpoint:
+    """``/ws/watch`` as a raw ASGI endpoint: Starlette adds no per-send wrapper to a class
+    endpoint, and the watcher writes ASGI messages straight to the server's ``send``."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await watch_socket(WebSocket(scope, receive, send), send)
+
+
+async def watch_socket(websocket: WebSocket, asgi_send: Any) -> None:
     hub = websocket.app.state.hub
     codec = await _accept(websocket)
     if codec is None:
@@ -148,24 +155,14 @@ async def watch_socket(websocket: WebSocket) -> None:
     since_text = websocket.query_params.get("since", "")
     since = int(since_text) if since_text.isdigit() else None
 
-    async def send(frame: bytes | str) -> None:
-        if isinstance(frame, bytes):
-            await websocket.send_bytes(frame)
-        else:
-            await websocket.send_text(frame)
-
-    watcher = Watcher(send, codec, operator, hub.settings.presence.watcher_backlog)
+    watcher = Watcher(asgi_send, codec, operator, hub.settings.presence.watcher_backlog)
     watchers = hub.watchers
     watchers.attach(watcher, since)
-    write_failed = asyncio.ensure_future(watcher.closed.wait())
     try:
+        # Only reads here: a write that fails means the peer is gone, and the server then
+        # delivers a disconnect to this receive. No extra task per watcher (memory, CPU).
         while True:
-            receive = asyncio.ensure_future(websocket.receive())
-            done, _ = await asyncio.wait({receive, write_failed}, return_when=asyncio.FIRST_COMPLETED)
-            if receive not in done:
-                receive.cancel()
-                return
-            received = receive.result()
+            received = await websocket.receive()
             if received["type"] == "websocket.disconnect":
                 return
             hub.metrics.messages_in.labels("watch").inc()
@@ -184,10 +181,9 @@ async def watch_socket(websocket: WebSocket) -> None:
         return
     finally:
         watchers.detach(watcher)
-        write_failed.cancel()
 
 
 routes = [
     WebSocketRoute("/ws/station", station_socket),
-    WebSocketRoute("/ws/watch", watch_socket),
+    WebSocketRoute("/ws/watch", allow("public", "operator")(WatchEndpoint())),
 ]

@@ -44,19 +44,22 @@ class Watcher:
     the drain sends a fresh snapshot instead.
     """
 
-    def __init__(self, send: Callable[[bytes | str], Awaitable[None]], codec: wire.Codec, operator: bool,
+    def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]], codec: wire.Codec, operator: bool,
                  backlog_limit: int) -> None:
         self.send = send
         self.codec = codec
         self.operator = operator
         self.backlog_limit = backlog_limit
-        self.queue: deque[bytes | str] = deque()
+        self.queue: deque[dict[str, Any]] = deque()
         self.resync = False
         self.closed = asyncio.Event()
         self.draining: asyncio.Task[None] | None = None
         self.snapshot: Callable[[], bytes | str] = lambda: b""  # set by WatchService.attach
 
-    def push(self, frame: bytes | str) -> None:
+    def push(self, frame: bytes | str | dict[str, Any]) -> None:
+        """Send ``frame``: bytes, text, or an ASGI ``websocket.send`` message built once per event."""
+        if type(frame) is not dict:
+            frame = _message(frame)  # type: ignore[arg-type]
         if self.closed.is_set():
             return
         if self.draining is not None:
@@ -88,7 +91,7 @@ class Watcher:
                 if self.resync:
                     self.resync = False
                     self.queue.clear()
-                    frame = self.snapshot()
+                    frame = _message(self.snapshot())
                 else:
                     frame = self.queue.popleft()
                 await self.send(frame)
@@ -101,6 +104,11 @@ class Watcher:
         self.closed.set()
         if self.draining is not None:
             self.draining.cancel()
+
+
+def _message(frame: bytes | str) -> dict[str, Any]:
+    return {"type": "websocket.send", "bytes": frame} if isinstance(frame, bytes) else \
+        {"type": "websocket.send", "text": frame}
 
 
 class WatchService:
@@ -175,16 +183,17 @@ class WatchService:
     def _fan_out(self, station_id: str, frame: bytes) -> None:
         station = self.registry.get(station_id)
         public = station is not None and station.public
-        text: str | None = None
+        text: dict[str, Any] | None = None
+        binary = _message(frame)  # one ASGI message per event, shared by every watcher
         sent = 0
         for watcher in list(self.watchers):  # a failed write may detach a watcher meanwhile
             if not (public or watcher.operator):
                 continue
             if watcher.codec.binary:
-                watcher.push(frame)
+                watcher.push(binary)
             else:
                 if text is None:
-                    text = wire.encode_json(wire.decode_msgpack(frame))
+                    text = _message(wire.encode_json(wire.decode_msgpack(frame)))
                 watcher.push(text)
             sent += 1
         self.metrics.messages_out.inc(sent)

@@ -31,12 +31,12 @@ async def test_slow_watcher_is_resynced_and_fast_one_gets_every_frame_inline() -
     fast_frames: list[bytes | str] = []
     slow_frames: list[bytes | str] = []
 
-    async def fast_send(frame: bytes | str) -> None:
-        fast_frames.append(frame)
+    async def fast_send(message: dict) -> None:  # type: ignore[type-arg]
+        fast_frames.append(message["bytes"])
 
-    async def slow_send(frame: bytes | str) -> None:
+    async def slow_send(message: dict) -> None:  # type: ignore[type-arg]
         await released.wait()  # a phone on a bad link: its writes block
-        slow_frames.append(frame)
+        slow_frames.append(message["bytes"])
 
     codec = wire.CODECS[wire.MSGPACK]
     fast, slow = Watcher(fast_send, codec, False, 4), Watcher(slow_send, codec, False, 4)
@@ -59,7 +59,7 @@ async def test_slow_watcher_is_resynced_and_fast_one_gets_every_frame_inline() -
 async def test_a_failed_write_closes_the_watcher() -> None:
     watch = service()
 
-    async def broken(frame: bytes | str) -> None:
+    async def broken(message: dict) -> None:  # type: ignore[type-arg]
         raise ConnectionResetError
 
     watcher = Watcher(broken, wire.CODECS[wire.MSGPACK], False, 4)
@@ -74,8 +74,8 @@ async def test_since_within_history_replays_only_later_frames_and_hides_private(
         watch.apply(event(seq, station="opd.bakesbangpol" if seq == 5 else "35.09.01"))
     received: list[bytes | str] = []
 
-    async def record(frame: bytes | str) -> None:
-        received.append(frame)
+    async def record(message: dict) -> None:  # type: ignore[type-arg]
+        received.append(message.get("bytes") or message["text"])
 
     watch.attach(Watcher(record, wire.CODECS[wire.JSON], False, 100), since=3)
     assert [wire.decode_json(f)["seq"] for f in received] == [4, 6]
