@@ -32,7 +32,8 @@ from hub.services.stations import EVENTS_CHANNEL
 
 log = logging.getLogger("jaga.watchers")
 
-OPERATOR_FIELDS = ("node",)  # station-object fields only operators see
+OPERATOR_FIELDS = ("node",)
+SNAPSHOT_MAX_AGE_S = 1.0  # station-object fields only operators see
 
 
 class Watcher:
@@ -129,6 +130,7 @@ class WatchService:
         self.last_seq = 0
         self.history: deque[tuple[int, str, bytes]] = deque(maxlen=history)
         self.watchers: set[Watcher] = set()
+        self._snapshots: dict[tuple[bool, str], tuple[int, float, bytes | str]] = {}
         self.ready = asyncio.Event()
 
     # The bus side
@@ -210,11 +212,11 @@ class WatchService:
                 if seq > since and self._visible(station_id, watcher.operator):
                     watcher.push(frame if watcher.codec.binary else wire.encode_json(wire.decode_msgpack(frame)))
         else:
-            watcher.push(watcher.codec.encode(self.snapshot(watcher.operator)))
+            watcher.push(self.encoded_snapshot(watcher.operator, watcher.codec))
 
     def _resync_snapshot(self, watcher: Watcher) -> bytes | str:
         self.metrics.watcher_resyncs.inc()
-        return watcher.codec.encode(self.snapshot(watcher.operator))
+        return self.encoded_snapshot(watcher.operator, watcher.codec)
 
     def detach(self, watcher: Watcher) -> None:
         watcher.close()
@@ -225,6 +227,22 @@ class WatchService:
         return station is not None and (operator or station.public)
 
     # Views shared with the HTTP API
+
+    def encoded_snapshot(self, operator: bool, codec: wire.Codec) -> bytes | str:
+        """The snapshot, built and encoded once per audience and codec while nothing changes.
+
+        A wall of 5,000 screens reconnecting after a restart would otherwise build and encode
+        the whole registry 5,000 times. Kept at most ``SNAPSHOT_MAX_AGE_S``, so the viewer
+        counts and thumbnail times in it are never older than that.
+        """
+        key = (operator, codec.name)
+        now = self.clock()
+        cached = self._snapshots.get(key)
+        if cached is not None and cached[0] == self.last_seq and now - cached[1] < SNAPSHOT_MAX_AGE_S:
+            return cached[2]
+        frame = codec.encode(self.snapshot(operator))
+        self._snapshots[key] = (self.last_seq, now, frame)
+        return frame
 
     def snapshot(self, operator: bool) -> dict[str, Any]:
         now = self.clock()

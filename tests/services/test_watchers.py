@@ -90,3 +90,18 @@ async def test_duplicate_or_old_frames_are_ignored() -> None:
     watch.apply(event(1, state="offline"))
     watch.apply(event(2, state="offline"))
     assert watch.view["35.09.01"]["state"] == "online"
+
+
+async def test_snapshot_is_encoded_once_until_something_changes() -> None:
+    now = [1_787_000_000.0]
+    watch = service()
+    watch.clock = lambda: now[0]
+    codec = wire.CODECS[wire.MSGPACK]
+    first = watch.encoded_snapshot(False, codec)
+    assert watch.encoded_snapshot(False, codec) is first  # the same bytes, not rebuilt
+    assert watch.encoded_snapshot(True, codec) is not first  # operators see more
+    watch.apply(event(1))
+    second = watch.encoded_snapshot(False, codec)
+    assert second is not first and wire.decode_msgpack(second)["seq"] == 1
+    now[0] += 1.5  # viewer counts and thumbnail times may have moved: rebuilt
+    assert watch.encoded_snapshot(False, codec) is not second
