@@ -1,0 +1,71 @@
+"""Chromium to Chromium through the hub: one page publishes its (fake) camera and microphone
+with WHIP, like a browser-based station or OBS would, with no agent and no WebSocket; the
+public watch page in another browser context plays it with WHEP and decodes frames."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import RunningHub, timeout
+from tests.web.browser import open_page
+from tests.web.test_watch_video import FRAMES_DECODED, RECORD_PEERS, _more, until
+
+pytestmark = pytest.mark.browser
+
+WHIP_PUBLISH = """
+async ({url, token, codec}) => {
+  const media = await navigator.mediaDevices.getUserMedia({video: {width: 320, height: 240}, audio: true});
+  const pc = new RTCPeerConnection({iceServers: []});
+  for (const track of media.getTracks()) {
+    const transceiver = pc.addTransceiver(track, {direction: "sendonly"});
+    if (track.kind === "video") {
+      const wanted = RTCRtpSender.getCapabilities("video").codecs.filter(
+        (c) => c.mimeType === "video/" + codec &&
+               (codec !== "H264" || (c.sdpFmtpLine || "").includes("packetization-mode=1")));
+      transceiver.setCodecPreferences(wanted);
+    }
+  }
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((done) => {
+    if (pc.iceGatheringState === "complete") return done();
+    pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && done());
+  });
+  const response = await fetch(url, {method: "POST", body: pc.localDescription.sdp,
+    headers: {"Content-Type": "application/sdp", "Authorization": "Bearer " + token}});
+  if (response.status !== 201) throw new Error("WHIP " + response.status + " " + await response.text());
+  await pc.setRemoteDescription({type: "answer", sdp: await response.text()});
+  window.__publisher = pc;
+  return response.headers.get("Location");
+}
+"""
+
+
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
+async def test_chromium_publishes_with_whip_and_chromium_plays_with_whep(  # type: ignore[no-untyped-def]
+        browser, web_hub: RunningHub, codec: str) -> None:
+    station_id = "35.09.02"
+    token = await web_hub.token(station_id)
+    publisher, publisher_log = await open_page(browser, f"{web_hub.http}/login")
+    location = await publisher.evaluate(WHIP_PUBLISH, {"url": f"{web_hub.http}/whip/{station_id}",
+                                                       "token": token, "codec": codec})
+    assert location.startswith(f"/whip/{station_id}/")
+    async with httpx.AsyncClient(base_url=web_hub.http, timeout=timeout(5)) as http:
+        async def live() -> bool:
+            return (await http.get(f"/api/v1/stations/{station_id}")).json()["state"] == "live"
+
+        await until(live, 15, "the browser publisher to make the station live")
+        viewer, viewer_log = await open_page(browser, f"{web_hub.http}/watch/{station_id}", init_script=RECORD_PEERS)
+        first = await until(lambda: viewer.evaluate(FRAMES_DECODED), 15, f"a first decoded {codec} frame")
+        await until(lambda: _more(viewer, first + 10), 10, f"ten more decoded {codec} frames")
+        negotiated = await viewer.evaluate("""async () => {
+            let mime = "";
+            for (const pc of window.__jagaPeers) (await pc.getStats()).forEach((r) => {
+                if (r.type === "codec" && r.mimeType.startsWith("video/")) mime = r.mimeType;
+            });
+            return mime;
+        }""")
+        assert negotiated.lower() == f"video/{codec}".lower()  # exactly what the publisher sends
+        assert (await http.delete(location, headers={"Authorization": f"Bearer {token}"})).status_code == 200
+    viewer_log.assert_clean()
+    publisher_log.assert_clean()
