@@ -33,6 +33,13 @@ from tests.redis_server import RedisServer, redis_server, redis_url  # noqa: F40
 from tests.wsclient import JSON, Client, presence_of, station
 
 TTL_S = 1.0
+OUTAGE_S = float(os.environ.get("JAGA_REDIS_OUTAGE_S", "20"))  # issue 7: Redis away for 20 s
+
+
+async def heartbeat(client: Client) -> None:
+    while True:
+        await client.send({"t": "hb"})
+        await asyncio.sleep(0.1)  # an agent's heartbeat cadence
 
 pytestmark = pytest.mark.redis
 
@@ -251,9 +258,12 @@ async def test_a_redis_outage_loses_and_doubles_nothing(tmp_path: Path, persiste
         await on_a.recv_until(presence_of("35.09.01", "offline"))
         again, _ = await station(a.ws, "35.09.01", token_1)  # the cached token still opens the door
         await on_a.recv_until(presence_of("35.09.01", "online"))
+        beats = asyncio.create_task(heartbeat(again))
         await second.close()
         await on_b.recv_until(presence_of("opd.dinkes", "offline"))
         assert a.hub.ledger.pending and b.hub.ledger.pending
+        await asyncio.sleep(OUTAGE_S)  # the outage itself lasts this long (the scenario, not a wait)
+        assert a.hub.stations.table.get("35.09.01").state == "online"  # served throughout
 
         persistent_redis.start()
         for running in (a, b):
@@ -268,6 +278,7 @@ async def test_a_redis_outage_loses_and_doubles_nothing(tmp_path: Path, persiste
         assert await a.hub.ledger.inner.intervals(0, 2e10) == await expected.intervals(0, 2e10)
         assert await a.hub.ledger.inner.activities(0, 2e10) == await expected.activities(0, 2e10)
         await expected.close()
+        beats.cancel()
         await again.close()
     finally:
         await stop_hub(b)
@@ -337,3 +348,42 @@ async def test_a_token_minted_by_the_cli_opens_every_node(nodes: Any, tmp_path: 
     client, welcome = await station(a.ws, "35.09.02.1001", minted.stdout.strip().splitlines()[-1])
     assert welcome["station"] == "35.09.02.1001"
     await client.close()
+
+
+async def test_whep_on_another_node_redirects_to_the_owner_and_the_viewer_decodes(nodes: Any) -> None:
+    from aiortc import RTCSessionDescription
+
+    from hub.media.aiortc_seams import close_peer_connection, new_peer_connection
+    from tests.media.peers import Viewer, make_offer, wait_for_state
+    from tests.media.test_routes import publisher_offer
+
+    a, b = await nodes("node-a"), await nodes("node-b")
+    token = await a.token("35.09.02")
+    publisher, offer = await publisher_offer()
+    sdp = {"Content-Type": "application/sdp"}
+    async with httpx.AsyncClient(base_url=a.http) as http:
+        created = await http.post("/whip/35.09.02", content=offer, headers={"Authorization": f"Bearer {token}", **sdp})
+    assert created.status_code == 201
+    await publisher.setRemoteDescription(RTCSessionDescription(created.text, "answer"))  # type: ignore[attr-defined]
+    await wait_for_state(publisher, "connected")  # type: ignore[arg-type]
+
+    async def routed_to_a() -> bool:
+        return await b.hub.router.owner_url("35.09.02") == a.http
+
+    await poll(routed_to_a, 5, "B to know that A holds the stream")
+    pc = new_peer_connection(())
+    viewer = Viewer(pc)
+    pc.addTransceiver("video", direction="recvonly")
+    pc.on("track", viewer._consume)
+    view_offer = await make_offer(pc)
+    async with httpx.AsyncClient(base_url=b.http, follow_redirects=False) as http:
+        redirected = await http.post("/whep/35.09.02", content=view_offer, headers=sdp)
+        assert redirected.status_code == 307
+        assert redirected.headers["location"] == f"{a.http}/whep/35.09.02"
+        answer = await http.post(redirected.headers["location"], content=view_offer, headers=sdp)  # as WHEP clients do
+    assert answer.status_code == 201
+    await pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
+    await viewer.wait_for(pictures=5, pattern="A", timeout=timeout(10))
+    assert a.hub.media.viewer_count("35.09.02") == 1
+    await viewer.close()
+    await close_peer_connection(publisher)  # type: ignore[arg-type]
