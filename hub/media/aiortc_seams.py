@@ -200,11 +200,18 @@ def announced_host_addresses(addresses: Sequence[str]) -> Iterator[None]:
 
 
 async def close_peer_connection(pc: RTCPeerConnection) -> None:
-    """Close ``pc`` and everything aiortc started for it, even during the close itself."""
-    await pc.close()
+    """Close ``pc`` and everything aiortc started for it, even during the close itself.
+
+    A connection a hostile offer left half negotiated has transceivers without transports;
+    aiortc's own close then raises AttributeError part way. Every part is closed anyway.
+    """
+    with contextlib.suppress(AttributeError):
+        await pc.close()
     for transceiver in pc.getTransceivers():
-        await transceiver.receiver.stop()
-        await transceiver.sender.stop()
+        with contextlib.suppress(AttributeError):
+            await transceiver.receiver.stop()
+        with contextlib.suppress(AttributeError):
+            await transceiver.sender.stop()
 
 
 # --- 6. the publisher's RTP packets, before the jitter buffer ---------------------------

@@ -34,11 +34,14 @@ async def _apply_offer_and_answer(
 ) -> str:
     try:
         await pc.setRemoteDescription(seams.RTCSessionDescription(sdp=offer.sdp, type="offer"))
-    except Exception as exc:  # aiortc raises ValueError / OperationError / InvalidStateError
-        raise ProtocolViolation(f"{who} offer cannot be applied: {exc}") from None
-    answer = await pc.createAnswer()
-    with seams.announced_host_addresses(host_addresses):
-        await pc.setLocalDescription(answer)
+        # A hostile offer can pass aiortc's parser and still break its answer (found by
+        # tests/faults/test_fuzz.py: a transceiver left without a transport raises
+        # AttributeError in createAnswer). Whatever aiortc raises here is the offer's fault.
+        answer = await pc.createAnswer()
+        with seams.announced_host_addresses(host_addresses):
+            await pc.setLocalDescription(answer)
+    except Exception as exc:  # ValueError / OperationError / InvalidStateError / AttributeError ...
+        raise ProtocolViolation(f"{who} offer cannot be negotiated: {type(exc).__name__}: {exc}"[:300]) from None
     return pc.localDescription.sdp
 
 

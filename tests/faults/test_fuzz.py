@@ -74,6 +74,8 @@ def hub_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess
         running.stop()
         log = running.log.read_text()
         assert "Traceback" not in log, log[-4000:]
+        for token in running.tokens.values():
+            assert token not in log  # secrets never reach the log
 
 
 def close_code_after(connection: ClientConnection) -> int | None:
@@ -166,3 +168,70 @@ def test_other_sessions_were_unaffected(hub_process: HubProcess) -> None:
         assert hello(connection, hub_process, "35.09.02")["t"] == "welcome"
         connection.send(msgpack.packb({"t": "ping"}))
         assert msgpack.unpackb(connection.recv(timeout=timeout(5)))["t"] == "pong"
+
+
+def valid_offer() -> str:
+    """A real publisher offer from aiortc (video + audio), made once."""
+    import asyncio
+
+    from hub.media.aiortc_seams import close_peer_connection, new_peer_connection
+    from tests.media.peers import PatternTrack, ToneTrack, make_offer
+
+    async def make() -> str:
+        pc = new_peer_connection(())
+        pc.addTransceiver(PatternTrack(), direction="sendonly")
+        pc.addTransceiver(ToneTrack(), direction="sendonly")
+        try:
+            return await make_offer(pc)
+        finally:
+            await close_peer_connection(pc)
+
+    return asyncio.run(make())
+
+
+OFFER = valid_offer()
+OFFER_LINES = OFFER.splitlines()
+
+
+@st.composite
+def mutated_offers(draw: st.DrawFn) -> str:
+    lines = list(OFFER_LINES)
+    for _ in range(draw(st.integers(1, 4))):
+        where = draw(st.integers(0, len(lines) - 1))
+        action = draw(st.sampled_from(["drop", "duplicate", "garble", "insert", "truncate"]))
+        if action == "drop":
+            del lines[where]
+        elif action == "duplicate":
+            lines.insert(where, lines[where])
+        elif action == "garble":
+            line = lines[where]
+            cut = draw(st.integers(0, len(line)))
+            lines[where] = line[:cut] + draw(st.text(max_size=12)) + line[cut:]
+        elif action == "insert":
+            lines.insert(where, draw(st.sampled_from(["m=video 9 UDP/TLS/RTP/SAVPF 96", "a=rtpmap:96 VP8/0",
+                                                       "a=fingerprint:sha-256 ZZ", "a=ice-ufrag:", "c=IN IP4 x",
+                                                       "a=ssrc:-1 cname:x", "m=application 9 DTLS/SCTP 5000"])))
+        else:
+            lines = lines[:where]
+        if not lines:
+            lines = ["v=0"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+@FUZZ
+@given(offer=mutated_offers())
+def test_mutated_sdp_at_whip_and_whep_gets_documented_answers(hub_process: HubProcess, offer: str) -> None:
+    base = f"http://127.0.0.1:{hub_process.port}"
+    token = hub_process.tokens["35.09.01"]
+    with httpx.Client(base_url=base, timeout=timeout(15)) as http:
+        published = http.post("/whip/35.09.01", content=offer,
+                              headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"})
+        assert published.status_code in {201, 400, 413}, (published.status_code, published.text)
+        if published.status_code == 201:
+            assert http.delete(published.headers["location"],
+                               headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        else:
+            assert published.json()["error"]["code"]
+        viewed = http.post("/whep/35.09.01", content=offer, headers={"Content-Type": "application/sdp"})
+        assert viewed.status_code in {400, 404, 413}, (viewed.status_code, viewed.text)
+        assert viewed.json()["error"]["code"]

@@ -162,3 +162,17 @@ async def test_rotating_a_token_ends_the_whip_session_opened_with_it(hub: Runnin
                 await asyncio.sleep(0.05)
         assert not hub.hub.media.is_publishing(STATION)
     await close_peer_connection(publisher)
+
+
+async def test_an_offer_that_breaks_aiortcs_answer_is_a_400_and_leaves_nothing(hub: RunningHub) -> None:
+    """Found by the SDP fuzzer: the video m= line gone, its attributes and BUNDLE left."""
+    token = await hub.token(STATION)
+    publisher, offer = await publisher_offer()
+    broken = "\r\n".join(line for line in offer.splitlines() if not line.startswith("m=video")) + "\r\n"
+    async with httpx.AsyncClient(base_url=hub.http) as http:
+        response = await http.post(f"/whip/{STATION}", content=broken,
+                                   headers={"Authorization": f"Bearer {token}", **SDP})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "protocol"
+    assert hub.hub.media.metrics()["peer_connections"] == 0
+    await close_peer_connection(publisher)
