@@ -170,7 +170,7 @@ async def py_spy(pid: int, workdir: Path, seconds: float) -> dict[str, Any]:
 def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) -> tuple[str, dict[str, Any]]:
     names = {"hub": "Jaga hub (forwarding)", "mediarelay": "aiortc MediaRelay (re-encoding)", "janus": "Janus 1.1 Streaming"}
     agg: dict[str, Any] = {}
-    lines = [f"Server CPU (% of one core) by viewers N, median over repeats; viewers' frame rate as min fps:", ""]
+    lines = ["Server CPU (% of one core) by viewers N, median over repeats; viewers' frame rate as min fps:", ""]
     lines.append("| system | " + " | ".join(f"N={n}" for n in levels) + " | CPU per added viewer | µs per relayed packet | most viewers served |")
     lines.append("|---|" + "---|" * (len(levels) + 3))
     for system in SYSTEMS:

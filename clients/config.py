@@ -39,7 +39,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 DEFAULT_CONTROL_PORT = 47110

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from starlette.routing import Mount
 
 from hub.app import create_app
 from tests.conftest import RunningHub, test_settings

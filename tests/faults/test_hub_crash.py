@@ -16,7 +16,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from clients.agent import Agent
 from hub.backends.sqlite import SqliteCredentials

@@ -16,7 +16,7 @@ from aiortc import RTCSessionDescription
 
 from hub.media.aiortc_seams import close_peer_connection, new_peer_connection
 from tests.conftest import RunningHub, start_hub, stop_hub, test_settings, timeout
-from tests.media.peers import PatternTrack, ToneTrack, Viewer, classify, make_offer, wait_for_state
+from tests.media.peers import PatternTrack, ToneTrack, Viewer, make_offer, wait_for_state
 
 STATION = "35.09.01"
 SDP = {"Content-Type": "application/sdp"}
