@@ -98,8 +98,16 @@ def h264_nal_types(data: bytes) -> set[int]:
     return types
 
 
+JOIN_MIN_INTERVAL_S = 0.1  # the shortest gap between requests made for joining viewers
+
+
 class KeyframeRequester:
     """At most one keyframe request per ``min_interval_s``, none dropped.
+
+    One exception keeps join storms fast without opening a door to floods: a request made by
+    the hub itself for a joining viewer (``urgent``) may go after only ``JOIN_MIN_INTERVAL_S``
+    once the previous request was answered (a keyframe arrived since; see :meth:`answered`).
+    Viewers' own PLI/FIR never take that path.
 
     ``send`` is the coroutine that actually asks the publisher (a PLI); it runs as a task
     this object owns. Call ``close`` when the publisher goes away.
@@ -117,19 +125,32 @@ class KeyframeRequester:
         self._on_sent = on_sent
         self._clock = clock
         self._last_sent = -float("inf")
+        self._answered_at = -float("inf")
         self._deferred: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
-    def request(self) -> None:
+    def request(self, urgent: bool = False) -> None:
         """Ask for a keyframe now, or as soon as the rate limit allows."""
-        if self._closed or self._deferred is not None:
-            return  # closed, or a request is already scheduled for the end of the interval
-        wait = self._last_sent + self._min_interval_s - self._clock()
+        if self._closed:
+            return
+        now = self._clock()
+        if urgent and self._answered_at >= self._last_sent and now - self._last_sent >= JOIN_MIN_INTERVAL_S:
+            if self._deferred is not None:
+                self._deferred.cancel()
+            self._fire()
+            return
+        if self._deferred is not None:
+            return  # a request is already scheduled for the end of the interval
+        wait = self._last_sent + self._min_interval_s - now
         if wait <= 0:
             self._fire()
         else:
             self._deferred = asyncio.get_running_loop().call_later(wait, self._fire)
+
+    def answered(self) -> None:
+        """A keyframe arrived from the publisher: the last request is satisfied."""
+        self._answered_at = self._clock()
 
     def _fire(self) -> None:
         self._deferred = None

@@ -120,7 +120,8 @@ class MediaRelay:
             station = self._stations[station_id] = StationState(stream)
         if station.active is None:
             station.active = peer
-            station.stream.switch_source(session_id, _mime_types(codecs), peer.requester.request)
+            station.stream.switch_source(session_id, _mime_types(codecs), peer.requester.request,
+                                         peer.requester.answered)
         else:
             if station.pending is not None:
                 self._spawn(self.end(station.pending.session.id))  # the newest offer wins
@@ -244,7 +245,8 @@ class MediaRelay:
         """Make ``peer`` the station's source; viewers that cannot take its codecs end."""
         station.active, station.pending = peer, None
         assert peer.requester is not None
-        station.stream.switch_source(peer.session.id, _mime_types(peer.codecs), peer.requester.request)
+        station.stream.switch_source(peer.session.id, _mime_types(peer.codecs), peer.requester.request,
+                                     peer.requester.answered)
         for viewer in list(station.viewers):
             if any(peer.codecs.get(k, c).mimeType.lower() != c.mimeType.lower() for k, c in viewer.codecs.items()):
                 self._spawn(self.end(viewer.session.id))
@@ -297,7 +299,7 @@ class MediaRelay:
             parameters,
             stream.clocks[parameters.kind],
             stream.cache if parameters.kind == "video" else None,
-            on_keyframe_needed=stream.request_keyframe,
+            on_keyframe_needed=lambda: stream.request_keyframe(urgent=True),  # a viewer waits to start
             on_dropped=self._count_dropped,
             on_retransmitted=self._count_retransmitted,
         )

@@ -50,7 +50,8 @@ class StationStream:
         self._thumbnail_s = thumbnail_s
         self._on_thumbnail = on_thumbnail
         self.source_id: str | None = None
-        self._request_source_keyframe: Callable[[], None] = lambda: None
+        self._request_source_keyframe: Callable[..., None] = lambda urgent=False: None
+        self._keyframe_arrived: Callable[[], None] = lambda: None
         self._mime_types: dict[str, str] = {}
         # per kind: header-extension block -> the egresses that use it
         self._egresses: dict[str, dict[bytes, list[ViewerEgress]]] = {kind: {} for kind in KINDS}
@@ -62,7 +63,8 @@ class StationStream:
 
     # --- source ---------------------------------------------------------------------
 
-    def switch_source(self, source_id: str, mime_types: dict[str, str], request_keyframe: Callable[[], None]) -> None:
+    def switch_source(self, source_id: str, mime_types: dict[str, str], request_keyframe: Callable[..., None],
+                      keyframe_arrived: Callable[[], None] = lambda: None) -> None:
         """Forward ``source_id``'s packets from now on; viewers resync at its next keyframe.
 
         ``mime_types``: the source's codec per kind, lower case (``"video/vp8"``).
@@ -70,6 +72,7 @@ class StationStream:
         self.source_id = source_id
         self._mime_types = dict(mime_types)
         self._request_source_keyframe = request_keyframe
+        self._keyframe_arrived = keyframe_arrived
         self._thumbnail_keyframe_asked = False
         self.cache.clear()
         for groups in self._egresses.values():
@@ -80,10 +83,13 @@ class StationStream:
     def clear_source(self, source_id: str) -> None:
         if self.source_id == source_id:
             self.source_id = None
-            self._request_source_keyframe = lambda: None
+            self._request_source_keyframe = lambda urgent=False: None
+            self._keyframe_arrived = lambda: None
 
-    def request_keyframe(self) -> None:
-        self._request_source_keyframe()
+    def request_keyframe(self, urgent: bool = False) -> None:
+        """``urgent``: the hub's own request for a viewer that waits to start (see
+        :class:`~hub.media.keyframes.KeyframeRequester`); viewers' PLIs are not urgent."""
+        self._request_source_keyframe(urgent=urgent)
 
     # --- viewers --------------------------------------------------------------------
 
@@ -136,6 +142,7 @@ class StationStream:
         keyframe = is_keyframe(mime_type, data)
         if keyframe:
             counters.keyframes_received += 1
+            self._keyframe_arrived()
         if self._thumbnail_s > 0:
             self._maybe_thumbnail(mime_type, data, keyframe)
 

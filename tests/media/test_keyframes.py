@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+
+import pytest
 import fractions
 
 import av
@@ -71,4 +73,34 @@ async def test_keyframe_requests_are_rate_limited_and_never_lost() -> None:
     async with asyncio.timeout(5):
         await done.wait()
     assert len(sent) == 2 and sent[1] - sent[0] >= 0.19
+    await requester.close()
+
+
+async def test_a_joining_viewer_need_not_wait_out_the_interval_once_the_last_request_was_answered() -> None:
+    now = [100.0]
+    sent: list[float] = []
+
+    async def send() -> bool:
+        sent.append(now[0])
+        return True
+
+    requester = KeyframeRequester(send, min_interval_s=0.5, clock=lambda: now[0])
+    requester.request(urgent=True)  # the first joiner
+    await asyncio.sleep(0)
+    now[0] += 0.05
+    requester.request(urgent=True)  # not answered yet: waits for the interval
+    await asyncio.sleep(0)
+    assert sent == [100.0]
+    requester.answered()  # the keyframe came
+    now[0] += 0.1
+    requester.request()  # a viewer's own PLI: still rate-limited
+    await asyncio.sleep(0)
+    assert sent == [100.0]
+    requester.request(urgent=True)  # the next joiner: answered, 0.15 s later → now
+    await asyncio.sleep(0)
+    assert sent == pytest.approx([100.0, 100.15])
+    now[0] += 0.05
+    requester.request(urgent=True)  # answered? no (nothing since 100.15): rate-limited again
+    await asyncio.sleep(0)
+    assert len(sent) == 2
     await requester.close()
