@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)  # stop everything cleanly on SIGTERM too
+    # Also SIGINT explicitly: started in the background by a non-interactive shell, the
+    # process inherits SIGINT *ignored*, and Ctrl-C / kill -INT would then do nothing.
+    signal.signal(signal.SIGINT, interrupt)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     hub = subprocess.Popen([sys.executable, "-m", "hub", "--config", str(config), "serve"], env=env)
     agents: list[subprocess.Popen[bytes]] = []
