@@ -113,20 +113,25 @@ class ClipTrack(MediaStreamTrack):
         self.start: float | None = None
 
     async def recv(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self.start is None:
-            self.start = time.monotonic()
-        else:
-            delay = self.start + self.count / FPS - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        await _pace(self)
         data, _ = self.clip[self.count % len(self.clip)]
         packet = av.Packet(data)
         packet.pts = self.count * (90000 // FPS)
         packet.time_base = fractions.Fraction(1, 90000)
         self.count += 1
         return packet
+
+
+async def _pace(track: "ClipTrack | LivePatternTrack") -> None:
+    """Hold a track to FPS on its own clock (frame ``count`` is due at start + count / FPS)."""
+    if track.readyState != "live":
+        raise MediaStreamError
+    if track.start is None:
+        track.start = time.monotonic()
+        return
+    delay = track.start + track.count / FPS - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
 
 
 class LivePatternTrack(MediaStreamTrack):
@@ -141,14 +146,7 @@ class LivePatternTrack(MediaStreamTrack):
         self.start: float | None = None
 
     async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self.start is None:
-            self.start = time.monotonic()
-        else:
-            delay = self.start + self.count / FPS - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        await _pace(self)
         frame = self.frames[self.count % len(self.frames)]
         frame.pts = self.count * (90000 // FPS)
         frame.time_base = fractions.Fraction(1, 90000)
