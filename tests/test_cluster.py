@@ -387,3 +387,30 @@ async def test_whep_on_another_node_redirects_to_the_owner_and_the_viewer_decode
     assert a.hub.media.viewer_count("35.09.02") == 1
     await viewer.close()
     await close_peer_connection(publisher)  # type: ignore[arg-type]
+
+
+async def test_at_office_hours_one_node_announces_stations_nobody_holds(tmp_path: Path, redis_url: str) -> None:
+    """08:00 WIB: offline stations turn `missing` for every watcher, announced once in the cluster."""
+    wib = dt.timezone(dt.timedelta(hours=7))
+    now = [dt.datetime(2026, 8, 18, 7, 59, 59, tzinfo=wib).timestamp()]
+    hours = {"workdays": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "15:00"}
+    started = []
+    for name in ("node-a", "node-b"):
+        settings = node_settings(tmp_path, name, redis_url)
+        settings = settings.replace(schedule=hours)
+        started.append(await start_hub(settings, clock=lambda: now[0]))
+    try:
+        watcher = await watch(started[1])
+        now[0] += 2  # 08:00:01
+        seen: dict[str, int] = {}
+        public = {s.id for s in parse_registry(TEST_REGISTRY) if s.public}
+
+        def count(message: dict[str, Any]) -> None:
+            if message["t"] == "presence" and message["status"] == "missing":
+                seen[message["id"]] = seen.get(message["id"], 0) + 1
+
+        await watcher.recv_until(lambda m: count(m) or set(seen) >= public, wait=5)
+        assert set(seen.values()) == {1}, seen
+    finally:
+        for running in reversed(started):
+            await stop_hub(running)

@@ -76,6 +76,11 @@ class PresenceStore(ABC):
     @abstractmethod
     async def load_all(self) -> dict[str, dict[str, Any]]: ...
 
+    async def claim(self, key: str, ttl_s: float) -> bool:
+        """True for exactly one node per ``key`` within ``ttl_s`` (cluster-wide chores, such as
+        announcing status changes of stations nobody holds). A single node always wins."""
+        return True
+
 
 class CredentialStore(ABC):
     @abstractmethod

@@ -246,6 +246,17 @@ class RedisPresenceStore(PresenceStore):
         self.high = max([self.high, *(int(r.get("seq") or 0) for r in records.values())])
         return records
 
+    async def claim(self, key: str, ttl_s: float) -> bool:
+        if not self.link.healthy:
+            return False  # nobody can tell; snapshots after the recovery carry the right status
+        try:
+            won = await self.link.bounded(self.link.client.set(f"{PREFIX}claim:{key}", b"1", nx=True,
+                                                               px=max(1, int(ttl_s * 1000))))
+        except REDIS_ERRORS as exc:
+            self.link.lost(exc)
+            return False
+        return bool(won)
+
     async def load(self, station: str) -> dict[str, Any] | None:
         raw = await self.link.bounded(self.link.client.hget(self.RECORDS, station))
         return unpack(raw) if raw else None

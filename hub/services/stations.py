@@ -304,7 +304,7 @@ class StationsService:
         """At a window edge (08:00, 15:00, midnight) statuses change with no state change."""
         if now < self._next_sweep:
             return
-        self._next_sweep = self.schedule.next_change(now)
+        edge, self._next_sweep = self._next_sweep, self.schedule.next_change(now)
         for station in self.registry:
             if self.multi_node and self.table.get(station.id).state == OFFLINE:
                 continue  # another node may hold it: only the holder writes its record
@@ -312,6 +312,24 @@ class StationsService:
             previous = self._statuses.setdefault(station.id, status)
             if previous != status:
                 await self._publish_presence(station.id, now)
+        if self.multi_node and edge and await self.store.claim(f"sweep:{int(edge)}", ttl_s=60):
+            await self._sweep_unheld(now)
+
+    async def _sweep_unheld(self, now: float) -> None:
+        """In a cluster, one node (the claimant) announces the status change of every station
+        that is offline everywhere: at 08:00 they turn `missing`, at 15:00 `off-hours`."""
+        records = await self.store.load_all()
+        for station in self.registry:
+            shared = records.get(station.id) or {"state": OFFLINE, "since": None, "reason": ""}
+            if shared.get("state") != OFFLINE:
+                continue
+            status = wall_status(OFFLINE, self.schedule.expected_on(station, now))
+            if shared.get("status") == status:
+                continue
+            record = {**shared, "status": status, "node": None}
+            await self._publish({"t": "presence", "id": station.id, "state": OFFLINE, "status": status,
+                                 "since": shared.get("since"), "reason": shared.get("reason") or ""},
+                                record=record)
 
     async def _publish(self, event: dict[str, Any], record: bool | dict[str, Any] = False) -> None:
         event["seq"] = await self.store.next_seq()
