@@ -230,11 +230,16 @@ class MediaEvents:
         if station_id in self.hub.registry:
             self._spawn(self.hub.stations.set_publishing(station_id, False))
 
+    def wants_thumbnail(self, station_id: str) -> bool:
+        """Only for publishers without an agent sending thumbnails (OBS, a browser): decoding
+        keyframes costs hub CPU, and asking for them costs a village uplink."""
+        fresh_for = 2 * self.hub.settings.media.thumbnail_s
+        sent_at = self.hub.stations.agent_thumbnail_at.get(station_id, float("-inf"))
+        return self.hub.clock() - sent_at >= fresh_for
+
     def thumbnail(self, station_id: str, jpeg: bytes) -> None:
         """A keyframe decoded by the relay; the agent's own thumbnail wins while it is fresh."""
-        stations = self.hub.stations
-        fresh_for = 2 * self.hub.settings.media.thumbnail_s
-        if self.hub.clock() - stations.agent_thumbnail_at.get(station_id, float("-inf")) < fresh_for:
+        if not self.wants_thumbnail(station_id):
             return
         if station_id in self.hub.registry:
             self._spawn(self.hub.stations.store_thumbnail(station_id, jpeg))

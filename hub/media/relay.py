@@ -116,7 +116,8 @@ class MediaRelay:
         self._register(peer)
         station = self._stations.get(station_id)
         if station is None:
-            stream = StationStream(station_id, self._counters, self.settings.thumbnail_s, self._thumbnail)
+            stream = StationStream(station_id, self._counters, self.settings.thumbnail_s, self._thumbnail,
+                                   self._events.wants_thumbnail)
             station = self._stations[station_id] = StationState(stream)
         if station.active is None:
             station.active = peer

@@ -19,6 +19,9 @@ class MediaEvents(Protocol):
     def publishing_started(self, station_id: str) -> None: ...  # first publisher connected
     def publishing_stopped(self, station_id: str) -> None: ...  # last publisher gone
     def thumbnail(self, station_id: str, jpeg: bytes) -> None: ...
+    # False while someone else (the station's agent) supplies thumbnails: the relay then
+    # neither decodes a keyframe nor asks the publisher for one just for a thumbnail.
+    def wants_thumbnail(self, station_id: str) -> bool: ...
 
 
 @dataclass

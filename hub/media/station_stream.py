@@ -44,11 +44,13 @@ class StationStream:
         counters: MediaCounters,
         thumbnail_s: float,
         on_thumbnail: Callable[[str, bytes], None],
+        wants_thumbnail: Callable[[str], bool] = lambda station_id: True,
     ) -> None:
         self.station_id = station_id
         self._counters = counters
         self._thumbnail_s = thumbnail_s
         self._on_thumbnail = on_thumbnail
+        self._wants_thumbnail = wants_thumbnail
         self.source_id: str | None = None
         self._request_source_keyframe: Callable[..., None] = lambda urgent=False: None
         self._keyframe_arrived: Callable[[], None] = lambda: None
@@ -151,6 +153,9 @@ class StationStream:
     def _maybe_thumbnail(self, mime_type: str, data: bytes, keyframe: bool) -> None:
         now = time.monotonic()
         if now < self._next_thumbnail_at or self._thumbnail_job is not None:
+            return
+        if not self._wants_thumbnail(self.station_id):  # its agent sends its own: no decode, no PLI
+            self._next_thumbnail_at = now + self._thumbnail_s
             return
         if not keyframe:
             if not self._thumbnail_keyframe_asked:

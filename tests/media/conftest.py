@@ -31,6 +31,11 @@ class RecordedEvents:
         self.thumbnails.append((station_id, jpeg))
         self.changed.set()
 
+    def wants_thumbnail(self, station_id: str) -> bool:
+        return station_id not in self.agent_thumbnails
+
+    agent_thumbnails: set[str] = field(default_factory=set)
+
     async def wait_until(self, condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
         async with asyncio.timeout(timeout):
             while not condition():

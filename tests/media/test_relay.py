@@ -179,6 +179,24 @@ async def test_thumbnails_are_jpegs_at_most_every_thumbnail_s() -> None:
         await relay.close()
 
 
+async def test_no_thumbnail_work_for_a_station_whose_agent_sends_its_own() -> None:
+    """No keyframe decoded and no keyframe asked for: a village uplink pays for every one."""
+    events = RecordedEvents()
+    events.agent_thumbnails.add(STATION)
+    relay = MediaRelay(media_settings(thumbnail_s=0.2), events)
+    try:
+        publisher = await Publisher.start(relay, STATION, audio=False)
+        viewer = await Viewer.start(relay, STATION)
+        await viewer.wait_for(pictures=30)  # ~2 s at 15 fps: ten thumbnail periods
+        assert events.thumbnails == []
+        assert relay.metrics()["thumbnails"] == 0
+        assert relay.metrics()["keyframe_requests"] <= 2  # the viewer's join, not one per period
+        await viewer.close()
+        await publisher.close()
+    finally:
+        await relay.close()
+
+
 async def test_close_ends_every_peer_connection() -> None:
     relay = MediaRelay(media_settings(), RecordedEvents())
     publisher = await Publisher.start(relay, STATION)
