@@ -70,7 +70,8 @@ async def run_once(args: argparse.Namespace, levels: list[int], ids: list[str]) 
     import httpx
 
     workdir = temp_dir("bench-ingest-")
-    proc, port, config = await start_hub(workdir, media={"max_sessions_per_address": 10_000})
+    proc, port, config = await start_hub(workdir, media={"max_sessions_per_address": 10_000,
+                                                         "thumbnail_s": args.thumbnail_s})
     base = f"http://127.0.0.1:{port}"
     wanted = ids[:max(levels)]
     tokens = await asyncio.to_thread(mint_tokens, config, wanted)
@@ -209,6 +210,9 @@ async def main() -> None:
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--max-seconds", type=float, default=150, help="per repeat; no new level starts after it")
     parser.add_argument("--quick", action="store_true", help="1 repeat, N = 0,5,10,20,40")
+    parser.add_argument("--thumbnail-s", type=float, default=10.0,
+                        help="the hub's media.thumbnail_s; 0 = no relay thumbnails, as for stations "
+                             "whose agent sends its own")
     parser.add_argument("--render", action="store_true", help="only re-render bench/results/ingest.json")
     args = parser.parse_args()
     if args.quick:
