@@ -259,10 +259,12 @@ class StationsService:
                 if station_id not in records and record.state != OFFLINE:
                     await self._publish_presence(station_id, now)
 
-    async def _publish_offline(self, station_id: str, at: float, reason: str) -> None:
+    async def _publish_offline(self, station_id: str, at: float | None, reason: str,
+                               activity: dict[str, Any] | None = None) -> None:
+        """Announce ``station_id`` offline since ``at``, with its wall status as of now."""
         station = self.registry.get(station_id)
         status = wall_status(OFFLINE, self.schedule.expected_on(station, self.clock())) if station else OFFLINE
-        shared = {"state": OFFLINE, "since": at, "reason": reason, "status": status, "activity": None, "node": None}
+        shared = {"state": OFFLINE, "since": at, "reason": reason, "status": status, "activity": activity, "node": None}
         await self._publish({"t": "presence", "id": station_id, "state": OFFLINE, "status": status, "since": at,
                              "reason": reason}, record=shared)
 
@@ -323,13 +325,9 @@ class StationsService:
             shared = records.get(station.id) or {"state": OFFLINE, "since": None, "reason": ""}
             if shared.get("state") != OFFLINE:
                 continue
-            status = wall_status(OFFLINE, self.schedule.expected_on(station, now))
-            if shared.get("status") == status:
-                continue
-            record = {**shared, "status": status, "node": None}
-            await self._publish({"t": "presence", "id": station.id, "state": OFFLINE, "status": status,
-                                 "since": shared.get("since"), "reason": shared.get("reason") or ""},
-                                record=record)
+            if shared.get("status") != wall_status(OFFLINE, self.schedule.expected_on(station, now)):
+                await self._publish_offline(station.id, shared.get("since"), shared.get("reason") or "",
+                                            activity=shared.get("activity"))
 
     async def _publish(self, event: dict[str, Any], record: bool | dict[str, Any] = False) -> None:
         event["seq"] = await self.store.next_seq()

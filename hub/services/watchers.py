@@ -107,6 +107,11 @@ class Watcher:
             self.draining.cancel()
 
 
+def _as_json(frame: bytes) -> str:
+    """A bus frame (msgpack) as the JSON subprotocol's text frame."""
+    return wire.encode_json(wire.decode_msgpack(frame))
+
+
 def _message(frame: bytes | str) -> dict[str, Any]:
     return {"type": "websocket.send", "bytes": frame} if isinstance(frame, bytes) else \
         {"type": "websocket.send", "text": frame}
@@ -195,7 +200,7 @@ class WatchService:
                 watcher.push(binary)
             else:
                 if text is None:
-                    text = _message(wire.encode_json(wire.decode_msgpack(frame)))
+                    text = _message(_as_json(frame))
                 watcher.push(text)
             sent += 1
         self.metrics.messages_out.inc(sent)
@@ -210,7 +215,7 @@ class WatchService:
         if since is not None and oldest - 1 <= since <= self.last_seq:
             for seq, station_id, frame in self.history:
                 if seq > since and self._visible(station_id, watcher.operator):
-                    watcher.push(frame if watcher.codec.binary else wire.encode_json(wire.decode_msgpack(frame)))
+                    watcher.push(frame if watcher.codec.binary else _as_json(frame))
         else:
             watcher.push(self.encoded_snapshot(watcher.operator, watcher.codec))
 

@@ -40,6 +40,19 @@ def _luma_plane(levels: tuple[int, int, int, int]) -> bytes:
     return b"".join(rows)
 
 
+async def _pace(track: "PatternTrack | ToneTrack", period: float) -> None:
+    """Hold a live source to one frame per ``period`` on its own clock; counts the frame."""
+    if track.readyState != "live":
+        raise MediaStreamError
+    if track._start is None:
+        track._start = time.monotonic()
+        return
+    track._count += 1
+    delay = track._start + track._count * period - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)  # pacing a live source, not waiting for an event
+
+
 class PatternTrack(MediaStreamTrack):
     """A paced 320x240 @ 15 fps test pattern."""
 
@@ -53,15 +66,7 @@ class PatternTrack(MediaStreamTrack):
         self._count = 0
 
     async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            self._count += 1
-            delay = self._start + self._count / FPS - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)  # pacing a live source, not waiting for an event
+        await _pace(self, 1 / FPS)
         luma = bytearray(self._luma)
         x = (self._count * 8) % (WIDTH - 16)
         for y in range(HEIGHT - BAND + 8, HEIGHT - 8):
@@ -89,15 +94,7 @@ class ToneTrack(MediaStreamTrack):
         self._count = 0
 
     async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            self._count += 1
-            delay = self._start + self._count * 0.02 - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        await _pace(self, 0.02)
         frame = av.AudioFrame(format="s16", layout="mono", samples=self.SAMPLES)
         frame.planes[0].update(self._pcm)
         frame.sample_rate = 48000
