@@ -9,7 +9,9 @@ production:
 1. ``take_encoded_frames``: the receiver reassembles RTP into ``JitterFrame`` objects and
    hands them to a decoder thread through ``RTCRtpReceiver.__decoder_queue``. We swap that
    queue for a sink that passes each encoded frame to a callback on the event loop, so
-   nothing is decoded (and the decoder thread exits at once instead of idling).
+   nothing is decoded and the decoder thread exits at once instead of idling. (With the
+   ingest fast path no packet reaches a hub receiver's jitter buffer; the benchmarks'
+   viewers use it to count frames without decoding.)
 2. ``request_keyframe``: ``RTCRtpReceiver._send_rtcp_pli`` sends a PLI to the publisher.
 3. ``on_keyframe_request``: a viewer's PLI/FIR reaches ``RTCRtpSender._send_keyframe``,
    which only sets a flag for aiortc's own encoder; with pre-encoded input the request
@@ -23,20 +25,30 @@ production:
    sender's RTCP loop then runs forever on a dead transport. We stop every sender and
    receiver again once ``close()`` returns (``stop()`` is idempotent).
 
-The RTP forwarding fast path (``viewer_egress``) needs five more:
+The RTP forwarding fast path (``viewer_egress``) needs four more:
 
-6. ``tap_rtp``: the publisher's RTP packets, as the DTLS transport hands them to
-   ``RTCRtpReceiver._handle_rtp_packet`` (shadowed per receiver; the receiver still gets
-   every packet, so its NACKs, RTCP and frame reassembly keep working).
-7. ``open_wire``: a viewer's outbound SRTP session (``RTCDtlsTransport._tx_srtp``) and
+6. ``open_wire``: a viewer's outbound SRTP session (``RTCDtlsTransport._tx_srtp``) and
    its nominated ICE pair's UDP transport (``aioice.Connection._nominated``), so a packet
    is protected and sent synchronously, without aiortc's per-packet coroutines.
-8. ``on_nack``: a viewer's NACK reaches ``RTCRtpSender._retransmit(seq)``, which looks in
+7. ``on_nack``: a viewer's NACK reaches ``RTCRtpSender._retransmit(seq)``, which looks in
    a history that stays empty here; we shadow it per sender.
-9. ``report_with``: the sender's RTCP loop sends an SR built from its own counters, which
+8. ``report_with``: the sender's RTCP loop sends an SR built from its own counters, which
    stay zero here; we shadow ``RTCRtpSender._send_rtcp`` to fill in ours.
-10. ``sender_ssrcs``: the SSRCs aiortc announced for a sender (``_ssrc``, ``_rtx_ssrc``),
-    which our packets must carry so the viewer's RTCP is routed back to that sender.
+9. ``sender_ssrcs``: the SSRCs aiortc announced for a sender (``_ssrc``, ``_rtx_ssrc``),
+   which our packets must carry so the viewer's RTCP is routed back to that sender.
+
+The ingest fast path (``ingest``) needs three more:
+
+10. ``divert_srtp``: a publisher's SRTP packets, unprotected with the DTLS transport's own
+    session (``RTCDtlsTransport._rx_srtp``) and handed over synchronously from the socket's
+    ``datagram_received``, instead of through aioice's queue, the DTLS receive task, aiortc's
+    RTP parser and the receiver's jitter buffer and frame reassembly. DTLS, STUN and SRTCP
+    still take aiortc's path.
+11. ``ReceiverBookkeeping``: the parts of ``RTCRtpReceiver._handle_rtp_packet`` a relay
+    still wants for each packet: RTCP statistics (its receiver reports), NACKs, the REMB
+    bandwidth estimate the publisher's encoder adapts to (two of its steps swapped for
+    ``hub.media.bitrate``'s cheaper equivalents), and the active-source list.
+12. ``depayload``: aiortc's RTP depayloaders, to rebuild one keyframe for a thumbnail.
 
 Everything else (peer connections, codec preferences, SDP parsing) is aiortc's public API,
 but is still reached through here so the rest of ``hub.media`` imports aiortc in one file.
@@ -44,8 +56,10 @@ but is still reached through here so the rest of ``hub.media`` imports aiortc in
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -63,12 +77,16 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc import clock as aiortc_clock
+from aiortc import rtcrtpreceiver as aiortc_rtcrtpreceiver
 from aiortc import sdp as aiortc_sdp
 from aiortc.codecs import CODECS
+from aiortc.codecs import depayload as aiortc_depayload
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcpeerconnection import is_codec_compatible
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
-from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpSenderInfo, RtcpSrPacket, is_rtcp, pack_remb_fci
+
+from hub.media.bitrate import WindowRate, min_frame_period
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +98,10 @@ __all__ = [
     "RTCSessionDescription",
     "announced_host_addresses",
     "capability_for",
+    "ReceiverBookkeeping",
     "close_peer_connection",
+    "depayload",
+    "divert_srtp",
     "negotiated_media",
     "new_peer_connection",
     "on_keyframe_request",
@@ -92,7 +113,6 @@ __all__ = [
     "sender_ssrcs",
     "supported_codec",
     "take_encoded_frames",
-    "tap_rtp",
 ]
 
 # Encoded-frame callback: (codec mime type, e.g. "video/VP8", clock rate, data, timestamp).
@@ -214,29 +234,7 @@ async def close_peer_connection(pc: RTCPeerConnection) -> None:
             await transceiver.sender.stop()
 
 
-# --- 6. the publisher's RTP packets, before the jitter buffer ---------------------------
-
-# (payload type, sequence number, timestamp, marker, payload): the packet as received,
-# SRTP already removed, header extensions and padding stripped by aiortc's parser.
-RtpSink = Callable[[int, int, int, int, bytes], None]
-
-
-def tap_rtp(receiver: RTCRtpReceiver, on_packet: RtpSink) -> None:
-    """Call ``on_packet`` for each RTP packet routed to ``receiver``, before aiortc handles
-    it (RTX packets included, still wrapped). Call before the receiver starts."""
-    handle = receiver._handle_rtp_packet
-
-    async def tapped(packet: Any, arrival_time_ms: int) -> None:
-        try:
-            on_packet(packet.payload_type, packet.sequence_number, packet.timestamp, packet.marker, packet.payload)
-        except Exception:  # a forwarding bug must not take the publisher's ingress down
-            logger.exception("RTP tap failed")
-        await handle(packet, arrival_time_ms=arrival_time_ms)
-
-    receiver._handle_rtp_packet = tapped  # type: ignore[method-assign]
-
-
-# --- 7. sending SRTP to a viewer directly -----------------------------------------------
+# --- 6. sending SRTP to a viewer directly -----------------------------------------------
 
 # Bytes a viewer's UDP socket may hold in asyncio's buffer (the kernel's was full) before
 # the viewer counts as slow. UDP on a healthy path never gets here.
@@ -286,7 +284,7 @@ def open_wire(sender: RTCRtpSender) -> SrtpWire | None:
     return SrtpWire(protect.protect, dtls.transport._connection._nominated)
 
 
-# --- 8 and 9. a viewer's NACKs, and our sender reports -----------------------------------
+# --- 7 and 8. a viewer's NACKs, and our sender reports -----------------------------------
 
 
 def on_nack(sender: RTCRtpSender, callback: Callable[[Iterable[int]], object]) -> None:
@@ -325,7 +323,7 @@ def report_with(sender: RTCRtpSender, report: SenderReport) -> None:
     sender._send_rtcp = send_with_our_report  # type: ignore[method-assign]
 
 
-# --- 10. the SSRCs a sender announced ----------------------------------------------------
+# --- 9. the SSRCs a sender announced ----------------------------------------------------
 
 
 def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
@@ -333,9 +331,177 @@ def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
     return sender._ssrc, sender._rtx_ssrc
 
 
+# --- 10. a publisher's SRTP, straight from the socket -----------------------------------
+
+
+def divert_srtp(dtls: Any, on_rtp: Callable[[bytes], None]) -> None:
+    """Hand every SRTP (not SRTCP) packet arriving on ``dtls`` to ``on_rtp``, unprotected,
+    synchronously inside the socket's ``datagram_received``; everything else goes on to
+    aiortc as before. Packets that fail authentication are dropped, as aiortc drops them.
+
+    Call after ``setLocalDescription`` (the ICE sockets exist once candidates are gathered)
+    and before media flows. Until DTLS is up there is no SRTP session and packets take
+    aiortc's path, which drops them.
+    """
+    connection = dtls.transport._connection
+    queue_datagram = connection.data_received
+
+    def data_received(data: bytes, component: int) -> None:
+        srtp = dtls._rx_srtp
+        if srtp is None or not 127 < data[0] < 192 or is_rtcp(data):
+            queue_datagram(data, component)
+            return
+        try:
+            clear = srtp.unprotect(data)
+        except pylibsrtp.Error:
+            return
+        try:
+            on_rtp(clear)
+        except Exception:  # a forwarding bug must not take the publisher's socket down
+            logger.exception("RTP ingest failed")
+
+    connection.data_received = data_received
+    for protocol in connection._protocols:
+        _skip_stun_parsing_for_rtp(protocol)
+
+
+def _skip_stun_parsing_for_rtp(protocol: Any) -> None:
+    """aioice tries to parse every datagram as STUN first (an exception per RTP packet);
+    bytes 128-191 start RTP/RTCP (RFC 7983), never STUN. An empty datagram, which aiortc's
+    DTLS reader would fail on, is dropped here."""
+    stun_or_other = protocol.datagram_received
+    connection = protocol.receiver
+
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        if not data:
+            return
+        if 127 < data[0] < 192:
+            connection.data_received(data, protocol.local_candidate.component)
+        else:
+            stun_or_other(data, addr)
+
+    protocol.datagram_received = datagram_received
+
+
+# --- 11. what a receiver does with a packet besides decoding it --------------------------
+
+NTP_UNIX_OFFSET_S = 2208988800  # aiortc's clock counts from the NTP epoch (1900)
+ACTIVE_SOURCE_REFRESH_S = 1.0
+REMB_INTERVAL_S = 0.2
+REMB_SOONER_BELOW = 0.97
+
+
+class _Seen:
+    """The two fields aiortc's statistics and NACK generator read from a packet."""
+
+    __slots__ = ("sequence_number", "timestamp")
+
+    def __init__(self) -> None:
+        self.sequence_number = 0
+        self.timestamp = 0
+
+
+class ReceiverBookkeeping:
+    """One receiver's per-packet duties, done on its own counters so aiortc's RTCP task
+    keeps sending correct receiver reports and the publisher's encoder keeps getting REMB.
+
+    ``count`` is for every packet routed to the receiver (RTX included, under its own
+    SSRC, as aiortc counts them); ``note_media`` for media packets (RTX unwrapped: the
+    original SSRC and sequence number), which feeds the NACK generator.
+    """
+
+    __slots__ = ("_active", "_clock_rate", "_estimator", "_nacks", "_receiver", "_refresh_at", "_remb_due",
+                 "_remb_sent", "_routed", "_seen", "_streams", "_tasks")
+
+    def __init__(self, receiver: RTCRtpReceiver, clock_rate: int) -> None:
+        self._receiver = receiver
+        self._routed = receiver.transport._rtp_router.receivers
+        self._streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+        self._active = receiver._RTCRtpReceiver__active_ssrc  # type: ignore[attr-defined]
+        self._nacks = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+        self._estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
+        if self._estimator is not None:
+            _speed_up(self._estimator)
+        self._clock_rate = clock_rate
+        self._seen = _Seen()
+        self._refresh_at: dict[int, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._remb_due = 0.0
+        self._remb_sent = 0
+
+    def accepting(self) -> bool:
+        """aiortc would route to this receiver: started, not stopped, enabled."""
+        receiver = self._receiver
+        return receiver._enabled and receiver in self._routed
+
+    def count(self, ssrc: int, seq: int, ts: int, size: int, abs_send_time: int | None) -> None:
+        seen = self._seen
+        seen.sequence_number, seen.timestamp = seq, ts
+        stream = self._streams.get(ssrc)
+        if stream is None:
+            stream = self._streams[ssrc] = aiortc_rtcrtpreceiver.StreamStatistics(self._clock_rate)
+        stream.add(seen)
+        now = time.monotonic()
+        if now >= self._refresh_at.get(ssrc, 0.0):  # getSynchronizationSources() wants ≤ 10 s
+            self._refresh_at[ssrc] = now + ACTIVE_SOURCE_REFRESH_S
+            self._active[ssrc] = aiortc_clock.current_datetime()
+        if abs_send_time is not None and self._estimator is not None:
+            arrival_ms = int((time.time() + NTP_UNIX_OFFSET_S) * 1000)
+            remb = self._estimator.add(abs_send_time=abs_send_time, arrival_time_ms=arrival_ms,
+                                       payload_size=size, ssrc=ssrc)
+            if remb is not None:
+                self._send_remb(remb)
+
+    def note_media(self, ssrc: int, seq: int) -> None:
+        nacks = self._nacks
+        if nacks is None:
+            return
+        seen = self._seen
+        seen.sequence_number = seq
+        if nacks.add(seen):
+            self._spawn(self._receiver._send_rtcp_nack(ssrc, sorted(nacks.missing)))
+
+    def _send_remb(self, remb: tuple[int, list[int]]) -> None:
+        # aiortc's estimator answers on *every* packet while it sees overuse; sending each one
+        # made an overloaded hub busier still (the ingest benchmark's loss point collapsed).
+        # Throttle as libwebrtc's RembThrottler does: one per 200 ms, sooner for a 3 % drop.
+        now, bitrate = time.monotonic(), remb[0]
+        if now < self._remb_due and bitrate >= self._remb_sent * REMB_SOONER_BELOW:
+            return
+        self._remb_due, self._remb_sent = now + REMB_INTERVAL_S, bitrate
+        rtcp_ssrc = self._receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        if rtcp_ssrc is not None:
+            packet = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb))
+            self._spawn(self._receiver._send_rtcp(packet))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _speed_up(estimator: Any) -> None:
+    """Swap two per-packet steps of a fresh ``RemoteBitrateEstimator`` for ``hub.media.bitrate``'s
+    equivalents (same results, a fraction of the cost)."""
+    estimator.incoming_bitrate = WindowRate(1000, 8000)
+    overuse = estimator.estimator
+    overuse.update_min_frame_period = functools.partial(min_frame_period, overuse.ts_delta_hist)
+
+
+# --- 12. rebuilding an encoded frame from RTP payloads ----------------------------------
+
+
+def depayload(mime_type: str, payload: bytes) -> bytes:
+    """One RTP payload's share of the encoded frame (VP8 descriptor / H.264 FU-A removed)."""
+    kind, _, subtype = mime_type.partition("/")
+    # aiortc picks the depayloader by the codec's name, which is case-sensitive ("VP8")
+    return aiortc_depayload(RTCRtpCodecParameters(mimeType=f"{kind}/{subtype.upper()}", clockRate=90000), payload)
+
+
 # --- public API, reached through here ---------------------------------------------------
 
 MID_EXTENSION = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME_EXTENSION = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 
 
 @dataclass(frozen=True)
@@ -349,11 +515,12 @@ class NegotiatedMedia:
     payload_type: int
     rtx_payload_type: int | None
     mid_extension_id: int | None
+    abs_send_time_extension_id: int | None = None
 
 
 def negotiated_media(answer_sdp: str) -> dict[str, NegotiatedMedia]:
     """Per kind, the first (only) codec of each active m-section of our answer, its RTX
-    payload type and the ``mid`` header-extension id (aiortc's SDP parser)."""
+    payload type and the ``mid`` and abs-send-time header-extension ids (aiortc's SDP parser)."""
     media: dict[str, NegotiatedMedia] = {}
     for section in aiortc_sdp.SessionDescription.parse(answer_sdp).media:
         codecs = [c for c in section.rtp.codecs if c.mimeType.lower() != f"{section.kind}/rtx"]
@@ -365,9 +532,10 @@ def negotiated_media(answer_sdp: str) -> dict[str, NegotiatedMedia]:
              if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") == codec.payloadType),
             None,
         )
-        mid_id = next((e.id for e in section.rtp.headerExtensions if e.uri == MID_EXTENSION), None)
+        extension_ids = {e.uri: e.id for e in section.rtp.headerExtensions}
         media[section.kind] = NegotiatedMedia(
-            section.kind, section.rtp.muxId, codec.mimeType.lower(), codec.clockRate, codec.payloadType, rtx, mid_id
+            section.kind, section.rtp.muxId, codec.mimeType.lower(), codec.clockRate, codec.payloadType, rtx,
+            extension_ids.get(MID_EXTENSION), extension_ids.get(ABS_SEND_TIME_EXTENSION),
         )
     return media
 

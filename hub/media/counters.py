@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 @dataclass
 class MediaCounters:
-    frames_received: int = 0  # encoded frames taken from publishers
+    frames_received: int = 0  # publishers' frames: video packets with the marker bit, audio packets
     keyframes_received: int = 0
     packets_forwarded: int = 0  # RTP packets sent to viewers (one per viewer)
     frames_forwarded: int = 0  # frames whose last packet was sent to a viewer (one per viewer)

@@ -40,6 +40,10 @@ class PacketCache:
         self._slots[index] = (seq, ts, marker, payload)
         return True
 
+    @property
+    def size(self) -> int:
+        return self._mask + 1
+
     def get(self, seq: int) -> CachedPacket | None:
         held = self._slots[seq & self._mask]
         return held if held is not None and held[0] == seq else None

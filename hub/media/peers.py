@@ -12,13 +12,9 @@ from collections.abc import Callable, Sequence
 
 from hub.errors import ProtocolViolation
 from hub.media import aiortc_seams as seams
+from hub.media.ingest import KindRtpSink, ingest_publisher
 from hub.media.offer import CheckedOffer
 from hub.media.viewer_egress import EgressParameters, IdleTrack, ViewerEgress, mid_extension_block
-
-# (kind, mime type, clock rate, encoded data, timestamp)
-KindFrameSink = Callable[[str, str, int, bytes, int], None]
-# (kind, sequence number, timestamp, marker, payload): RTX already unwrapped
-KindRtpSink = Callable[[str, int, int, int, bytes], None]
 
 
 def _prefer(transceiver, kind: str, codec: seams.RTCRtpCodecParameters) -> None:  # type: ignore[no-untyped-def]
@@ -45,44 +41,29 @@ async def _apply_offer_and_answer(
     return pc.localDescription.sdp
 
 
-def _ingress(kind: str, media: seams.NegotiatedMedia, on_rtp: KindRtpSink) -> seams.RtpSink:
-    """The publisher's packets of one kind: media as is, RTX unwrapped (RFC 4588 §4)."""
-    payload_type, rtx_payload_type = media.payload_type, media.rtx_payload_type
-
-    def on_packet(pt: int, seq: int, ts: int, marker: int, payload: bytes) -> None:
-        if pt == payload_type:
-            on_rtp(kind, seq, ts, marker, payload)
-        elif pt == rtx_payload_type and len(payload) >= 2:  # shorter: RTX padding (probing)
-            on_rtp(kind, (payload[0] << 8) | payload[1], ts, marker, payload[2:])
-
-    return on_packet
-
-
 async def answer_publisher(
     pc: seams.RTCPeerConnection,
     offer: CheckedOffer,
     codecs: dict[str, seams.RTCRtpCodecParameters],
     host_addresses: Sequence[str],
-    on_frame: KindFrameSink,
     on_rtp: KindRtpSink,
 ) -> tuple[str, dict[str, object]]:
-    """Answer a WHIP offer. RTP packets go to ``on_rtp`` as they arrive; aiortc's
-    reassembled frames to ``on_frame``. Returns (answer, receivers by kind)."""
+    """Answer a WHIP offer. RTP packets go to ``on_rtp`` as they arrive, on the ingest fast
+    path (``hub.media.ingest``). Returns (answer, receivers by kind)."""
     receivers: dict[str, object] = {}
     for kind in offer.kinds:
         transceiver = pc.addTransceiver(kind, direction="recvonly")
         _prefer(transceiver, kind, codecs[kind])
         receivers[kind] = transceiver.receiver
     answer_sdp = await _apply_offer_and_answer(pc, offer, host_addresses, "WHIP")
-    negotiated = seams.negotiated_media(answer_sdp)
-    for kind, receiver in receivers.items():
-        seams.take_encoded_frames(
-            receiver,  # type: ignore[arg-type]
-            lambda mime, rate, data, ts, kind=kind: on_frame(kind, mime, rate, data, ts),
-        )
-        if kind in negotiated:
-            seams.tap_rtp(receiver, _ingress(kind, negotiated[kind], on_rtp))  # type: ignore[arg-type]
+    for receiver in receivers.values():
+        seams.take_encoded_frames(receiver, _never_called)  # type: ignore[arg-type]  # no decoder thread
+    ingest_publisher(receivers, seams.negotiated_media(answer_sdp), on_rtp)
     return answer_sdp, receivers
+
+
+def _never_called(*_: object) -> None:
+    """Frames would come from aiortc's jitter buffer, which the fast path bypasses."""
 
 
 async def answer_viewer(

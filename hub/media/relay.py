@@ -96,7 +96,6 @@ class MediaRelay:
             try:
                 answer, receivers = await answer_publisher(
                     pc, offer, codecs, self.settings.host_addresses,
-                    lambda kind, mime, rate, data, ts: self._on_frame(station_id, session_id, kind, mime, data),
                     lambda kind, seq, ts, marker, payload: self._forward_rtp(
                         station_id, session_id, kind, seq, ts, marker, payload),
                 )
@@ -288,11 +287,6 @@ class MediaRelay:
         station = self._stations.get(station_id)
         if station is not None:
             station.stream.forward_rtp(session_id, kind, seq, ts, marker, payload)
-
-    def _on_frame(self, station_id: str, session_id: str, kind: str, mime: str, data: bytes) -> None:
-        station = self._stations.get(station_id)
-        if station is not None:
-            station.stream.on_frame(session_id, kind, mime, data)
 
     def _new_egress(self, parameters: EgressParameters, station: StationState) -> ViewerEgress:
         stream = station.stream

@@ -7,8 +7,9 @@ forwarded as it arrives (``forward_rtp``): stored once in the station's ``Packet
 header-extension block, and every viewer's ``ViewerEgress`` writes its own 12-byte header
 in front and sends it, synchronously, without awaiting (see ``viewer_egress``).
 
-aiortc's receiver still reassembles the source's frames; those arrive at ``on_frame`` and
-only feed the counters and thumbnails.
+Nothing is reassembled per frame: frames are counted by their last packet (the marker bit;
+audio: every packet) and keyframes by their first (``starts_keyframe``). A thumbnail's
+keyframe is rebuilt from the cache when its last packet arrives.
 
 When a new publisher replaces the source, viewers keep their peer connections: the cache
 is emptied, every egress starts a new era (video at the new source's next keyframe, which
@@ -16,18 +17,21 @@ it is asked for), and each viewer's sequence numbers and timestamps run on witho
 backwards (see ``viewer_egress``).
 
 Thumbnails: at most one keyframe every ``thumbnail_s`` is decoded to a JPEG in a worker
-thread; if none arrived when one is due, the source is asked for a keyframe.
+thread; if none arrived when one is due, the source is asked for a keyframe. Stations whose
+agent sends its own thumbnails get none from the relay (no decode, no keyframe request).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
 
+from hub.media import aiortc_seams as seams
 from hub.media.counters import MediaCounters
-from hub.media.keyframes import is_keyframe, starts_keyframe
+from hub.media.keyframes import starts_keyframe
 from hub.media.packet_cache import PacketCache
 from hub.media.thumbnails import keyframe_to_jpeg
 from hub.media.viewer_egress import StreamClock, ViewerEgress
@@ -35,6 +39,10 @@ from hub.media.viewer_egress import StreamClock, ViewerEgress
 logger = logging.getLogger(__name__)
 
 KINDS = ("audio", "video")
+# One decode at a time, process-wide: with one thread per due thumbnail (the default
+# executor's six), hundreds of publishers made the worker threads and the event loop
+# fight over the GIL and one core, and the hub's CPU per publisher jumped (ingest benchmark).
+THUMBNAIL_WORKER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="thumbnail")
 
 
 class StationStream:
@@ -55,6 +63,9 @@ class StationStream:
         self._request_source_keyframe: Callable[..., None] = lambda urgent=False: None
         self._keyframe_arrived: Callable[[], None] = lambda: None
         self._mime_types: dict[str, str] = {}
+        self._video_mime = ""
+        # the source's latest keyframe: (timestamp, sequence number of its first packet)
+        self._keyframe: tuple[int, int] | None = None
         # per kind: header-extension block -> the egresses that use it
         self._egresses: dict[str, dict[bytes, list[ViewerEgress]]] = {kind: {} for kind in KINDS}
         self.clocks = {kind: StreamClock() for kind in KINDS}
@@ -73,6 +84,8 @@ class StationStream:
         """
         self.source_id = source_id
         self._mime_types = dict(mime_types)
+        self._video_mime = self._mime_types.get("video", "")
+        self._keyframe = None
         self._request_source_keyframe = request_keyframe
         self._keyframe_arrived = keyframe_arrived
         self._thumbnail_keyframe_asked = False
@@ -113,51 +126,52 @@ class StationStream:
         if source_id != self.source_id:
             return  # a replacement publisher that has not taken over yet, or a stale one
         video = kind == "video"
-        if video and not self.cache.put(seq, ts, marker, payload):
-            return  # already forwarded: a duplicate or a retransmission that lost the race
+        if video:
+            if not self.cache.put(seq, ts, marker, payload):
+                return  # already forwarded: a duplicate or a retransmission that lost the race
+            keyframe_start = starts_keyframe(self._video_mime, payload)
+            if keyframe_start:
+                self._keyframe_started(seq, ts)
+        else:
+            keyframe_start = True
         clock = self.clocks[kind]
         clock.ts, clock.at = ts, time.monotonic()
+        counters = self._counters
+        if marker or not video:
+            counters.frames_received += 1
         groups = self._egresses[kind]
-        if not groups:
-            return
-        keyframe_start = starts_keyframe(self._mime_types.get(kind, ""), payload) if video else True
         sent = 0
         for extensions, egresses in groups.items():
             rest = extensions + payload if extensions else payload
             for egress in egresses:
                 sent += egress.send(seq, ts, marker, rest, keyframe_start)
         if sent:
-            counters = self._counters
             counters.packets_forwarded += sent
             counters.bytes_forwarded += sent * len(payload)
             if marker or not video:
                 counters.frames_forwarded += sent
+        if marker and video and self._thumbnail_s > 0:
+            self._maybe_thumbnail(seq, ts)
 
-    def on_frame(self, source_id: str, kind: str, mime_type: str, data: bytes) -> None:
-        """A frame aiortc reassembled from the source: counted, and maybe a thumbnail."""
-        if source_id != self.source_id:
-            return
-        counters = self._counters
-        counters.frames_received += 1
-        if kind != "video":
-            return
-        keyframe = is_keyframe(mime_type, data)
-        if keyframe:
-            counters.keyframes_received += 1
-            self._keyframe_arrived()
-        if self._thumbnail_s > 0:
-            self._maybe_thumbnail(mime_type, data, keyframe)
+    def _keyframe_started(self, seq: int, ts: int) -> None:
+        if self._keyframe is not None and self._keyframe[0] == ts:
+            return  # H.264: the IDR slice after the SPS that started this keyframe
+        self._keyframe = (ts, seq)
+        self._counters.keyframes_received += 1
+        self._keyframe_arrived()
 
     # --- thumbnails -----------------------------------------------------------------
 
-    def _maybe_thumbnail(self, mime_type: str, data: bytes, keyframe: bool) -> None:
+    def _maybe_thumbnail(self, last_seq: int, ts: int) -> None:
+        """At the end of each video frame: decode it if a thumbnail is due and it is a keyframe."""
         now = time.monotonic()
         if now < self._next_thumbnail_at or self._thumbnail_job is not None:
             return
         if not self._wants_thumbnail(self.station_id):  # its agent sends its own: no decode, no PLI
             self._next_thumbnail_at = now + self._thumbnail_s
             return
-        if not keyframe:
+        keyframe = self._keyframe_data(last_seq, ts)
+        if keyframe is None:
             if not self._thumbnail_keyframe_asked:
                 self._thumbnail_keyframe_asked = True
                 self._request_source_keyframe()
@@ -165,9 +179,29 @@ class StationStream:
         self._next_thumbnail_at = now + self._thumbnail_s
         self._thumbnail_keyframe_asked = False
         loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(None, keyframe_to_jpeg, mime_type, data)
+        job = loop.run_in_executor(THUMBNAIL_WORKER, keyframe_to_jpeg, self._video_mime, keyframe)
         self._thumbnail_job = job
         job.add_done_callback(self._thumbnail_done)
+
+    def _keyframe_data(self, last_seq: int, ts: int) -> bytes | None:
+        """The encoded keyframe that ends with ``last_seq``, rebuilt from the cache; None if
+        this frame is not a keyframe or one of its packets is missing."""
+        if self._keyframe is None or self._keyframe[0] != ts:
+            return None
+        first_seq = self._keyframe[1]
+        count = ((last_seq - first_seq) & 0xFFFF) + 1
+        if count > self.cache.size:
+            return None
+        parts = []
+        for i in range(count):
+            packet = self.cache.get((first_seq + i) & 0xFFFF)
+            if packet is None or packet[1] != ts:
+                return None
+            try:
+                parts.append(seams.depayload(self._video_mime, packet[3]))
+            except ValueError:
+                return None
+        return b"".join(parts)
 
     def _thumbnail_done(self, job: asyncio.Future[bytes | None]) -> None:
         self._thumbnail_job = None

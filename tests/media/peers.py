@@ -14,7 +14,9 @@ import fractions
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import av
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
@@ -252,3 +254,20 @@ class Viewer:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+# (payload type, sequence number, timestamp, marker, payload) of each packet a test receiver gets
+RtpSink = Callable[[int, int, int, int, bytes], None]
+
+
+def tap_rtp(receiver: Any, on_packet: RtpSink) -> None:
+    """Call ``on_packet`` for each RTP packet the aiortc ``receiver`` of a test viewer gets,
+    before aiortc handles it (RTX still wrapped). Call before the receiver starts: the DTLS
+    transport looks ``_handle_rtp_packet`` up on the instance for every packet."""
+    handle = receiver._handle_rtp_packet
+
+    async def tapped(packet: Any, arrival_time_ms: int) -> None:
+        on_packet(packet.payload_type, packet.sequence_number, packet.timestamp, packet.marker, packet.payload)
+        await handle(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = tapped

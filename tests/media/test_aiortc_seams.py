@@ -8,10 +8,14 @@ fail in confusing ways, or worse, pass while media is decoded or keyframe reques
 from __future__ import annotations
 
 import inspect
+import re
 
 import aioice
 import aiortc.rtcdtlstransport
 import aioice.ice
+import aiortc.clock
+import aiortc.codecs
+import aiortc.rate
 import aiortc
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, rtcicetransport, rtcrtpreceiver
@@ -119,18 +123,8 @@ def test_h264_is_offered_only_as_packetization_mode_1() -> None:
     assert {c.parameters["profile-level-id"] for c in h264} == {"42001f", "42e01f"}
 
 
-def test_transport_hands_rtp_to_the_receivers_handle_method() -> None:
-    # Seam 6: shadowing _handle_rtp_packet per receiver works because the DTLS transport
-    # looks it up on the instance, with arrival_time_ms as a keyword.
-    from aiortc.rtcdtlstransport import RTCDtlsTransport
-
-    handle = source(RTCDtlsTransport._handle_rtp_data)
-    assert "await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)" in handle
-    assert list(inspect.signature(RTCRtpReceiver._handle_rtp_packet).parameters) == ["self", "packet", "arrival_time_ms"]
-
-
 def test_dtls_transport_protects_with_tx_srtp_and_ice_sends_on_the_nominated_pair() -> None:
-    # Seam 7: the same steps aiortc takes for each RTP packet, done synchronously by SrtpWire.
+    # Seam 6: the same steps aiortc takes for each RTP packet, done synchronously by SrtpWire.
     from aiortc.rtcdtlstransport import RTCDtlsTransport
 
     send_rtp = source(RTCDtlsTransport._send_rtp)
@@ -145,7 +139,7 @@ def test_dtls_transport_protects_with_tx_srtp_and_ice_sends_on_the_nominated_pai
 
 
 def test_sender_routes_nacks_to_retransmit_and_reports_through_send_rtcp() -> None:
-    # Seams 8 and 9 (instance lookups, so shadowing per sender works), and 10.
+    # Seams 7 and 8 (instance lookups, so shadowing per sender works), and 9.
     handle = source(RTCRtpSender._handle_rtcp_packet)
     assert "await self._retransmit(seq)" in handle
     run_rtcp = source(RTCRtpSender._run_rtcp)
@@ -164,3 +158,71 @@ async def test_sender_ssrcs_are_the_ones_announced_in_the_sdp() -> None:
     media = seams.negotiated_media(pc.localDescription.sdp)["video"]
     assert media.rtx_payload_type is not None and media.mid == transceiver.mid
     await pc.close()
+
+
+def test_srtp_arrives_through_connection_data_received_and_the_dtls_rx_session() -> None:
+    # Seam 10: every non-STUN datagram reaches Connection.data_received (looked up on the
+    # instance, so shadowing works); the DTLS reader unprotects SRTP with self._rx_srtp.
+    received = source(aioice.ice.StunProtocol.datagram_received)
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in received
+    assert "self._queue.put_nowait((data, component))" in source(aioice.ice.Connection.data_received)
+    assert "self._protocols += host_protocols" in source(aioice.ice.Connection)  # gathered sockets
+    recv_next = source(aiortc.rtcdtlstransport.RTCDtlsTransport._recv_next)
+    assert "data = self._rx_srtp.unprotect(data)" in recv_next
+    assert "first_byte > 127 and first_byte < 192 and self._rx_srtp" in recv_next
+
+
+def test_receiver_bookkeeping_matches_handle_rtp_packet() -> None:
+    # Seam 11: the per-packet duties we take over, with the private names we reach.
+    handle = source(RTCRtpReceiver._handle_rtp_packet)
+    for duty in (
+        "self.__remote_bitrate_estimator.add(",
+        "fci=pack_remb_fci(*remb)",
+        "self.__active_ssrc[packet.ssrc] = clock.current_datetime()",
+        "self.__remote_streams[packet.ssrc] = StreamStatistics(codec.clockRate)",
+        "self.__remote_streams[packet.ssrc].add(packet)",
+        "self.__nack_generator.add(packet)",
+        "sorted(self.__nack_generator.missing)",
+        "if not self._enabled:",
+    ):
+        assert duty in handle, duty
+    # the stand-in packet only has to carry what these two read
+    stats_add = source(rtcrtpreceiver.StreamStatistics.add)
+    nack_add = source(rtcrtpreceiver.NackGenerator.add)
+    for code in (stats_add, nack_add):
+        fields = set(re.findall(r"\bpacket\.(\w+)", code))
+        assert fields <= {"sequence_number", "timestamp"}, fields
+    assert "self.receivers.add(receiver)" in source(aiortc.rtcdtlstransport.RtpRouter.register_receiver)
+    receive = source(RTCRtpReceiver.receive)
+    assert "self.__transport._register_rtp_receiver(self, parameters)" in receive
+    estimator = inspect.signature(aiortc.rate.RemoteBitrateEstimator.add).parameters
+    assert set(estimator) == {"self", "abs_send_time", "arrival_time_ms", "payload_size", "ssrc"}  # by keyword
+    assert "NTP_EPOCH" in source(aiortc.clock.current_ms)
+
+
+async def test_receiver_bookkeeping_reaches_a_fresh_receivers_state() -> None:
+    pc = seams.new_peer_connection(())
+    transceiver = pc.addTransceiver("video", direction="recvonly")
+    book = seams.ReceiverBookkeeping(transceiver.receiver, 90000)
+    assert not book.accepting()  # not started: aiortc would not route to it
+    book.count(1234, 1, 0, 100, None)
+    book.note_media(1234, 1)
+    assert [s.source for s in transceiver.receiver.getSynchronizationSources()] == [1234]
+    await pc.close()
+
+
+def test_depayload_strips_the_vp8_descriptor() -> None:
+    # Seam 12: aiortc picks its depayloader by codec name.
+    assert 'codec.name == "VP8"' in source(aiortc.codecs.depayload)
+    assert seams.depayload("video/vp8", b"\x10\x9d\x01\x2a") == b"\x9d\x01\x2a"
+
+
+def test_bitrate_estimator_parts_we_swap() -> None:
+    # Seam 11 (_speed_up): the estimator reaches its rate counter and min-frame-period step
+    # through instance attributes, and the history list is never replaced.
+    add = source(aiortc.rate.RemoteBitrateEstimator.add)
+    assert "self.incoming_bitrate.rate(arrival_time_ms)" in add and "self.incoming_bitrate.reset()" in add
+    assert "self.incoming_bitrate = RateCounter(1000, 8000)" in source(aiortc.rate.RemoteBitrateEstimator.__init__)
+    assert "self.update_min_frame_period(" in source(aiortc.rate.OveruseEstimator.update)
+    assert source(aiortc.rate.OveruseEstimator).count("self.ts_delta_hist =") == 0
+    assert aiortc.rate.MIN_FRAME_PERIOD_HISTORY_LENGTH == 60

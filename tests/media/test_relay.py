@@ -214,7 +214,8 @@ async def test_close_ends_every_peer_connection() -> None:
 
 
 async def test_viewer_nack_is_answered_as_rtx_and_sender_reports_carry_our_counts(relay: MediaRelay) -> None:
-    from hub.media.aiortc_seams import negotiated_media, tap_rtp
+    from hub.media.aiortc_seams import negotiated_media
+    from tests.media.peers import tap_rtp
 
     publisher = await Publisher.start(relay, STATION, audio=False)
     viewer = await Viewer.start(relay, STATION, audio=False)

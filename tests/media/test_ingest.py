@@ -1,0 +1,189 @@
+"""The ingest fast path: a publisher's packets from the socket to the forwarder, with the RTCP
+the publisher relies on (receiver reports, NACK, REMB) still coming from the hub."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+import pytest
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket
+
+from hub.errors import ProtocolViolation
+from hub.media import MediaRelay
+from hub.media.ingest import PublisherIngest, _Route
+from tests.media.peers import TIMEOUT_S, Publisher, Viewer, make_offer, prefer
+from tests.media.test_relay import STATION, wait_until
+
+# --- PublisherIngest alone, with a recording stand-in for the receiver's bookkeeping -------
+
+
+class RecordingBook:
+    def __init__(self) -> None:
+        self.running = True
+        self.counted: list[tuple[int, int]] = []
+        self.media: list[tuple[int, int]] = []
+
+    def accepting(self) -> bool:
+        return self.running
+
+    def count(self, ssrc: int, seq: int, ts: int, size: int, abs_send_time: int | None) -> None:
+        self.counted.append((ssrc, seq))
+
+    def note_media(self, ssrc: int, seq: int) -> None:
+        self.media.append((ssrc, seq))
+
+
+def _ingest() -> tuple[PublisherIngest, RecordingBook, list[tuple[str, int, int, int, bytes]]]:
+    book, forwarded = RecordingBook(), []
+    media_ssrc = [0]
+    routes = {96: _Route("video", book, False, media_ssrc), 97: _Route("video", book, True, media_ssrc)}  # type: ignore[arg-type]
+    ingest = PublisherIngest(routes, None, lambda *packet: forwarded.append(packet))
+    return ingest, book, forwarded
+
+
+def _rtp(pt: int, seq: int, ssrc: int, payload: bytes, marker: int = 0) -> bytes:
+    return RtpPacket(payload_type=pt, marker=marker, sequence_number=seq, timestamp=9000, ssrc=ssrc,
+                     payload=payload).serialize()
+
+
+def test_media_and_rtx_reach_the_forwarder_unwrapped_and_are_counted_under_their_own_ssrc() -> None:
+    ingest, book, forwarded = _ingest()
+    ingest.on_packet(_rtp(96, 100, 1111, b"frame", marker=1))
+    ingest.on_packet(_rtp(97, 7, 2222, b"\x00\x63" + b"again"))  # RTX of seq 99 (RFC 4588 §4)
+    ingest.on_packet(_rtp(97, 8, 2222, b"\x00"))  # RTX padding: probing, not forwarded
+    assert forwarded == [("video", 100, 9000, 1, b"frame"), ("video", 99, 9000, 0, b"again")]
+    assert book.counted == [(1111, 100), (2222, 7), (2222, 8)]
+    assert book.media == [(1111, 100), (1111, 99)]  # NACK tracking in the media stream's numbers
+
+
+def test_unknown_payload_types_malformed_packets_and_a_stopped_receiver_forward_nothing() -> None:
+    ingest, book, forwarded = _ingest()
+    ingest.on_packet(_rtp(111, 1, 1111, b"opus?"))
+    ingest.on_packet(b"\x80\x60\x00")
+    ingest.on_packet(b"\x00" * 40)
+    book.running = False
+    ingest.on_packet(_rtp(96, 2, 1111, b"late"))
+    assert forwarded == [] and book.counted == []
+    assert ingest.malformed == 2
+
+
+# --- with real aiortc peers ----------------------------------------------------------------
+
+
+def _publisher_peer(relay: MediaRelay, publisher: Publisher):  # type: ignore[no-untyped-def]
+    return relay._sessions[publisher.session_id].pc  # type: ignore[attr-defined]
+
+
+async def test_packets_skip_aiortcs_parser_and_jitter_buffer(relay: MediaRelay, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    through_aiortc = []
+    original = RTCDtlsTransport._handle_rtp_data
+
+    async def spy(self, data, arrival_time_ms):  # type: ignore[no-untyped-def]
+        through_aiortc.append(self)
+        await original(self, data, arrival_time_ms)
+
+    monkeypatch.setattr(RTCDtlsTransport, "_handle_rtp_data", spy)
+    publisher = await Publisher.start(relay, STATION)
+    viewer = await Viewer.start(relay, STATION)
+    await viewer.wait_for(pictures=10, audio=10)
+
+    hub_side = {t.receiver.transport for t in _publisher_peer(relay, publisher).getTransceivers()}
+    assert not hub_side & set(through_aiortc)
+    assert {kind for _, kind in viewer.pictures} == {"A"}
+    await viewer.close()
+    await publisher.close()
+
+
+async def test_publisher_gets_receiver_reports_and_a_bandwidth_estimate(relay: MediaRelay) -> None:
+    publisher = await Publisher.start(relay, STATION, audio=False)
+    sender = publisher.pc.getTransceivers()[0].sender
+    rembs: list[RtcpPsfbPacket] = []
+    handle = sender._handle_rtcp_packet
+
+    async def spy(packet):  # type: ignore[no-untyped-def]
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            rembs.append(packet)
+        await handle(packet)
+
+    sender._handle_rtcp_packet = spy
+
+    async def receiver_report():  # type: ignore[no-untyped-def]
+        stats = await sender.getStats()
+        return next((s for s in stats.values() if s.type == "remote-inbound-rtp"), None)
+
+    async with asyncio.timeout(TIMEOUT_S):
+        while (report := await receiver_report()) is None or not rembs:
+            await asyncio.sleep(0.1)
+    assert report.packetsLost == 0
+    assert rembs[0].fci[:4] == b"REMB"
+    await publisher.close()
+
+
+async def test_a_lost_publisher_packet_is_nacked(relay: MediaRelay) -> None:
+    publisher = await Publisher.start(relay, STATION, audio=False)
+    sender = publisher.pc.getTransceivers()[0].sender
+    dtls = sender.transport
+    send_rtp = dtls._send_rtp
+    state = {"seen": 0, "dropped": None}
+
+    async def lossy(data: bytes) -> None:
+        rtcp = 192 <= data[1] <= 208
+        if not rtcp and struct.unpack_from("!I", data, 8)[0] == sender._ssrc:  # media, not RTX
+            state["seen"] += 1
+            if state["seen"] == 40 and state["dropped"] is None:
+                state["dropped"] = struct.unpack_from("!H", data, 2)[0]
+                return
+        await send_rtp(data)
+
+    dtls._send_rtp = lossy
+    retransmitted: list[int] = []
+    retransmit = sender._retransmit
+
+    async def spy(seq: int) -> None:
+        retransmitted.append(seq)
+        await retransmit(seq)
+
+    sender._retransmit = spy
+    await wait_until(lambda: state["dropped"] in retransmitted)
+    await publisher.close()
+
+
+async def test_hostile_datagrams_on_the_publishers_socket_change_nothing(relay: MediaRelay) -> None:
+    publisher = await Publisher.start(relay, STATION, audio=False)
+    viewer = await Viewer.start(relay, STATION, audio=False)
+    await viewer.wait_for(pictures=5)
+    gatherer = _publisher_peer(relay, publisher).getTransceivers()[0].receiver.transport.transport.iceGatherer
+    candidate = gatherer.getLocalCandidates()[0]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for datagram in (b"", b"\x80", b"\x80\x60" + b"\x00" * 40, _rtp(96, 5, 1, b"forged" * 30),
+                         b"\xff" * 1500, b"\x17\xfe\xfd" + b"\x00" * 20):
+            sock.sendto(datagram, (candidate.ip, candidate.port))
+    before = len(viewer.pictures)
+    await viewer.wait_for(pictures=before + 15)
+    assert {kind for _, kind in viewer.pictures} == {"A"}
+    assert _publisher_peer(relay, publisher).connectionState == "connected"
+    await viewer.close()
+    await publisher.close()
+
+
+async def test_an_offer_giving_audio_and_video_one_payload_type_is_refused(relay: MediaRelay) -> None:
+    from tests.media.peers import PatternTrack, ToneTrack, new_peer_connection
+
+    pc = new_peer_connection(())
+    pc.addTransceiver(PatternTrack(), direction="sendonly")
+    prefer(pc, "video", "VP8")
+    pc.addTransceiver(ToneTrack(), direction="sendonly")
+    offer = await make_offer(pc)
+    await pc.close()
+    video_pt = next(line.split()[0].split(":")[1] for line in offer.splitlines() if "VP8/90000" in line)
+    opus_pt = next(line.split()[0].split(":")[1] for line in offer.splitlines() if "opus/48000" in line)
+    clashing = offer.replace(f"a=rtpmap:{opus_pt} ", f"a=rtpmap:{video_pt} ").replace(
+        f"UDP/TLS/RTP/SAVPF {opus_pt}", f"UDP/TLS/RTP/SAVPF {video_pt}")
+
+    with pytest.raises(ProtocolViolation):
+        await relay.publish(STATION, clashing, owner="station:test", client_addr="127.0.0.1")
+    assert relay.metrics()["sessions"] == 0
