@@ -24,7 +24,7 @@ from hub.core.schedule import Schedule
 from hub.errors import ClientError, ConfigError, RateLimited, RegistryError, Unavailable
 from hub.ledger.base import BufferedLedger, Ledger
 from hub.media.relay import MediaRelay
-from hub.routes import api, media, pages, ws
+from hub.routes import api, media, pages, uvicorn_seams, ws
 from hub.services.auth import SESSION_COOKIE, AuthService
 from hub.services.metrics import Metrics
 from hub.services.reports import ReportsService
@@ -134,6 +134,10 @@ class Hub:
                                 lambda: {"": float(len(self.ledger.pending))})
         self.metrics.add_gauges("jaga_watchers", "Watch sockets on this node", "",
                                 lambda: {"": float(len(self.watchers.watchers))})
+        self.metrics.add_gauges("jaga_watch_frames", "Event frames to watchers: written pre-framed (direct) or "
+                                "through the ASGI send (asgi, including a slow watcher's backlog)", "path",
+                                lambda: {"direct": float(self.watchers.frames_direct),
+                                         "asgi": float(self.watchers.frames_asgi)})
         self.metrics.add_gauges("jaga_media", "Media relay counters", "counter",
                                 lambda: {k: float(v) for k, v in self.media.metrics().items()})
         self.metrics.add_gauges("jaga_process", "What a soak watches for leaks", "resource", process_resources)
@@ -305,6 +309,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> St
     # Pages, scripts and station lists shrink 3-10x; JPEGs and SDP gain nothing.
     app.add_middleware(GZipMiddleware, minimum_size=1024,
                        exclude_content_types=("text/event-stream", "image/jpeg", "application/sdp"))
+    # Outermost, so it sees the server's own send (the watch fan-out's fast path needs it).
+    app.add_middleware(uvicorn_seams.KeepServerSend)
     return app
 
 

@@ -75,12 +75,13 @@ class RunningHub:
         return await self.hub.auth.rotate_token(station)
 
 
-async def start_hub(settings: Settings, clock: Any = None, port: int = 0) -> RunningHub:
-    """A hub on a real uvicorn; ``port`` 0 picks a free one (pass the old one to restart a
-    hub where its agents expect it)."""
+async def start_hub(settings: Settings, clock: Any = None, port: int = 0,
+                    per_message_deflate: bool = False) -> RunningHub:
+    """A hub on a real uvicorn, configured as ``jaga-hub serve`` does; ``port`` 0 picks a free
+    one (pass the old one to restart a hub where its agents expect it)."""
     app = create_app(settings, clock) if clock else create_app(settings)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", ws_max_size=WS_MAX_SIZE,
-                            ws_per_message_deflate=False, lifespan="on", log_level="warning")
+                            ws_per_message_deflate=per_message_deflate, lifespan="on", log_level="warning")
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())

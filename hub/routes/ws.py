@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hub.core import wire
 from hub.errors import ClientError, NotAuthenticated, ProtocolViolation, RateLimited, TooLarge, Unavailable
+from hub.routes import uvicorn_seams
 from hub.routes.roles import allow
 from hub.services.stations import StationSession
 from hub.services.watchers import Watcher
@@ -155,7 +156,10 @@ async def watch_socket(websocket: WebSocket, asgi_send: Any) -> None:
     since_text = websocket.query_params.get("since", "")
     since = int(since_text) if since_text.isdigit() else None
 
-    watcher = Watcher(asgi_send, codec, operator, hub.settings.presence.watcher_backlog)
+    # Pre-framed event writes straight to the transport where uvicorn allows it (no compression).
+    writer = uvicorn_seams.direct_writer(websocket.scope)
+    watcher = Watcher(asgi_send, codec, operator, hub.settings.presence.watcher_backlog,
+                      direct=writer.write if writer is not None else None)
     watchers = hub.watchers
     watchers.attach(watcher, since)
     try:

@@ -8,6 +8,13 @@ ring of recent frames, then is fanned out: the same bytes to every msgpack watch
 JSON text, encoded once per event, to every JSON watcher. Public watchers skip frames about
 non-public stations.
 
+Per event and codec the fan-out also encodes the complete WebSocket frame once
+(:mod:`hub.core.wsframe`). A watcher whose socket offers a direct writer (uvicorn's
+``websockets-sansio`` without compression, see :mod:`hub.routes.uvicorn_seams`) gets those
+bytes written straight to its transport; it falls back to the ASGI ``send`` while it has a
+backlog, while its socket buffer is over the writer's limit, or while the socket is closing.
+The frames a watcher receives, and their order, are the same either way.
+
 A watcher starts with ``snapshot {seq, stations}``, or with the frames after ``since`` when
 the ring still holds them. Each watcher has a bounded backlog; one that falls more than
 ``watcher_backlog`` frames behind loses its backlog and gets a fresh snapshot when it can
@@ -23,7 +30,7 @@ from collections import deque
 from typing import Any, Awaitable, Callable
 
 from hub.backends.base import Bus, PresenceStore
-from hub.core import wire
+from hub.core import wire, wsframe
 from hub.core.registry import Registry, Station
 from hub.core.schedule import Schedule, wall_status
 from hub.services import eager
@@ -36,47 +43,73 @@ OPERATOR_FIELDS = ("node",)
 SNAPSHOT_MAX_AGE_S = 1.0  # station-object fields only operators see
 
 
+class Outgoing:
+    """One frame for watchers of one codec, built once per event and shared by all of them:
+    the ASGI ``websocket.send`` message, and the same message as complete WebSocket frame bytes."""
+
+    __slots__ = ("message", "wire")
+
+    def __init__(self, frame: bytes | str) -> None:
+        if isinstance(frame, bytes):
+            self.message: dict[str, Any] = {"type": "websocket.send", "bytes": frame}
+            self.wire = wsframe.binary_frame(frame)
+        else:
+            self.message = {"type": "websocket.send", "text": frame}
+            self.wire = wsframe.text_frame(frame)
+
+
 class Watcher:
     """One watch socket's outbox.
 
-    While the socket keeps up, each frame is written inline (see :mod:`hub.services.eager`):
-    no queue, no task. When a write blocks, one drain task finishes it and then writes
-    what queued meanwhile; past ``backlog_limit`` queued frames the backlog is dropped and
+    While the socket keeps up, each frame is written inline: pre-framed through ``direct``
+    when the socket offers it, else through the ASGI ``send`` (see :mod:`hub.services.eager`);
+    no queue, no task. When a write blocks, one drain task finishes it and then writes what
+    queued meanwhile (all through ``send``, and nothing goes direct until it is done, so no
+    frame overtakes another); past ``backlog_limit`` queued frames the backlog is dropped and
     the drain sends a fresh snapshot instead.
     """
 
     def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]], codec: wire.Codec, operator: bool,
-                 backlog_limit: int) -> None:
+                 backlog_limit: int, direct: Callable[[bytes], bool] | None = None) -> None:
         self.send = send
+        # Writes a complete frame now, or returns False: then ``send`` must take it.
+        self.direct = direct
         self.codec = codec
         self.operator = operator
         self.backlog_limit = backlog_limit
-        self.queue: deque[dict[str, Any]] = deque()
+        self.queue: deque[Outgoing] = deque()
         self.resync = False
         self.closed = asyncio.Event()
         self.draining: asyncio.Task[None] | None = None
         self.snapshot: Callable[[], bytes | str] = lambda: b""  # set by WatchService.attach
 
-    def push(self, frame: bytes | str | dict[str, Any]) -> None:
-        """Send ``frame``: bytes, text, or an ASGI ``websocket.send`` message built once per event."""
-        if type(frame) is not dict:
-            frame = _message(frame)  # type: ignore[arg-type]
+    def push(self, frame: bytes | str | Outgoing) -> bool:
+        """Send ``frame``: bytes, text, or an :class:`Outgoing` built once per event.
+
+        True when it was written pre-framed (the fan-out counts them), False when it went
+        to ``send``, was queued, or dropped.
+        """
+        out = frame if isinstance(frame, Outgoing) else Outgoing(frame)
         if self.closed.is_set():
-            return
+            return False
         if self.draining is not None:
             if len(self.queue) >= self.backlog_limit:
                 self.queue.clear()
                 self.resync = True
             elif not self.resync:
-                self.queue.append(frame)
-            return
+                self.queue.append(out)
+            return False
+        direct = self.direct
+        if direct is not None and direct(out.wire):
+            return True
         try:
-            blocked = eager.start(self.send(frame))
+            blocked = eager.start(self.send(out.message))
         except Exception:
             self.closed.set()
-            return
+            return False
         if blocked is not None:
             self.draining = asyncio.ensure_future(self._drain(blocked))
+        return False
 
     def request_resync(self) -> None:
         self.queue.clear()
@@ -92,10 +125,10 @@ class Watcher:
                 if self.resync:
                     self.resync = False
                     self.queue.clear()
-                    frame = _message(self.snapshot())
+                    message = _message(self.snapshot())
                 else:
-                    frame = self.queue.popleft()
-                await self.send(frame)
+                    message = self.queue.popleft().message
+                await self.send(message)
         except Exception:
             self.closed.set()  # the socket is gone; the reader side cleans up
         finally:
@@ -135,6 +168,10 @@ class WatchService:
         self.last_seq = 0
         self.history: deque[tuple[int, str, bytes]] = deque(maxlen=history)
         self.watchers: set[Watcher] = set()
+        # Event frames given to watchers: written pre-framed vs handed to the ASGI send (or
+        # queued/dropped for a slow watcher). Exported as jaga_watch_frames{path}.
+        self.frames_direct = 0
+        self.frames_asgi = 0
         self._snapshots: dict[tuple[bool, str], tuple[int, float, bytes | str]] = {}
         self.ready = asyncio.Event()
 
@@ -190,20 +227,25 @@ class WatchService:
     def _fan_out(self, station_id: str, frame: bytes) -> None:
         station = self.registry.get(station_id)
         public = station is not None and station.public
-        text: dict[str, Any] | None = None
-        binary = _message(frame)  # one ASGI message per event, shared by every watcher
-        sent = 0
+        text: Outgoing | None = None
+        binary = Outgoing(frame)  # one message and one wire frame per event, shared by every watcher
+        sent = framed = 0
         for watcher in list(self.watchers):  # a failed write may detach a watcher meanwhile
             if not (public or watcher.operator):
                 continue
             if watcher.codec.binary:
-                watcher.push(binary)
+                out = binary
             else:
                 if text is None:
-                    text = _message(_as_json(frame))
-                watcher.push(text)
+                    text = Outgoing(_as_json(frame))
+                out = text
+            if watcher.push(out):
+                framed += 1
             sent += 1
+        # Counted once per event: a Prometheus increment per message would cost more than the write.
         self.metrics.messages_out.inc(sent)
+        self.frames_direct += framed
+        self.frames_asgi += sent - framed
 
     # The watcher side
 

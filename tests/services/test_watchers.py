@@ -56,6 +56,46 @@ async def test_slow_watcher_is_resynced_and_fast_one_gets_every_frame_inline() -
     assert len(slow_frames) == 2
 
 
+async def test_direct_writes_never_overtake_a_backlog() -> None:
+    # The direct writer declines (socket over its limit), the ASGI send blocks: from then on
+    # every frame queues behind it, even if the socket would take a direct write, until the
+    # drain has sent the backlog; then frames go direct again.
+    watch = service()
+    wire_log: list[tuple[str, int]] = []
+    accept_direct = [True]
+    released = asyncio.Event()
+
+    def direct(frame: bytes) -> bool:
+        if accept_direct[0]:
+            wire_log.append(("direct", _seq_of_frame(frame)))
+        return accept_direct[0]
+
+    async def send(message: dict) -> None:  # type: ignore[type-arg]
+        await released.wait()
+        wire_log.append(("asgi", wire.decode_msgpack(message["bytes"])["seq"]))
+
+    watcher = Watcher(send, wire.CODECS[wire.MSGPACK], False, 100, direct=direct)
+    watch.attach(watcher, None)  # the snapshot (seq 0) goes direct
+    watch.apply(event(1))
+    accept_direct[0] = False
+    watch.apply(event(2))  # declined → the ASGI send, which blocks
+    accept_direct[0] = True
+    watch.apply(event(3))  # the socket would take it, but seq 2 is still pending
+    watch.apply(event(4))
+    assert watcher.draining is not None and watch.frames_asgi == 3 and watch.frames_direct == 1
+    released.set()
+    await asyncio.wait_for(watcher.draining, 5)  # type: ignore[arg-type]
+    watch.apply(event(5))
+    assert wire_log == [("direct", 0), ("direct", 1), ("asgi", 2), ("asgi", 3), ("asgi", 4), ("direct", 5)]
+    assert watch.frames_direct == 2
+
+
+def _seq_of_frame(frame: bytes) -> int:
+    """The seq in a pre-framed binary message (a header of 2 or 4 bytes here)."""
+    header = 4 if frame[1] == 126 else 2
+    return int(wire.decode_msgpack(frame[header:])["seq"])
+
+
 async def test_a_failed_write_closes_the_watcher() -> None:
     watch = service()
 
