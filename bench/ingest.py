@@ -3,11 +3,14 @@
 Every publisher is a real WHIP session (its own station id from ``data/jember_stations.csv``,
 its own token minted in the hub's credential store) replaying the same pre-encoded clip
 (640×360 @ 15 fps VP8, ~490 kbps, ~54 RTP packets/s), spread over several client processes
-(``bench/loadgen.py publishers``) so that the hub's CPU is read alone. N steps up (default
-0, 5, 10, 20, 40, 80, 120, 160, 200, 240, 303); at each N, after a warm-up, over a fixed window:
+(``bench/loadgen.py publishers``: light publishers by default, see ``bench/light_publisher.py``)
+so that the hub's CPU is read alone. The hub is pinned to one CPU and the clients to the
+others (``--no-pin`` to leave them to the scheduler), so "how many one core sustains" is
+measured, not extrapolated. N steps up (default 0, 100, 200, 303); at each N, after a
+warm-up, over a fixed window:
 
 - the hub's CPU time (``/proc/PID/stat``) → cores busy (1.0 = the single asyncio thread's limit);
-- frames the publishers' tracks handed to aiortc vs frames the hub reassembled
+- frames the publishers sent vs frames the hub reassembled
   (``/metrics`` ``jaga_media{counter="frames_received"}``) → frame loss;
 - RTP packets sent and the packets the hub reported lost in its RTCP receiver reports;
 - the client processes' CPU (to see whether the load generators, not the hub, were the limit).
@@ -17,13 +20,15 @@ when the hub is saturated (≥ 0.95 cores), when the clients cannot keep 15 fps,
 CPU per publisher is the least-squares slope of hub cores over N across the loss-free levels;
 the N at which that line reaches one core is an *extrapolation* and is reported as such.
 
-    python -m bench.ingest [--repeats 3] [--publishers 0,5,10,…] [--procs 4] [--max-seconds 200] [--quick]
+    python -m bench.ingest [--repeats 3] [--publishers 0,100,…] [--procs 4] [--max-seconds 120] [--no-pin]
+                            [--publisher light|aiortc] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sys
 import time
@@ -52,13 +57,22 @@ from bench.common import (
 from bench.media_peers import FPS, clip_kbps, load_clip, rtp_packets
 from bench.relay import slope
 
-LEVELS = "0,5,10,20,40,60,80,100,120,160,200,240,303"
+LEVELS = "0,100,200,303"
 
 
 async def media_counters(http: Any, base: str) -> dict[str, float]:
     text = (await http.get(f"{base}/metrics")).text
     return {m.group(1): float(m.group(2))
             for m in re.finditer(r'^jaga_media\{counter="([a-z_]+)"\} ([0-9.e+]+)$', text, re.MULTILINE)}
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Pin every thread of ``pid`` (and so the threads it starts later) to ``cpus``."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except OSError:
+            pass  # the thread ended meanwhile
 
 
 def intercept(points: list[tuple[float, float]], k: float) -> float:
@@ -75,9 +89,18 @@ async def run_once(args: argparse.Namespace, levels: list[int], ids: list[str]) 
     base = f"http://127.0.0.1:{port}"
     wanted = ids[:max(levels)]
     tokens = await asyncio.to_thread(mint_tokens, config, wanted)
-    workers = [await Worker.start("-m", "bench.loadgen", "publishers", log=workdir / f"pub{i}.log")
+    workers = [await Worker.start("-m", "bench.loadgen", "publishers", "--publisher", args.publisher,
+                                  log=workdir / f"pub{i}.log")
                for i in range(args.procs)]
-    out: dict[str, Any] = {"levels": [], "stopped": "all levels done"}
+    out: dict[str, Any] = {"levels": [], "stopped": "all levels done", "pinned": False}
+    if args.pin and len(os.sched_getaffinity(0)) >= 2:
+        # "One core": the hub gets CPU 0 alone; the clients share the others, so the hub's
+        # limit is its own and not the load generators' competition for the same core.
+        cpus = sorted(os.sched_getaffinity(0))
+        pin(proc.pid, {cpus[0]})
+        for w in workers:
+            pin(w.proc.pid, set(cpus[1:]))
+        out["pinned"] = True
     started = time.monotonic()
     current = 0
     try:
@@ -118,6 +141,7 @@ async def run_once(args: argparse.Namespace, levels: list[int], ids: list[str]) 
                     "frame_ratio": received / sent if sent else None, "packets_sent": packets,
                     "packets_lost_rtcp": lost, "keyframes_received": m1.get("keyframes_received", 0) - m0.get("keyframes_received", 0),
                     "thumbnails": m1.get("thumbnails", 0) - m0.get("thumbnails", 0),
+                    "send_failures": sum(b.get("send_failures", 0) - a.get("send_failures", 0) for a, b in zip(s0, s1)),
                 }
                 ratio_ok = n == 0 or (level["frame_ratio"] or 0) >= 0.99
                 rtcp_ok = packets == 0 or lost <= 0.001 * packets
@@ -125,7 +149,7 @@ async def run_once(args: argparse.Namespace, levels: list[int], ids: list[str]) 
                 out["levels"].append(level)
                 log(f"N={n:3} hub={level['cores'] * 100:5.1f}% clients={level['client_cores'] * 100:5.1f}% "
                     f"sent={fmt(level['sent_fps_per_publisher'], 2)} fps/pub recv/sent={fmt(level['frame_ratio'], 4)} "
-                    f"rtcp lost={lost}/{packets} connected={level['connected']}/{n}")
+                    f"rtcp lost={lost}/{packets} connected={level['connected']}/{n} send failures={level['send_failures']}")
                 if not level["lossless"]:
                     out["stopped"] = f"loss at N={n}"
                     break
@@ -206,17 +230,26 @@ async def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--publishers", default=LEVELS)
     parser.add_argument("--procs", type=int, default=4, help="client processes the publishers are spread over")
+    parser.add_argument("--publisher", choices=("light", "aiortc"), default="light",
+                        help="light: aiortc negotiates, one timer per client process sends the RTP "
+                             "(bench/light_publisher.py); aiortc: a full aiortc sender per publisher")
     parser.add_argument("--window", type=float, default=6.0)
-    parser.add_argument("--warmup", type=float, default=4.0)
-    parser.add_argument("--max-seconds", type=float, default=150, help="per repeat; no new level starts after it")
-    parser.add_argument("--quick", action="store_true", help="1 repeat, N = 0,5,10,20,40")
+    # After ~100 joins the hub's CPU takes several seconds to settle (3-8 s warm-ups read
+    # 0.2-0.3 core more at N = 240-303 than 10 s ones).
+    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--max-seconds", type=float, default=120, help="per repeat; no new level starts after it")
+    parser.add_argument("--quick", action="store_true", help="1 repeat, N = 0,40,80,120")
     parser.add_argument("--thumbnail-s", type=float, default=10.0,
                         help="the hub's media.thumbnail_s; 0 = no relay thumbnails, as for stations "
                              "whose agent sends its own")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="do not pin the hub to CPU 0 and the clients to the other CPUs")
+    parser.add_argument("--result-name", default="ingest",
+                        help="write bench/results/NAME.json (keeps another run's ingest.json)")
     parser.add_argument("--render", action="store_true", help="only re-render bench/results/ingest.json")
     args = parser.parse_args()
     if args.quick:
-        args.repeats, args.publishers, args.window, args.max_seconds = 1, "0,5,10,20,40", 4.0, 90
+        args.repeats, args.publishers, args.window, args.max_seconds = 1, "0,40,80,120", 4.0, 60
     if args.render:
         import json
 
@@ -244,7 +277,7 @@ async def main() -> None:
             log(f"repeat {rep + 1} failed: {exc!r}")
             notes.append(f"repeat {rep + 1}: {exc!r}")
     table, agg = render(runs, levels, packets_per_s) if runs else ("no run completed", {})
-    path = write_result("ingest", {"levels": levels, "args": vars(args), "clip_kbps": clip_kbps(clip),
+    path = write_result(args.result_name, {"levels": levels, "args": vars(args), "clip_kbps": clip_kbps(clip),
                                    "packets_per_s": packets_per_s, "runs": runs, "summary": agg, "table": table,
                                    "notes": notes, "elapsed_s": time.monotonic() - started})
     print(table)

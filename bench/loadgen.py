@@ -1,13 +1,16 @@
 """Client worker processes for the ingest and scale benchmarks (see ``bench.common.Worker``).
 
-``publishers``: many WHIP publishers in one process, each replaying the same pre-encoded clip
-(:class:`bench.media_peers.ClipTrack`) for its own station with its own token. ``stats`` gives
-the frames each track handed to aiortc, and from ``getStats()`` the RTP packets sent and the
-packets the hub reported lost in its RTCP receiver reports (``remote-inbound-rtp``).
+``publishers [--publisher light|aiortc]``: many WHIP publishers in one process, each replaying
+the same pre-encoded clip for its own station with its own token. ``light`` (the default,
+:mod:`bench.light_publisher`): aiortc negotiates and runs ICE, DTLS and RTCP, one timer per
+process sends the RTP; ``aiortc``: a full aiortc sender per publisher
+(:class:`bench.media_peers.ClipTrack`), ≈ 0.4 % of a core each. ``stats`` gives the frames
+sent, the RTP packets sent and the packets the hub reported lost in its RTCP receiver reports
+(``remote-inbound-rtp`` of each aiortc sender, which still receives them in both modes).
 
 ``viewers``: many *light* WHEP viewers in one process. ICE and DTLS run as usual (aiortc), but
 SRTP packets are counted from their clear-text RTP header (the marker bit ends a video frame)
-and dropped before decryption, so a viewer costs the client a few µs per packet and thousands
+in the socket's datagram callback and dropped there, before aioice's queue and decryption, so a viewer costs the client a few µs per packet and thousands
 of them fit on the machine next to the hubs. The hub still protects and sends every packet as
 for a real viewer; what is not checked here is that the payload decrypts.
 """
@@ -27,6 +30,7 @@ from aiortc import RTCSessionDescription
 from aiortc.rtp import is_rtcp
 
 from bench.common import raise_fd_limit, serve_worker
+from bench.light_publisher import ClipPackets, Ticker, publish_light
 from bench.media_peers import (
     ClipTrack,
     load_clip,
@@ -49,40 +53,55 @@ async def _bounded(coros: list[Any], limit: int) -> list[Any]:
 
 
 class Publishers:
-    def __init__(self) -> None:
+    """The publishers of one client process: ``light`` (bench.light_publisher) or ``aiortc``."""
+
+    def __init__(self, mode: str = "light") -> None:
+        if mode not in ("light", "aiortc"):
+            raise ValueError(f"unknown publisher mode {mode!r}")
+        self.mode = mode
         self.clip = load_clip()
-        self.peers: list[tuple[Any, ClipTrack]] = []
+        self.ticker = Ticker(ClipPackets(self.clip)) if mode == "light" else None
+        self.peers: list[tuple[Any, Any]] = []  # (pc, ClipTrack or LightPublisher)
+
+    async def _one(self, base: str, station: str, token: str) -> bool:
+        if self.ticker is not None:
+            light = await publish_light(base, station, token, self.ticker)
+            self.peers.append((light.pc, light))
+            return light.wire is not None
+        track = ClipTrack(self.clip)
+        pc, _ = await whip_publish(base, station, token, track)
+        self.peers.append((pc, track))
+        return await wait_connected(pc)
 
     async def publish(self, base: str, stations: dict[str, str], concurrency: int = 4) -> dict[str, Any]:
-        async def one(station: str, token: str) -> bool:
-            track = ClipTrack(self.clip)
-            pc, _ = await whip_publish(base, station, token, track)
-            self.peers.append((pc, track))
-            return await wait_connected(pc)
-
-        results = await _bounded([one(s, t) for s, t in stations.items()], concurrency)
+        results = await _bounded([self._one(base, s, t) for s, t in stations.items()], concurrency)
         return {"connected": sum(r is True for r in results),
                 "errors": [repr(r)[:200] for r in results if isinstance(r, BaseException)][:3]}
 
     async def stats(self, rtcp: bool = True) -> dict[str, Any]:
-        frames = sum(track.count for _, track in self.peers)
+        frames = sum(source.count if isinstance(source, ClipTrack) else source.frames for _, source in self.peers)
         sent = lost = 0
         if rtcp:
-            for pc, _ in self.peers:
+            for pc, source in self.peers:
                 try:
                     report = await pc.getStats()
                 except Exception:
                     continue
                 for s in report.values():
-                    if s.type == "outbound-rtp":
+                    if s.type == "outbound-rtp" and isinstance(source, ClipTrack):
                         sent += s.packetsSent or 0
                     elif s.type == "remote-inbound-rtp":
                         lost += s.packetsLost or 0
+                if not isinstance(source, ClipTrack):
+                    sent += source.packets  # aiortc's sender counts none: it sends no RTP here
         states = [pc.connectionState for pc, _ in self.peers]
+        failures = sum(getattr(source, "send_failures", 0) for _, source in self.peers)
         return {"frames": frames, "packets_sent": sent, "packets_lost": lost, "at": time.monotonic(),
-                "publishers": len(self.peers), "connected": states.count("connected")}
+                "publishers": len(self.peers), "connected": states.count("connected"), "send_failures": failures}
 
     async def close_all(self) -> dict[str, Any]:
+        if self.ticker is not None:
+            self.ticker.stop()
         await asyncio.gather(*(close_peer_connection(pc) for pc, _ in self.peers), return_exceptions=True)
         self.peers.clear()
         return {}
@@ -97,19 +116,23 @@ class LightViewer:
         self.packets = 0
 
     def _count_rtp(self, ice: Any) -> None:
-        recv = ice._connection.recv
+        """Count RTP synchronously where the socket hands the datagram to aioice, instead of
+        after aioice's queue and aiortc's DTLS receive task; everything else goes on as
+        before. Call after ``setLocalDescription`` (the ICE sockets exist then)."""
+        connection = ice._connection
+        queue_datagram = connection.data_received
 
-        async def filtered() -> bytes:
-            while True:
-                data = await recv()
-                if 127 < data[0] < 192 and len(data) > 12 and not is_rtcp(data):
-                    self.packets += 1
-                    if data[1] & 0x80:
-                        self.frames += 1
-                    continue
-                return data  # STUN is handled below us; DTLS and SRTCP go on to aiortc
+        def data_received(data: bytes, component: int) -> None:
+            if 127 < data[0] < 192 and len(data) > 12 and not is_rtcp(data):
+                self.packets += 1
+                if data[1] & 0x80:
+                    self.frames += 1
+                return
+            queue_datagram(data, component)  # STUN is handled below us; DTLS and SRTCP go on to aiortc
 
-        ice._recv = filtered
+        connection.data_received = data_received
+        for protocol in connection._protocols:
+            _skip_stun_parsing_for_rtp(protocol)
 
     async def whep(self, base: str, station: str) -> None:
         import httpx
@@ -124,6 +147,22 @@ class LightViewer:
         if response.status_code != 201:
             raise RuntimeError(f"WHEP {response.status_code}: {response.text[:200]}")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=response.text, type="answer"))
+
+
+def _skip_stun_parsing_for_rtp(protocol: Any) -> None:
+    """aioice parses every datagram as STUN first (an exception per RTP packet); bytes
+    128-191 start RTP/RTCP, never STUN (RFC 7983), so those skip straight to the connection
+    (as the hub's ``divert_srtp`` does)."""
+    stun_or_other = protocol.datagram_received
+    connection = protocol.receiver
+
+    def datagram_received(data: bytes, addr: Any) -> None:
+        if data and 127 < data[0] < 192:
+            connection.data_received(data, protocol.local_candidate.component)
+        elif data:
+            stun_or_other(data, addr)
+
+    protocol.datagram_received = datagram_received
 
 
 class Viewers:
@@ -155,7 +194,8 @@ async def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     raise_fd_limit()
     if sys.argv[1] == "publishers":
-        p = Publishers()
+        mode = sys.argv[sys.argv.index("--publisher") + 1] if "--publisher" in sys.argv else "light"
+        p = Publishers(mode)
         await serve_worker({"publish": p.publish, "stats": p.stats, "close_all": p.close_all})
         await p.close_all()
     else:

@@ -270,11 +270,15 @@ class CountingViewer:
 
 # ---------------------------------------------------------------- plain RTP (Janus)
 
-def rtp_packets(clip: list[tuple[bytes, bool]], ssrc: int = 0x1234ABCD, pt: int = 96) -> list[list[bytes]]:
-    """The clip as RTP packets per frame (aiortc's VP8 packetizer; timestamps filled at send)."""
+def rtp_packets(clip: list[tuple[bytes, bool]], first_picture_id: int | None = None) -> list[list[bytes]]:
+    """The clip's RTP *payloads* per frame (VP8 descriptor + data, aiortc's packetizer; the
+    RTP header is added at send). Picture ids count up from ``first_picture_id`` (default:
+    aiortc's random start); the descriptor always holds it in 2 bytes, as aiortc writes it."""
     from aiortc.codecs.vpx import Vp8Encoder
 
     packer = Vp8Encoder()
+    if first_picture_id is not None:
+        packer.picture_id = first_picture_id
     frames = []
     for data, _ in clip:
         payloads = packer._packetize(data, packer.picture_id)
