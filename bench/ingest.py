@@ -235,7 +235,7 @@ async def main() -> None:
                              "(bench/light_publisher.py); aiortc: a full aiortc sender per publisher")
     parser.add_argument("--window", type=float, default=6.0)
     # After ~100 joins the hub's CPU takes several seconds to settle (3-8 s warm-ups read
-    # 0.2-0.3 core more at N = 240-303 than 10 s ones).
+    # 0.2-0.3 core more at N = 240-303 than 10-12 s ones).
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--max-seconds", type=float, default=120, help="per repeat; no new level starts after it")
     parser.add_argument("--quick", action="store_true", help="1 repeat, N = 0,40,80,120")

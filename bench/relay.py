@@ -208,7 +208,7 @@ def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--viewers", default="0,4,16,32")
+    parser.add_argument("--viewers", default="0,16,32")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--window", type=float, default=4.0)
     parser.add_argument("--warmup", type=float, default=2.5, help="after adding viewers (the clip has a keyframe every 2 s)")

@@ -17,7 +17,7 @@ is measured over a fixed window. A level is *served* when ≥ 95 % of viewers re
 ≥ 90 % of the 15 fps sent. Reported: the largest V served by each configuration, its ratio,
 and each hub process's CPU per viewer.
 
-    python -m bench.scale [--repeats 3] [--viewers 200,400,…] [--max-seconds 35] [--quick]
+    python -m bench.scale [--repeats 3] [--viewers 300,600,…] [--max-seconds 60] [--quick]
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from bench.media_peers import FPS
 from bench.relay import slope
 
 STATIONS = ("35.09.01.2001", "35.09.01.2002")
-LEVELS = "200,400,600,800,1000"
+LEVELS = "300,600,900"
 PER_PROC = 100
 CAPS = {"max_viewers_per_station": 100_000, "max_viewers_per_node": 100_000, "max_sessions_per_address": 100_000}
 
@@ -264,7 +264,7 @@ async def main() -> None:
     parser.add_argument("--viewers", default=LEVELS)
     parser.add_argument("--window", type=float, default=4.0)
     parser.add_argument("--warmup", type=float, default=3.0, help="after adding viewers (keyframe every 2 s)")
-    parser.add_argument("--max-seconds", type=float, default=35, help="per configuration and repeat; no new level starts after it")
+    parser.add_argument("--max-seconds", type=float, default=60, help="per configuration and repeat; no new level starts after it")
     parser.add_argument("--quick", action="store_true", help="1 repeat, V = 50,100,200")
     parser.add_argument("--render", action="store_true", help="only re-render bench/results/scale.json")
     args = parser.parse_args()
