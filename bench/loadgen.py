@@ -169,7 +169,7 @@ class Viewers:
     def __init__(self) -> None:
         self.viewers: list[LightViewer] = []
 
-    async def whep(self, base: str, station: str, count: int, concurrency: int = 8) -> dict[str, Any]:
+    async def whep(self, base: str, station: str, count: int, concurrency: int = 24) -> dict[str, Any]:
         async def one() -> bool:
             viewer = LightViewer()
             self.viewers.append(viewer)
