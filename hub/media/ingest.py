@@ -77,27 +77,30 @@ def ingest_publisher(receivers: dict[str, object], negotiated: dict[str, seams.N
     ``receivers``: the publisher's receivers by kind; ``negotiated``: our answer's media.
     Raises ProtocolViolation if two kinds share a payload type (the answer must not go out).
     """
-    by_transport: dict[int, tuple[object, dict[int, _Route], int | None]] = {}
+    transports: dict[int, object] = {}  # one per transport: a single one with BUNDLE
+    routes: dict[int, dict[int, _Route]] = {}
+    abs_send_time_ids: dict[int, int] = {}
     for kind, receiver in receivers.items():
         media = negotiated.get(kind)
         if media is None:
             continue
         dtls = receiver.transport  # type: ignore[attr-defined]
-        _, routes, abs_id = by_transport.setdefault(id(dtls), (dtls, {}, None))
+        transports[id(dtls)] = dtls
+        on_transport = routes.setdefault(id(dtls), {})
         book = seams.ReceiverBookkeeping(receiver, media.clock_rate)  # type: ignore[arg-type]
         media_ssrc = [0]
         wanted = {media.payload_type: _Route(kind, book, False, media_ssrc)}
         if media.rtx_payload_type is not None:
             wanted[media.rtx_payload_type] = _Route(kind, book, True, media_ssrc)
-        clash = set(wanted) & set(routes)
+        clash = set(wanted) & set(on_transport)
         if clash:
             raise ProtocolViolation(f"payload type {min(clash)} is used by two media sections of one bundle")
-        routes.update(wanted)
+        on_transport.update(wanted)
         if kind == "video" and media.abs_send_time_extension_id is not None:
-            by_transport[id(dtls)] = (dtls, routes, media.abs_send_time_extension_id)
+            abs_send_time_ids[id(dtls)] = media.abs_send_time_extension_id
     ingests = []
-    for dtls, routes, abs_id in by_transport.values():
-        ingest = PublisherIngest(routes, abs_id, on_rtp)
+    for key, dtls in transports.items():  # only once every check passed: nothing half-diverted
+        ingest = PublisherIngest(routes[key], abs_send_time_ids.get(key), on_rtp)
         seams.divert_srtp(dtls, ingest.on_packet)
         ingests.append(ingest)
     return ingests
