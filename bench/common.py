@@ -145,7 +145,13 @@ class Worker:
             raise RuntimeError(f"worker {self.proc.pid}: {reply['error']}")
         return reply
 
-    async def close(self) -> None:
+    async def close(self, release: str | None = None, timeout: float = 60.0) -> None:
+        """End the worker; ``release``: an op to call first (e.g. ``close_all`` its peers)."""
+        if release is not None and self.proc.returncode is None:
+            try:
+                await self.call(release, timeout=timeout)
+            except Exception:
+                pass  # a worker that cannot release is stopped all the same
         try:
             await self.call("quit", timeout=5)
         except Exception:

@@ -161,12 +161,7 @@ async def run_once(args: argparse.Namespace, levels: list[int], ids: list[str]) 
                     break
     finally:
         for w in workers:
-            if w.proc.returncode is None:
-                try:
-                    await w.call("close_all", timeout=60)
-                except Exception:
-                    pass
-            await w.close()
+            await w.close("close_all")
         await stop(proc)
     summarise(out)
     out["elapsed_s"] = time.monotonic() - started

@@ -120,8 +120,7 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
                 break
     finally:
         for w in workers:
-            await w.call("close_all", timeout=30) if w.proc.returncode is None else None
-            await w.close()
+            await w.close("close_all", timeout=30)
         try:
             await publisher.call("close", timeout=10)
         except Exception:

@@ -177,12 +177,7 @@ async def run_config(config: str, levels: list[int], args: argparse.Namespace) -
                     break
     finally:
         for w in viewers + publishers:
-            if w.proc.returncode is None:
-                try:
-                    await w.call("close_all", timeout=60)
-                except Exception:
-                    pass
-            await w.close()
+            await w.close("close_all")
         for proc, _ in hubs:
             await stop(proc)
         await stop(redis_proc)
