@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -92,17 +93,14 @@ async def _wait_connected(session: MediaSession, timeout_s: float) -> None:
                               "UDP to the hub may be blocked")
 
 
-async def publish(config: StationConfig, token: str, video: MediaStreamTrack,
-                  audio: MediaStreamTrack | None) -> MediaSession:
-    """Publish ``video`` (+ ``audio``) to ``POST {hub}/whip/{station}``; raises on failure."""
-    pc = rtc.new_peer_connection(config.network.ice_servers)
+async def _open_session(pc: RTCPeerConnection, config: StationConfig, url: str, token: str | None,
+                        add_transceivers: Callable[[], None]) -> MediaSession:
+    """Add the transceivers, negotiate over WHIP/WHEP at ``url`` and wait for the media to
+    connect. On any failure the session (or, before there is one, ``pc``) is closed and the
+    error raised."""
     session: MediaSession | None = None
     try:
-        transceiver = pc.addTransceiver(video, direction="sendonly")
-        rtc.prefer_codec(transceiver, "video", f"video/{config.video.codec.upper()}")
-        if audio is not None:
-            pc.addTransceiver(audio, direction="sendonly")
-        url = config.http_url(f"/whip/{config.station}")
+        add_transceivers()
         answer = await _negotiate(pc, config, url, token)
         session = MediaSession(pc, answer.location, token)
         if pc.connectionState == "connected":
@@ -117,6 +115,20 @@ async def publish(config: StationConfig, token: str, video: MediaStreamTrack,
         raise
 
 
+async def publish(config: StationConfig, token: str, video: MediaStreamTrack,
+                  audio: MediaStreamTrack | None) -> MediaSession:
+    """Publish ``video`` (+ ``audio``) to ``POST {hub}/whip/{station}``; raises on failure."""
+    pc = rtc.new_peer_connection(config.network.ice_servers)
+
+    def add_transceivers() -> None:
+        transceiver = pc.addTransceiver(video, direction="sendonly")
+        rtc.prefer_codec(transceiver, "video", f"video/{config.video.codec.upper()}")
+        if audio is not None:
+            pc.addTransceiver(audio, direction="sendonly")
+
+    return await _open_session(pc, config, config.http_url(f"/whip/{config.station}"), token, add_transceivers)
+
+
 async def view(config: StationConfig, station: str, token: str | None, kinds: tuple[str, ...] = ("audio",)
                ) -> tuple[MediaSession, dict[str, Any]]:
     """WHEP: receive ``station``'s media; returns the session and its tracks by kind."""
@@ -129,19 +141,9 @@ async def view(config: StationConfig, station: str, token: str | None, kinds: tu
         tracks[track.kind] = track
         got_track.set()
 
-    session: MediaSession | None = None
-    try:
+    def add_transceivers() -> None:
         for kind in kinds:
             pc.addTransceiver(kind, direction="recvonly")
-        answer = await _negotiate(pc, config, config.http_url(f"/whep/{station}"), token)
-        session = MediaSession(pc, answer.location, token)
-        if pc.connectionState == "connected":
-            session.connected.set()
-        await _wait_connected(session, config.network.media_connect_timeout_s)
-        return session, tracks
-    except BaseException:
-        if session is not None:
-            await session.close()
-        else:
-            await pc.close()
-        raise
+
+    session = await _open_session(pc, config, config.http_url(f"/whep/{station}"), token, add_transceivers)
+    return session, tracks
