@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\nstopping the demo…", flush=True)
         return 0
     finally:
+        # A second signal (make and the shell both pass one on) must not cut the clean-up short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for process in agents:
             process.send_signal(signal.SIGTERM)  # the agent stops cleanly on SIGTERM or SIGINT
         for process in agents:
