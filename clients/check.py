@@ -22,7 +22,7 @@ from clients.config import StationConfig, StationConfigError, source_kind
 from clients.hours import OfficeHours, ServerClock
 from clients.presence import WS_MAX_SIZE
 from clients.sources import DeviceSpec, audio_spec, open_player, video_spec
-from hub.core import wire
+from jaga import wire
 
 SKEW_WARN_S = 60.0
 

@@ -33,7 +33,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from clients import __version__
 from clients.backoff import BackoffPolicy, Uniform
 from clients.config import StationConfig, StationConfigError
-from hub.core import wire
+from jaga import wire
 
 ProtocolViolation = wire.ProtocolViolation  # the agent imports only the codec from the hub
 

@@ -22,7 +22,7 @@ from websockets.http11 import Response
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
-from hub.core import wire
+from jaga import wire
 from hub.services.watchers import Watcher, WatchService
 from tests.conftest import RunningHub, start_hub, stop_hub, test_settings, timeout
 from tests.wsclient import JSON, MSGPACK, Client, presence_of, station

@@ -13,7 +13,7 @@ import msgpack
 import redis.asyncio as aioredis
 import redis.exceptions
 from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 log = logging.getLogger("jaga.redis")
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from hub.core import attendance
-from hub.core.wire import MAX_TEXT
+from jaga.wire import MAX_TEXT
 from hub.errors import NotAuthenticated, NotFound, ProtocolViolation
 from hub.routes.roles import allow
 from hub.services.auth import CSRF_COOKIE, SESSION_COOKIE

@@ -1,7 +1,7 @@
 """WebSocket edges: ``/ws/station`` (agents) and ``/ws/watch`` (wall and public pages).
 
 Thin by design: frames in, codec, service call, frames out. Every rule about what a frame
-may be lives in :mod:`hub.core.wire`; every rule about presence in the services.
+may be lives in :mod:`jaga.wire`; every rule about presence in the services.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from hub.core import wire
+from jaga import wire
 from hub.errors import ClientError, NotAuthenticated, ProtocolViolation, RateLimited, TooLarge, Unavailable
 from hub.routes import uvicorn_seams
 from hub.routes.roles import allow

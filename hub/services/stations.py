@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from hub.backends.base import Bus, PresenceStore
-from hub.core import wire
+from jaga import wire
 from hub.core.presence import OFFLINE, PresenceTable, Transition
 from hub.core.registry import Registry, Station
 from hub.core.schedule import Schedule, wall_status

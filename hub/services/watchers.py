@@ -30,7 +30,8 @@ from collections import deque
 from typing import Any, Awaitable, Callable
 
 from hub.backends.base import Bus, PresenceStore
-from hub.core import wire, wsframe
+from hub.core import wsframe
+from jaga import wire
 from hub.core.registry import Registry, Station
 from hub.core.schedule import Schedule, wall_status
 from hub.services import eager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from hub.backends.memory import MemoryBus, MemoryPresenceStore
-from hub.core import wire
+from jaga import wire
 from hub.core.registry import parse_registry
 from hub.core.schedule import Schedule
 from hub.services.metrics import Metrics

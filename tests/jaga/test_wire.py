@@ -9,7 +9,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hub.core import wire
+from jaga import wire
 from hub.errors import ProtocolViolation
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
