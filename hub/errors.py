@@ -17,14 +17,18 @@
         └── Unavailable        503 (capacity; ``retry_after`` seconds)
 
 Library errors (msgpack, json, aiortc, sqlite3, redis) are translated into these at the edge
-that meets them; nothing above the edges sees a library exception.
+that meets them; nothing above the edges sees a library exception. ``JagaError``,
+``ClientError`` and ``ProtocolViolation`` are defined in :mod:`jaga.errors` (the wire codec,
+which the station agent shares, raises them) and are the same classes here.
 """
 
 from __future__ import annotations
 
+from jaga.errors import ClientError, JagaError, ProtocolViolation
 
-class JagaError(Exception):
-    pass
+__all__ = ["ClientError", "ConfigError", "Conflict", "Forbidden", "JagaError", "LedgerUnavailable", "NotAuthenticated",
+           "NotFound", "ProtocolViolation", "RateLimited", "RegistryError", "TooLarge", "Unavailable",
+           "UnsupportedMediaType"]
 
 
 class ConfigError(JagaError):
@@ -39,22 +43,6 @@ class RegistryError(JagaError):
 
 class LedgerUnavailable(JagaError):
     pass
-
-
-class ClientError(JagaError):
-    code = "bad_request"
-    http_status = 400
-    close_code = 4400
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
-
-
-class ProtocolViolation(ClientError):
-    code = "protocol"
 
 
 class NotAuthenticated(ClientError):

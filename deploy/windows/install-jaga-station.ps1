@@ -1,15 +1,21 @@
 # Installs the Jaga station agent as a Task Scheduler task that starts at boot and restarts
 # on failure. Run in an elevated PowerShell from the folder holding station.toml + token.txt:
 #   powershell -ExecutionPolicy Bypass -File install-jaga-station.ps1
+# It installs exactly requirements/station.txt (the agent's lock, with hashes: no hub
+# packages) and then Jaga itself from this checkout (or a wheel: -Source jaga-X.whl).
 param(
     [string]$InstallDir = "C:\Jaga",
-    [string]$Python = "py"
+    [string]$Python = "py",
+    [string]$Source = (Resolve-Path "$PSScriptRoot\..\..").Path
 )
 $ErrorActionPreference = "Stop"
 New-Item -ItemType Directory -Force -Path $InstallDir | Out-Null
 & $Python -3.11 -m venv "$InstallDir\venv"
-& "$InstallDir\venv\Scripts\python.exe" -m pip install --upgrade pip
-& "$InstallDir\venv\Scripts\python.exe" -m pip install "jaga[station]"
+$Lock = Join-Path $Source "requirements\station.txt"
+if (Test-Path $Source -PathType Leaf) { $Lock = Join-Path (Split-Path $Source) "station.txt" }
+& "$InstallDir\venv\Scripts\python.exe" -m pip install --require-hashes --no-deps -r $Lock
+& "$InstallDir\venv\Scripts\python.exe" -m pip install --no-deps --no-build-isolation $Source
+& "$InstallDir\venv\Scripts\python.exe" -m pip check
 foreach ($f in "station.toml", "token.txt") {
     if (Test-Path $f) { Copy-Item $f "$InstallDir\$f" -Force }
 }

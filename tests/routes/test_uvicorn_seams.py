@@ -10,28 +10,22 @@ from __future__ import annotations
 
 import inspect
 
-import uvicorn
-import websockets
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from hub.core import wsframe
 from hub.routes import uvicorn_seams as seams
-
-VERIFIED = {"uvicorn": "0.54.0", "websockets": "17.4"}
+from tests.locked import check_locked
 
 
 def source(obj: object) -> str:
     return inspect.getsource(obj)  # type: ignore[arg-type]
 
 
-def test_versions_are_the_ones_the_seams_were_verified_against() -> None:
-    found = {"uvicorn": uvicorn.__version__, "websockets": websockets.__version__}
-    assert found == VERIFIED, (
-        f"uvicorn/websockets changed ({found}, seams verified against {VERIFIED}): re-check "
-        "hub/routes/uvicorn_seams.py against the new source, then update VERIFIED"
-    )
+def test_versions_are_the_locked_ones() -> None:
+    # The source checks below were last re-read against uvicorn 0.55.0 and websockets 17.4.
+    check_locked("uvicorn", "websockets")
 
 
 def test_send_frames_with_conn_and_writes_the_bytes_to_the_transport_at_once() -> None:
@@ -64,6 +58,21 @@ def test_close_sent_and_closing_transport_mark_the_end() -> None:
     assert "self.transport.close()" in source(WebSocketsSansIOProtocol.shutdown)
     init = source(WebSocketsSansIOProtocol.__init__)
     assert "self.close_sent = False" in init and "self.handshake_complete = False" in init
+
+
+def test_handshake_complete_without_accept_is_told_apart() -> None:
+    # `handshake_complete` is set on six paths: accept, and five that are no open connection
+    # (lost connection, a rejected upgrade, an app's close or HTTP denial response, and since
+    # uvicorn 0.55 an unparsable handshake). Those set `initial_response` or `close_sent`, or
+    # close the transport, which direct_writer checks besides the flag.
+    protocol_source = source(WebSocketsSansIOProtocol)
+    assert protocol_source.count("self.handshake_complete = True") == 6
+    assert "self.initial_response = (message[\"status\"], headers, b\"\")\n                self.handshake_complete = True" \
+        in protocol_source
+    denied = source(WebSocketsSansIOProtocol.handle_handshake_exception)
+    assert "self.handshake_complete = True" in denied and "self.close_sent = True" in denied
+    writer = source(seams.direct_writer)
+    assert "protocol.close_sent" in writer and "protocol.initial_response is not None" in writer
 
 
 def test_uvicorn_would_write_exactly_our_frames() -> None:
