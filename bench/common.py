@@ -22,20 +22,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 RESULTS = REPO / "bench" / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
+Owned = TypeVar("Owned", subprocess.Popen[Any], asyncio.subprocess.Process)
 _owned: list[subprocess.Popen[Any] | asyncio.subprocess.Process] = []
 _temp_dirs: list[Path] = []
 
 
 # ---------------------------------------------------------------- process bookkeeping
 
-def own(proc: Any) -> Any:
+def own(proc: Owned) -> Owned:
     _owned.append(proc)
     return proc
 
@@ -113,13 +114,13 @@ async def stop(proc: asyncio.subprocess.Process, timeout: float = 8.0) -> None:
         try:
             proc.send_signal(signal.SIGINT)
             await asyncio.wait_for(proc.wait(), timeout)
-        except (asyncio.TimeoutError, ProcessLookupError):
+        except (TimeoutError, ProcessLookupError):
             pass
     _kill_group(proc, signal.SIGKILL)
     if proc.returncode is None:
         try:
             await asyncio.wait_for(proc.wait(), 3)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 
@@ -130,7 +131,7 @@ class Worker:
         self.proc = proc
 
     @classmethod
-    async def start(cls, *args: str, log: Path | None = None) -> "Worker":
+    async def start(cls, *args: str, log: Path | None = None) -> Worker:
         return cls(await spawn(PY, *args, stdin=True, log=log))
 
     async def call(self, op: str, timeout: float = 60.0, **kw: Any) -> Any:
@@ -240,8 +241,7 @@ def hub_config(workdir: Path, registry: Path | None = None, **sections: dict[str
 
 def mint_tokens(config: Path, station_ids: list[str]) -> dict[str, str]:
     """Write a token hash per station into the hub's credential store (as the CLI does)."""
-    sys.path.insert(0, str(REPO))
-    from hub.app import build_credentials
+    from hub.backends.factory import build_credentials
     from hub.services.auth import hash_token, mint_token
     from hub.settings import load_settings
 
@@ -284,7 +284,7 @@ def station_ids(registry: Path | None = None) -> list[str]:
 async def start_hub(workdir: Path, log: Path | None = None, source: Path | None = None,
                     **sections: dict[str, Any]) -> tuple[asyncio.subprocess.Process, int, Path]:
     """Start ``python -m hub serve`` on port 0; ``source``: another checkout's hub (to compare a change)."""
-    config = hub_config(workdir, **sections)
+    config = hub_config(workdir, None, **sections)  # sections only: never the registry
     port_file = workdir / "port"
     proc = await spawn(PY, "-m", "hub", "--config", str(config), "serve", "--port", "0",
                        "--port-file", str(port_file), log=log or workdir / "hub.log", cwd=source)
@@ -345,7 +345,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **versions()}
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), **versions()}
 
 
 def write_result(name: str, data: dict[str, Any]) -> Path:

@@ -20,16 +20,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.common import (PY, Worker, cpu_seconds, cpu_split, fmt, fmt_spread, install_cleanup, log,  # noqa: E402
-                          mint_tokens, percentile, raise_fd_limit, rss_bytes, spawn, start_hub, station_ids,
-                          stop, summary, temp_dir, wait_for_file, write_result)
+from bench.common import (
+    PY,
+    Worker,
+    cpu_seconds,
+    cpu_split,
+    fmt,
+    fmt_spread,
+    install_cleanup,
+    log,
+    mint_tokens,
+    percentile,
+    raise_fd_limit,
+    rss_bytes,
+    spawn,
+    start_hub,
+    station_ids,
+    stop,
+    summary,
+    temp_dir,
+    wait_for_file,
+    write_result,
+)
 
 SYSTEMS = ("hub", "raw", "naive", "hub-alt")
 PER_WORKER = 1250
@@ -69,21 +85,24 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace) -
     ids = station_ids()
     stations = await Worker.start("-m", "bench.wsload", "stations", log=workdir / "stations.log")
     nworkers = max(1, -(-max(levels) // PER_WORKER))
-    watchers = [await Worker.start("-m", "bench.wsload", "watch", log=workdir / "watch.log") for _ in range(nworkers)]
+    watchers = [await Worker.start("-m", "bench.wsload", "watch", log=workdir / "watch.log")
+                for _ in range(nworkers)]
     out: dict[str, Any] = {"system": system, "levels": []}
     try:
         await stations.call("start", timeout=120, url=f"ws://127.0.0.1:{port}/ws/station",
-                            mode="hub" if system.startswith("hub") else "plain", ids=ids, tokens=tokens, heartbeat_s=5.0)
+                            mode="hub" if system.startswith("hub") else "plain", ids=ids, tokens=tokens,
+                            heartbeat_s=5.0)
         await asyncio.sleep(1.0)
         current = 0
         event_cost = 0.0
         for w in [0, *levels]:
             if w > current:
                 cpu0 = cpu_seconds(pid)
-                share = [(w - current) // nworkers + (1 if i < (w - current) % nworkers else 0) for i in range(nworkers)]
+                added = w - current
+                share = [added // nworkers + (1 if i < added % nworkers else 0) for i in range(nworkers)]
                 replies = await asyncio.gather(*(wk.call("connect", timeout=300, host="127.0.0.1", port=port,
                                                          path="/ws/watch", count=n, sample_every=10)
-                                                 for wk, n in zip(watchers, share)))
+                                                 for wk, n in zip(watchers, share, strict=True)))
                 failed = sum(r["failed"] for r in replies)
                 await settle(watchers)
                 connect_cpu = (cpu_seconds(pid) - cpu0) / (w - current)
@@ -169,17 +188,17 @@ def aggregate(runs: list[dict[str, Any]], levels: list[int]) -> dict[str, Any]:
             continue
         rows = {}
         for w in [0, *levels]:
-            cells = [next(l for l in r["levels"] if l["watchers"] == w) for r in mine]
+            cells = [next(level for level in r["levels"] if level["watchers"] == w) for r in mine]
             rows[w] = {key: summary([c.get(key) for c in cells]) for key in (
-                "msgs_per_cpu_s", "fanout_msgs_per_cpu_s", "latency_ms_p50", "latency_ms_p99", "cpu_us_per_event", "user_us_per_msg",
-                "sys_us_per_msg", "connect_cpu_ms_per_watcher", "rss_bytes")}
+                "msgs_per_cpu_s", "fanout_msgs_per_cpu_s", "latency_ms_p50", "latency_ms_p99", "cpu_us_per_event",
+                "user_us_per_msg", "sys_us_per_msg", "connect_cpu_ms_per_watcher", "rss_bytes")}
             rows[w]["delivered_share"] = summary([c["delivered"] / c["expected"] if c["expected"] else None
                                                   for c in cells])
         # memory per idle watcher: RSS slope between the smallest and the largest W, per run
         lo, hi = levels[0], levels[-1]
         per_watcher = []
         for r in mine:
-            by_w = {l["watchers"]: l["rss_bytes"] for l in r["levels"]}
+            by_w = {level["watchers"]: level["rss_bytes"] for level in r["levels"]}
             per_watcher.append((by_w[hi] - by_w[lo]) / (hi - lo) if hi > lo else None)
         table[system] = {"rows": rows, "rss_per_watcher_bytes": summary(per_watcher)}
     # ratios of medians and per-repeat ratios (interleaved repeats pair up)
@@ -191,15 +210,15 @@ def aggregate(runs: list[dict[str, Any]], levels: list[int]) -> dict[str, Any]:
             pairs = []
             hub_runs = [r for r in runs if r["system"] == "hub"]
             other_runs = [r for r in runs if r["system"] == other]
-            for a, b in zip(hub_runs, other_runs):
-                x = next(l for l in a["levels"] if l["watchers"] == w)["msgs_per_cpu_s"]
-                y = next(l for l in b["levels"] if l["watchers"] == w)["msgs_per_cpu_s"]
+            for a, b in zip(hub_runs, other_runs, strict=False):  # a failed run makes one list shorter
+                x = next(level for level in a["levels"] if level["watchers"] == w)["msgs_per_cpu_s"]
+                y = next(level for level in b["levels"] if level["watchers"] == w)["msgs_per_cpu_s"]
                 pairs.append(x / y if x and y else None)
             ratios[f"hub/{other}@{w}"] = summary(pairs)
             pairs = []
-            for a, b in zip(hub_runs, other_runs):
-                x = next(l for l in a["levels"] if l["watchers"] == w).get("fanout_msgs_per_cpu_s")
-                y = next(l for l in b["levels"] if l["watchers"] == w).get("fanout_msgs_per_cpu_s")
+            for a, b in zip(hub_runs, other_runs, strict=False):
+                x = next(level for level in a["levels"] if level["watchers"] == w).get("fanout_msgs_per_cpu_s")
+                y = next(level for level in b["levels"] if level["watchers"] == w).get("fanout_msgs_per_cpu_s")
                 pairs.append(x / y if x and y else None)
             ratios[f"fanout hub/{other}@{w}"] = summary(pairs)
     return {"systems": table, "ratios": ratios}
@@ -243,8 +262,8 @@ def render(agg: dict[str, Any], levels: list[int]) -> str:
                  " | CPU per event at W=0 | CPU per watcher connect |")
     lines.append("|---|" + "---|" * (len(levels) + 2))
     for system, data in t.items():
-        cells = [f"{fmt(data['rows'][w]['user_us_per_msg']['median'], 1)} / {fmt(data['rows'][w]['sys_us_per_msg']['median'], 1)}"
-                 for w in levels]
+        cells = [f"{fmt(data['rows'][w]['user_us_per_msg']['median'], 1)} / "
+                 f"{fmt(data['rows'][w]['sys_us_per_msg']['median'], 1)}" for w in levels]
         conn = data["rows"][levels[-1]]["connect_cpu_ms_per_watcher"]
         lines.append(f"| {names[system]} | " + " | ".join(cells) +
                      f" | {fmt_spread(data['rows'][0]['cpu_us_per_event'])} µs | {fmt_spread(conn, 2)} ms |")

@@ -72,7 +72,8 @@ class RelayProcess:
         assert self.proc.stdin and self.proc.stdout
         self.proc.stdin.write((json.dumps({"op": op, "sdp": sdp}) + "\n").encode())
         await self.proc.stdin.drain()
-        return json.loads(await asyncio.wait_for(self.proc.stdout.readline(), 30))["sdp"]
+        answer: str = json.loads(await asyncio.wait_for(self.proc.stdout.readline(), 30))["sdp"]
+        return answer
 
     def cpu_seconds(self) -> float:
         with open(f"/proc/{self.proc.pid}/stat") as f:
@@ -84,7 +85,7 @@ class RelayProcess:
         self.proc.stdin.close()
         try:
             await asyncio.wait_for(self.proc.wait(), 15)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
 
@@ -94,7 +95,7 @@ async def window(relay: RelayProcess, viewers: list[Any], seconds: float) -> dic
     cpu0, t0 = relay.cpu_seconds(), time.monotonic()
     await asyncio.sleep(seconds)
     cpu1, t1 = relay.cpu_seconds(), time.monotonic()
-    fps = [(v.frames - f) / (t1 - t0) for v, f in zip(viewers, frames0)]
+    fps = [(v.frames - f) / (t1 - t0) for v, f in zip(viewers, frames0, strict=True)]
     return {"cores": (cpu1 - cpu0) / (t1 - t0), "fps_min": min(fps, default=None),
             "fps_median": statistics.median(fps) if fps else None}
 
@@ -116,11 +117,12 @@ async def py_spy(pid: int, out: Path, seconds: int) -> list[tuple[str, float]]:
     return [(frame, n / total) for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:15]]
 
 
-async def run_system(label: str, src: str, n: int, args: argparse.Namespace, profile_dir: Path | None) -> dict[str, Any]:
+async def run_system(label: str, src: str, n: int, args: argparse.Namespace,
+                     profile_dir: Path | None) -> dict[str, Any]:
     from aiortc import RTCSessionDescription
 
     from bench.media_peers import ClipTrack, CountingViewer, load_clip, local_offer, prefer_vp8
-    from hub.media.aiortc_seams import close_peer_connection, new_peer_connection
+    from hub.media.seams_peers import close_peer_connection, new_peer_connection
 
     relay = await RelayProcess.start(src)
     publisher = new_peer_connection(())
@@ -165,7 +167,7 @@ async def main() -> None:
     parser.add_argument("--profile-seconds", type=int, default=8)
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "fastpath_probe.json"))
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO))  # run as a script: bench.media_peers comes from this checkout
     packets_per_s = 53.9  # the clip's video packets per second (bench/relay.py measures it)
     profile_dir = Path(args.out).parent if args.profile else None
     runs = []
@@ -184,8 +186,9 @@ async def main() -> None:
         summary[label] = {"per_viewer_median_pct": statistics.median(per) * 100,
                           "per_viewer_min_pct": min(per) * 100, "per_viewer_max_pct": max(per) * 100,
                           "us_per_packet_median": statistics.median(per) * 1e6 / packets_per_s}
-    ratios = [a["per_viewer_cores"] / b["per_viewer_cores"]
-              for a, b in zip([r for r in runs if r["system"] == "after"], [r for r in runs if r["system"] == "before"])]
+    after = [r for r in runs if r["system"] == "after"]
+    before = [r for r in runs if r["system"] == "before"]
+    ratios = [a["per_viewer_cores"] / b["per_viewer_cores"] for a, b in zip(after, before, strict=True)]
     summary["after_over_before"] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
     print(json.dumps(summary, indent=1))
     for run in runs:

@@ -30,12 +30,9 @@ import argparse
 import asyncio
 import os
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     RESULTS,
@@ -114,7 +111,7 @@ async def run_once(args: argparse.Namespace, levels: list[int], ids: list[str]) 
                 for i, sid in enumerate(new):
                     shares[(current + i) % len(workers)][sid] = tokens[sid]
                 replies = await asyncio.gather(*(w.call("publish", timeout=300, base=base, stations=s)
-                                                 for w, s in zip(workers, shares) if s))
+                                                 for w, s in zip(workers, shares, strict=True) if s))
                 connected = sum(r["connected"] for r in replies)
                 if connected != len(new):
                     log(f"N={n}: {connected}/{len(new)} new publishers connected {[r['errors'] for r in replies]}")
@@ -139,9 +136,11 @@ async def run_once(args: argparse.Namespace, levels: list[int], ids: list[str]) 
                     "client_cores": (sum(c1) - sum(c0)) / dt, "frames_sent": sent, "frames_received": received,
                     "sent_fps_per_publisher": sent / dt / n if n else None,
                     "frame_ratio": received / sent if sent else None, "packets_sent": packets,
-                    "packets_lost_rtcp": lost, "keyframes_received": m1.get("keyframes_received", 0) - m0.get("keyframes_received", 0),
+                    "packets_lost_rtcp": lost,
+                    "keyframes_received": m1.get("keyframes_received", 0) - m0.get("keyframes_received", 0),
                     "thumbnails": m1.get("thumbnails", 0) - m0.get("thumbnails", 0),
-                    "send_failures": sum(b.get("send_failures", 0) - a.get("send_failures", 0) for a, b in zip(s0, s1)),
+                    "send_failures": sum(b.get("send_failures", 0) - a.get("send_failures", 0)
+                                         for a, b in zip(s0, s1, strict=True)),
                 }
                 ratio_ok = n == 0 or (level["frame_ratio"] or 0) >= 0.99
                 rtcp_ok = packets == 0 or lost <= 0.001 * packets
@@ -149,7 +148,8 @@ async def run_once(args: argparse.Namespace, levels: list[int], ids: list[str]) 
                 out["levels"].append(level)
                 log(f"N={n:3} hub={level['cores'] * 100:5.1f}% clients={level['client_cores'] * 100:5.1f}% "
                     f"sent={fmt(level['sent_fps_per_publisher'], 2)} fps/pub recv/sent={fmt(level['frame_ratio'], 4)} "
-                    f"rtcp lost={lost}/{packets} connected={level['connected']}/{n} send failures={level['send_failures']}")
+                    f"rtcp lost={lost}/{packets} connected={level['connected']}/{n} "
+                    f"send failures={level['send_failures']}")
                 if not level["lossless"]:
                     out["stopped"] = f"loss at N={n}"
                     break
@@ -171,34 +171,35 @@ async def run_once(args: argparse.Namespace, levels: list[int], ids: list[str]) 
 def summarise(out: dict[str, Any]) -> None:
     """Slope over the *steady* loss-free levels: a level whose window received > 1 % more frames
     than were sent was still draining the backlog of the last joins, so its CPU is not steady."""
-    for l in out["levels"]:
-        l["steady"] = l["lossless"] and (l["publishers"] == 0 or l["frame_ratio"] <= 1.01)
-    points = [(l["publishers"], l["cores"]) for l in out["levels"] if l["steady"]]
+    for level in out["levels"]:
+        level["steady"] = level["lossless"] and (level["publishers"] == 0 or level["frame_ratio"] <= 1.01)
+    points = [(level["publishers"], level["cores"]) for level in out["levels"] if level["steady"]]
     k = slope(points)
     out["slope_cores_per_publisher"] = k
     out["idle_cores"] = intercept(points, k) if k is not None else None
-    out["max_lossless"] = max((l["publishers"] for l in out["levels"] if l["lossless"]), default=0)
-    out["max_steady"] = max((l["publishers"] for l in out["levels"] if l["steady"]), default=0)
+    out["max_lossless"] = max((level["publishers"] for level in out["levels"] if level["lossless"]), default=0)
+    out["max_steady"] = max((level["publishers"] for level in out["levels"] if level["steady"]), default=0)
     out["extrapolated_one_core"] = (1.0 - out["idle_cores"]) / k if k else None
 
 
 def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) -> tuple[str, dict[str, Any]]:
     lines = ["Hub CPU (% of one core) and frames received ÷ sent by publishers N, median over repeats "
              f"({len(runs)}), (min–max):", "",
-             "| N | hub CPU | client processes' CPU | frames received ÷ sent | RTCP-reported lost / sent packets | repeats |",
+             "| N | hub CPU | client processes' CPU | frames received ÷ sent | RTCP-reported lost / sent packets "
+             "| repeats |",
              "|---|---|---|---|---|---|"]
     for n in levels:
-        got = [l for r in runs for l in r["levels"] if l["publishers"] == n]
+        got = [level for r in runs for level in r["levels"] if level["publishers"] == n]
         if not got:
             continue
-        cpu = summary([l["cores"] * 100 for l in got])
-        cli = summary([l["client_cores"] * 100 for l in got])
-        ratio = summary([l["frame_ratio"] for l in got])
-        lost = sum(l["packets_lost_rtcp"] for l in got)
-        sent = sum(l["packets_sent"] for l in got)
+        cpu = summary([level["cores"] * 100 for level in got])
+        cli = summary([level["client_cores"] * 100 for level in got])
+        ratio = summary([level["frame_ratio"] for level in got])
+        lost = sum(level["packets_lost_rtcp"] for level in got)
+        sent = sum(level["packets_sent"] for level in got)
         lines.append(f"| {n} | {fmt_spread(cpu, 1)} % | {fmt_spread(cli, 1)} % | {fmt_spread(ratio, 4)} | "
                      f"{lost:,} / {sent:,} | {len(got)} |")
-    agg = {
+    agg: dict[str, Any] = {
         "slope": summary([r["slope_cores_per_publisher"] for r in runs]),
         "idle": summary([r["idle_cores"] for r in runs]),
         "max_lossless": summary([r["max_lossless"] for r in runs]),
@@ -215,7 +216,8 @@ def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) 
               f"= {fmt_spread(us)} µs per received RTP packet (~{packets_per_s:.0f} packets/s per publisher)",
               f"- idle hub (intercept): {fmt_spread(agg['idle'], 1, 100)} %",
               f"- largest N measured without loss: {fmt_spread(agg['max_lossless'])}",
-              f"- N at which the fitted line reaches 1.0 core (extrapolated): {fmt_spread(agg['extrapolated_one_core'])}",
+              "- N at which the fitted line reaches 1.0 core (extrapolated): "
+              f"{fmt_spread(agg['extrapolated_one_core'])}",
               f"- why each repeat stopped: {'; '.join(agg['stopped'])}"]
     return "\n".join(lines), agg
 

@@ -21,18 +21,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import msgpack
 
-import msgpack  # noqa: E402
-
-from bench.common import (Worker, fmt, install_cleanup, log, mint_tokens, percentile, start_hub, stop,  # noqa: E402
-                          summary, temp_dir, write_result)
-from bench.media_peers import CountingViewer  # noqa: E402
+from bench.common import (
+    Worker,
+    fmt,
+    install_cleanup,
+    log,
+    mint_tokens,
+    percentile,
+    start_hub,
+    stop,
+    summary,
+    temp_dir,
+    write_result,
+)
+from bench.media_peers import CountingViewer
 
 STATION = "35.09.01.2001"
 
@@ -65,10 +72,12 @@ async def viewer_joins(base: str, joins: int, gap: float) -> list[dict[str, floa
 
 async def presence(port: int, tokens: dict[str, str], kill: list[str], silent: list[str]) -> dict[str, Any]:
     from websockets.asyncio.client import connect
+    from websockets.typing import Subprotocol
 
     url = f"ws://127.0.0.1:{port}/ws"
+    msgpack_only = [Subprotocol("jaga.v1.msgpack")]
     seen: dict[tuple[str, str], float] = {}
-    watcher = await connect(f"{url}/watch", subprotocols=["jaga.v1.msgpack"], compression=None)  # type: ignore[list-item]
+    watcher = await connect(f"{url}/watch", subprotocols=msgpack_only, compression=None)
 
     async def watch() -> None:
         async for frame in watcher:
@@ -94,8 +103,7 @@ async def presence(port: int, tokens: dict[str, str], kill: list[str], silent: l
 
     drains = []
     for sid in kill + silent:
-        conn = await connect(f"{url}/station", subprotocols=["jaga.v1.msgpack"], compression=None,  # type: ignore[list-item]
-                             ping_interval=None)
+        conn = await connect(f"{url}/station", subprotocols=msgpack_only, compression=None, ping_interval=None)
         await conn.send(msgpack.packb({"t": "hello", "station": sid, "token": tokens[sid], "agent": "bench"}))
         await conn.recv()
         stations[sid] = conn

@@ -27,23 +27,13 @@ import struct
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from aiortc.mediastreams import MediaStreamTrack
 
-from aiortc.mediastreams import MediaStreamTrack  # noqa: E402
-
-from bench.media_peers import FPS, rtp_packets, whip_publish  # noqa: E402
-from hub.media.aiortc_seams import (  # noqa: E402
-    SrtpWire,
-    negotiated_media,
-    on_nack,
-    open_wire,
-    parse_sdp,
-    report_with,
-    sender_ssrcs,
-)
+from bench.media_peers import FPS, rtp_packets, whip_publish
+from hub.media.seams_egress import SrtpWire, on_nack, open_wire, report_with, sender_ssrcs
+from hub.media.seams_peers import negotiated_media, parse_sdp
 
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
@@ -300,14 +290,17 @@ def check_against_aiortc() -> None:
     for n, clip_frame in enumerate(clip.frames):
         for i, data in enumerate(writer.frame(clip_frame)):
             ours = RtpPacket.parse(data, ids)
-            assert ours.extensions.mid == mid and abs(ours.extensions.abs_send_time - abs_send_time()) < 1000
+            sent_at = ours.extensions.abs_send_time
+            assert ours.extensions.mid == mid and sent_at is not None and abs(sent_at - abs_send_time()) < 1000
             expected = RtpPacket(payload_type=96, marker=int(i == len(clip_frame) - 1),
                                  sequence_number=ours.sequence_number, timestamp=writer.ts_origin + n * 6000,
                                  ssrc=0x11223344, payload=ours.payload)
             expected.extensions.mid, expected.extensions.abs_send_time = mid, ours.extensions.abs_send_time
             assert expected.serialize(ids) == data, (n, i)
             assert ours.payload[2:4] == struct.pack("!H", 0x8000 | (FIRST_PICTURE_ID + n))
-    rtx = RtpPacket.parse(writer.rtx_packet(writer.seq - 1), ids)
+    rtx_data = writer.rtx_packet(writer.seq - 1)
+    assert rtx_data is not None, "the last packet is in the history"
+    rtx = RtpPacket.parse(rtx_data, ids)
     assert (rtx.payload_type, rtx.ssrc, rtx.payload[:2]) == (97, 0x55667788, struct.pack("!H", writer.seq - 1))
     print(f"ok: {writer.packets} packets byte-identical to aiortc's, extensions mid={mid!r} and abs-send-time")
 

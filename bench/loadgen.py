@@ -10,8 +10,9 @@ sent, the RTP packets sent and the packets the hub reported lost in its RTCP rec
 
 ``viewers``: many *light* WHEP viewers in one process. ICE and DTLS run as usual (aiortc), but
 SRTP packets are counted from their clear-text RTP header (the marker bit ends a video frame)
-in the socket's datagram callback and dropped there, before aioice's queue and decryption, so a viewer costs the client a few µs per packet and thousands
-of them fit on the machine next to the hubs. The hub still protects and sends every packet as
+in the socket's datagram callback and dropped there, before aioice's queue and decryption, so
+a viewer costs the client a few µs per packet and thousands of them fit on the machine next
+to the hubs. The hub still protects and sends every packet as
 for a real viewer; what is not checked here is that the payload decrypts.
 """
 
@@ -21,10 +22,7 @@ import asyncio
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiortc import RTCSessionDescription
 from aiortc.rtp import is_rtcp
@@ -39,7 +37,7 @@ from bench.media_peers import (
     whip_publish,
 )
 from bench.rtcload import wait_connected
-from hub.media.aiortc_seams import close_peer_connection, new_peer_connection
+from hub.media.seams_peers import close_peer_connection, new_peer_connection
 
 
 async def _bounded(coros: list[Any], limit: int) -> list[Any]:

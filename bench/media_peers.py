@@ -15,24 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import itertools
 import os
 import random
 import struct
-import sys
 import time
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import av
+import msgpack
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.stream import Stream
 
-import av  # noqa: E402
-import msgpack  # noqa: E402
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription  # noqa: E402
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack  # noqa: E402
-
-from bench.common import RESULTS  # noqa: E402
-from hub.media.aiortc_seams import (announced_host_addresses, close_peer_connection,  # noqa: E402
-                                    new_peer_connection, take_encoded_frames)
+from bench.common import RESULTS
+from hub.media.seams_keyframes import take_encoded_frames
+from hub.media.seams_peers import close_peer_connection, new_peer_connection
+from jaga.ice_hosts import announced_host_addresses
 
 WIDTH, HEIGHT, FPS = 640, 360, 15
 BITRATE = 500_000
@@ -43,7 +43,7 @@ LOOPBACK = ("127.0.0.1",)
 
 # ---------------------------------------------------------------- the clip
 
-def _frames() -> Any:
+def _frames() -> Iterator[av.VideoFrame]:
     rng = random.Random(8)
     # 8×8 blocks of random grey, scrolling: textured enough to need ~500 kbps, unlike noise
     rows = []
@@ -90,7 +90,8 @@ def encode_clip() -> list[tuple[bytes, bool]]:
 def load_clip() -> list[tuple[bytes, bool]]:
     path = RESULTS / f"clip_vp8_{WIDTH}x{HEIGHT}_{FPS}fps_{BITRATE // 1000}k.msgpack"
     if path.exists():
-        return [tuple(x) for x in msgpack.unpackb(path.read_bytes())]  # type: ignore[misc]
+        cached: list[tuple[bytes, bool]] = [(data, key) for data, key in msgpack.unpackb(path.read_bytes())]
+        return cached
     clip = encode_clip()
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_bytes(msgpack.packb(clip))
@@ -112,7 +113,7 @@ class ClipTrack(MediaStreamTrack):
         self.count = 0
         self.start: float | None = None
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Stream]:  # no stream: aiortc's sender reads its bytes and pts
         await _pace(self)
         data, _ = self.clip[self.count % len(self.clip)]
         packet = av.Packet(data)
@@ -122,7 +123,7 @@ class ClipTrack(MediaStreamTrack):
         return packet
 
 
-async def _pace(track: "ClipTrack | LivePatternTrack") -> None:
+async def _pace(track: ClipTrack | LivePatternTrack) -> None:
     """Hold a track to FPS on its own clock (frame ``count`` is due at start + count / FPS)."""
     if track.readyState != "live":
         raise MediaStreamError
@@ -141,7 +142,7 @@ class LivePatternTrack(MediaStreamTrack):
 
     def __init__(self) -> None:
         super().__init__()
-        self.frames = [f for _, f in zip(range(30), _frames())]
+        self.frames = list(itertools.islice(_frames(), 30))
         self.count = 0
         self.start: float | None = None
 
@@ -168,7 +169,8 @@ async def local_offer(pc: RTCPeerConnection) -> str:
     return pc.localDescription.sdp
 
 
-async def whip_publish(base: str, station: str, token: str | None, track: MediaStreamTrack) -> tuple[RTCPeerConnection, str]:
+async def whip_publish(base: str, station: str, token: str | None,
+                       track: MediaStreamTrack) -> tuple[RTCPeerConnection, str]:
     import httpx
 
     pc = new_peer_connection(())
@@ -309,7 +311,7 @@ async def send_rtp(clip_packets: list[list[bytes]], port: int, stop: asyncio.Eve
             if delay > 0:
                 try:
                     await asyncio.wait_for(stop.wait(), delay)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
     finally:
         transport.close()

@@ -16,20 +16,33 @@ behind stops there). Systems are interleaved within each repeat.
 from __future__ import annotations
 
 import argparse
-import re
 import asyncio
+import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.common import (PY, Worker, cpu_seconds, fmt, fmt_spread, install_cleanup, log, mint_tokens,  # noqa: E402
-                          raise_fd_limit, spawn, start_hub, stop, summary, temp_dir, wait_for_file, write_result)
-from bench.janus import MOUNTPOINT, ensure_janus, start_janus  # noqa: E402
-from bench.media_peers import FPS, clip_kbps, load_clip, rtp_packets  # noqa: E402
+from bench.common import (
+    PY,
+    Worker,
+    cpu_seconds,
+    fmt,
+    fmt_spread,
+    install_cleanup,
+    log,
+    mint_tokens,
+    raise_fd_limit,
+    spawn,
+    start_hub,
+    stop,
+    summary,
+    temp_dir,
+    wait_for_file,
+    write_result,
+)
+from bench.janus import MOUNTPOINT, ensure_janus, start_janus
+from bench.media_peers import FPS, clip_kbps, load_clip, rtp_packets
 
 SYSTEMS = ("hub", "mediarelay", "janus")
 PER_WORKER = 8
@@ -82,11 +95,13 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
         for n in levels:
             while current < n:
                 if current // PER_WORKER >= len(workers):
-                    workers.append(await Worker.start("-m", "bench.rtcload", "viewers", log=workdir / "viewers.log"))
+                    workers.append(await Worker.start("-m", "bench.rtcload", "viewers",
+                                                      log=workdir / "viewers.log"))
                 worker = workers[current // PER_WORKER]
                 take = min(n - current, PER_WORKER - current % PER_WORKER)
                 if system == "janus":
-                    reply = await worker.call("janus", timeout=120, url=server["janus"], mountpoint=MOUNTPOINT, count=take)
+                    reply = await worker.call("janus", timeout=120, url=server["janus"], mountpoint=MOUNTPOINT,
+                                              count=take)
                 else:
                     reply = await worker.call("whep", timeout=120, base=server["base"], station=STATION, count=take)
                 if reply["connected"] != take:
@@ -100,8 +115,8 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
             after = [await w.call("stats") for w in workers]
             fps = []
             lost = 0
-            for b, a in zip(before, after):
-                fps += [(y - x) / (t1 - t0) for x, y in zip(b["frames"], a["frames"])]
+            for b, a in zip(before, after, strict=True):  # the same workers, the same viewers
+                fps += [(y - x) / (t1 - t0) for x, y in zip(b["frames"], a["frames"], strict=True)]
                 lost += sum(a["lost"]) - sum(b["lost"])
             profile = None
             if args.profile and system == "hub" and n == levels[-1] and not out["profile"]:
@@ -127,7 +142,7 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
             pass
         await publisher.close()
         await stop(server["proc"])
-    served = [(l["viewers"], l["cores"]) for l in out["levels"] if l["served"]]
+    served = [(level["viewers"], level["cores"]) for level in out["levels"] if level["served"]]
     out["slope_cores_per_viewer"] = slope(served)
     out["us_per_packet"] = (out["slope_cores_per_viewer"] * 1e6 / packets_per_s
                             if out["slope_cores_per_viewer"] is not None else None)
@@ -162,15 +177,20 @@ async def py_spy(pid: int, workdir: Path, seconds: float) -> dict[str, Any]:
             inclusive[frame] = inclusive.get(frame, 0) + count
     (Path(__file__).parent / "results").mkdir(exist_ok=True)
     (Path(__file__).parent / "results" / "relay_hub_pyspy.txt").write_text(raw.read_text())
-    top = lambda d: [(f, c / total) for f, c in sorted(d.items(), key=lambda kv: -kv[1])[:20]]  # noqa: E731
+
+    def top(counts: dict[str, int]) -> list[tuple[str, float]]:
+        return [(frame, n / total) for frame, n in sorted(counts.items(), key=lambda kv: -kv[1])[:20]]
+
     return {"samples": total, "own": top(own), "inclusive": top(inclusive)}
 
 
 def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) -> tuple[str, dict[str, Any]]:
-    names = {"hub": "Jaga hub (forwarding)", "mediarelay": "aiortc MediaRelay (re-encoding)", "janus": "Janus 1.1 Streaming"}
+    names = {"hub": "Jaga hub (forwarding)", "mediarelay": "aiortc MediaRelay (re-encoding)",
+             "janus": "Janus 1.1 Streaming"}
     agg: dict[str, Any] = {}
     lines = ["Server CPU (% of one core) by viewers N, median over repeats; viewers' frame rate as min fps:", ""]
-    lines.append("| system | " + " | ".join(f"N={n}" for n in levels) + " | CPU per added viewer | µs per relayed packet | most viewers served |")
+    lines.append("| system | " + " | ".join(f"N={n}" for n in levels)
+                 + " | CPU per added viewer | µs per relayed packet | most viewers served |")
     lines.append("|---|" + "---|" * (len(levels) + 3))
     for system in SYSTEMS:
         mine = [r for r in runs if r["system"] == system]
@@ -178,12 +198,12 @@ def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) 
             continue
         cells = []
         for n in levels:
-            got = [l for r in mine for l in r["levels"] if l["viewers"] == n]
+            got = [level for r in mine for level in r["levels"] if level["viewers"] == n]
             if not got:
                 cells.append("–")
                 continue
-            cpu = summary([l["cores"] * 100 for l in got])
-            low = min(l["fps_min"] for l in got) if n else None
+            cpu = summary([level["cores"] * 100 for level in got])
+            low = min(level["fps_min"] for level in got) if n else None
             cells.append(f"{fmt(cpu['median'], 1)} %" + (f" ({fmt(low, 1)} fps)" if low is not None else ""))
         s = summary([r["slope_cores_per_viewer"] for r in mine])
         us = summary([r["us_per_packet"] for r in mine])
@@ -194,7 +214,9 @@ def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) 
     ratios = {}
     for other in ("janus", "mediarelay"):
         pairs = []
-        for a, b in zip([r for r in runs if r["system"] == "hub"], [r for r in runs if r["system"] == other]):
+        hub_runs = [r for r in runs if r["system"] == "hub"]
+        other_runs = [r for r in runs if r["system"] == other]
+        for a, b in zip(hub_runs, other_runs, strict=False):  # a failed run makes one list shorter
             x, y = a["slope_cores_per_viewer"], b["slope_cores_per_viewer"]
             pairs.append(x / y if x and y else None)
         if any(p is not None for p in pairs):
@@ -210,7 +232,8 @@ async def main() -> None:
     parser.add_argument("--viewers", default="0,16,32")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--window", type=float, default=4.0)
-    parser.add_argument("--warmup", type=float, default=2.5, help="after adding viewers (the clip has a keyframe every 2 s)")
+    parser.add_argument("--warmup", type=float, default=2.5,
+                        help="after adding viewers (the clip has a keyframe every 2 s)")
     parser.add_argument("--profile", action="store_true", help="py-spy the hub at the largest N (first repeat)")
     parser.add_argument("--profile-seconds", type=float, default=10)
     parser.add_argument("--no-install", action="store_true", help="do not apt-get install janus if missing")

@@ -11,17 +11,24 @@ import asyncio
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from aiortc import RTCPeerConnection
 
-from bench.common import raise_fd_limit, serve_worker  # noqa: E402
-from bench.media_peers import ClipTrack, LivePatternTrack, CountingViewer, load_clip, rtp_packets, send_rtp, whip_publish  # noqa: E402
-from hub.media.aiortc_seams import close_peer_connection  # noqa: E402
+from bench.common import raise_fd_limit, serve_worker
+from bench.media_peers import (
+    ClipTrack,
+    CountingViewer,
+    LivePatternTrack,
+    load_clip,
+    rtp_packets,
+    send_rtp,
+    whip_publish,
+)
+from hub.media.seams_peers import close_peer_connection
 
 
-async def wait_connected(pc: Any, timeout: float = 20) -> bool:
+async def wait_connected(pc: RTCPeerConnection, timeout: float = 20) -> bool:
     deadline = time.monotonic() + timeout
     while pc.connectionState != "connected" and time.monotonic() < deadline:
         if pc.connectionState in ("failed", "closed"):
@@ -34,12 +41,12 @@ class Publisher:
     def __init__(self) -> None:
         self.clip = load_clip()
         self.pc: Any = None
-        self.track: ClipTrack | None = None
+        self.track: ClipTrack | LivePatternTrack | None = None
         self.rtp_stop = asyncio.Event()
         self.rtp_task: asyncio.Task[int] | None = None
 
     async def publish(self, base: str, station: str, token: str | None = None, live: bool = False) -> dict[str, Any]:
-        self.track = LivePatternTrack() if live else ClipTrack(self.clip)  # type: ignore[assignment]
+        self.track = LivePatternTrack() if live else ClipTrack(self.clip)
         self.pc, location = await whip_publish(base, station, token, self.track)
         return {"connected": await wait_connected(self.pc), "location": location}
 
@@ -72,7 +79,7 @@ class Janus:
     async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         self.n += 1
         body = {**body, "transaction": f"t{self.n}"}
-        reply = (await self.http.post(self.url + path, json=body)).json()
+        reply: dict[str, Any] = (await self.http.post(self.url + path, json=body)).json()
         if reply.get("janus") == "error":
             raise RuntimeError(f"janus: {reply}")
         return reply
@@ -124,12 +131,12 @@ class Viewers:
             await self.janus.watch(mountpoint, viewer)
             return await wait_connected(viewer.pc)
 
-        results = []
+        results: list[bool | Exception] = []
         for _ in range(count):  # one at a time: Janus answers each on its own long poll
             try:
                 results.append(await one())
             except Exception as exc:
-                results.append(exc)  # type: ignore[arg-type]
+                results.append(exc)
         return {"connected": sum(r is True for r in results),
                 "errors": [repr(r)[:200] for r in results if isinstance(r, BaseException)][:3]}
 

@@ -26,12 +26,9 @@ import argparse
 import asyncio
 import shutil
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     RESULTS,
@@ -133,11 +130,12 @@ async def run_config(config: str, levels: list[int], args: argparse.Namespace) -
                                                           log=workdir / "viewers.log"))
                     placed.append((viewers[index], sid))
                     calls[(index, sid)] = calls.get((index, sid), 0) + 1
-                async def join(index: int) -> list[dict[str, Any]]:  # one request at a time per worker
+                async def join(index: int, calls: dict[tuple[int, str], int]) -> list[dict[str, Any]]:
+                    # one request at a time per worker
                     return [await viewers[index].call("whep", timeout=300, base=homes[sid], station=sid, count=count)
                             for (i, sid), count in calls.items() if i == index]
 
-                replies = [r for rs in await asyncio.gather(*(join(i) for i in sorted({i for i, _ in calls})))
+                replies = [r for rs in await asyncio.gather(*(join(i, calls) for i in sorted({i for i, _ in calls})))
                            for r in rs]
                 connected = sum(r["connected"] for r in replies)
                 if connected != sum(calls.values()):
@@ -156,22 +154,27 @@ async def run_config(config: str, levels: list[int], args: argparse.Namespace) -
                 v1 = await asyncio.gather(*(w.call("stats") for w in viewers))
                 m1 = [await media_counters(http, base) for _, base in hubs]
                 dt = t1 - t0
-                fps = [(b - a) / dt for x, y in zip(v0, v1) for a, b in zip(x["frames"], y["frames"])]
+                # the same workers and viewers before and after the window
+                fps = [(b - a) / dt for x, y in zip(v0, v1, strict=True)
+                       for a, b in zip(x["frames"], y["frames"], strict=True)]
                 fps += [0.0] * (total - len(fps))
                 good = sum(f >= 0.9 * FPS for f in fps)
                 ordered = sorted(fps)
                 level = {
-                    "viewers": total, "connected_new": connected, "hub_cores": [(b - a) / dt for a, b in zip(cpu0, cpu1)],
+                    "viewers": total, "connected_new": connected,
+                    "hub_cores": [(b - a) / dt for a, b in zip(cpu0, cpu1, strict=True)],
                     "other_cores": (c1 - c0) / dt, "fps_median": ordered[len(ordered) // 2],
                     "fps_p5": ordered[len(ordered) // 20], "share_served": good / total,
                     "delivered_fps": sum(fps),
-                    "dropped_packets": sum(b.get("dropped_packets", 0) - a.get("dropped_packets", 0) for a, b in zip(m0, m1)),
+                    "dropped_packets": sum(b.get("dropped_packets", 0) - a.get("dropped_packets", 0)
+                                           for a, b in zip(m0, m1, strict=True)),
                 }
                 level["served"] = level["share_served"] >= 0.95
                 out["levels"].append(level)
                 log(f"{config} V={total:4} hubs={'+'.join(f'{c * 100:.0f}%' for c in level['hub_cores'])} "
                     f"clients+redis={level['other_cores'] * 100:.0f}% fps median={level['fps_median']:.1f} "
-                    f"p5={level['fps_p5']:.1f} served={level['share_served'] * 100:.1f}% dropped={level['dropped_packets']:.0f}")
+                    f"p5={level['fps_p5']:.1f} served={level['share_served'] * 100:.1f}% "
+                    f"dropped={level['dropped_packets']:.0f}")
                 if not level["served"]:
                     out["stopped"] = f"loss at V={total}"
                     break
@@ -181,9 +184,9 @@ async def run_config(config: str, levels: list[int], args: argparse.Namespace) -
         for proc, _ in hubs:
             await stop(proc)
         await stop(redis_proc)
-    served = [l for l in out["levels"] if l["served"]]
-    out["max_served"] = max((l["viewers"] for l in served), default=0)
-    out["first_lossy"] = next((l["viewers"] for l in out["levels"] if not l["served"]), None)
+    served = [level for level in out["levels"] if level["served"]]
+    out["max_served"] = max((level["viewers"] for level in served), default=0)
+    out["first_lossy"] = next((level["viewers"] for level in out["levels"] if not level["served"]), None)
     # per hub process: CPU per viewer it served (each node has half the viewers in "two")
     out["hub_processes"] = len(hubs)
     summarise(out)
@@ -196,7 +199,8 @@ def summarise(out: dict[str, Any]) -> None:
     the viewers at which the fitted line of each process reaches one core — an extrapolation,
     i.e. what the configuration would serve if its hubs had their cores to themselves."""
     per_node = out.get("hub_processes") or (2 if out["config"] == "two" else 1)
-    points = [(l["viewers"] / per_node, sum(l["hub_cores"]) / per_node) for l in out["levels"] if l["served"]]
+    points = [(level["viewers"] / per_node, sum(level["hub_cores"]) / per_node)
+              for level in out["levels"] if level["served"]]
     k = slope(points)
     out["slope_cores_per_viewer"] = k
     if k:
@@ -210,7 +214,8 @@ def render(runs: list[dict[str, Any]], levels: list[int]) -> tuple[str, dict[str
     names = {"one": "one hub process", "two": "two hub processes + Redis"}
     lines = [f"Share of viewers receiving ≥ 90 % of {FPS} fps, and hub CPU (sum over hub processes, % of one core), "
              f"by total viewers V, median over repeats ({len(runs) // 2 or 1}):", "",
-             "| configuration | " + " | ".join(f"V={v}" for v in levels) + " | most V served | hub CPU per viewer (per process) |",
+             "| configuration | " + " | ".join(f"V={v}" for v in levels)
+             + " | most V served | hub CPU per viewer (per process) |",
              "|---|" + "---|" * (len(levels) + 2)]
     agg: dict[str, Any] = {}
     for config in ("one", "two"):
@@ -219,12 +224,12 @@ def render(runs: list[dict[str, Any]], levels: list[int]) -> tuple[str, dict[str
             continue
         cells = []
         for v in levels:
-            got = [l for r in mine for l in r["levels"] if l["viewers"] == v]
+            got = [level for r in mine for level in r["levels"] if level["viewers"] == v]
             if not got:
                 cells.append("–")
                 continue
-            share = summary([l["share_served"] * 100 for l in got])
-            cpu = summary([sum(l["hub_cores"]) * 100 for l in got])
+            share = summary([level["share_served"] * 100 for level in got])
+            cpu = summary([sum(level["hub_cores"]) * 100 for level in got])
             cells.append(f"{fmt(share['median'], 0)} % ({fmt(cpu['median'], 0)} % CPU)")
         agg[config] = {"max_served": summary([r["max_served"] for r in mine]),
                        "slope": summary([r["slope_cores_per_viewer"] for r in mine]),
@@ -232,12 +237,14 @@ def render(runs: list[dict[str, Any]], levels: list[int]) -> tuple[str, dict[str
                        "stopped": [r["stopped"] for r in mine]}
         lines.append(f"| {names[config]} | " + " | ".join(cells) + f" | {fmt_spread(agg[config]['max_served'])} | "
                      f"{fmt_spread(agg[config]['slope'], 3, 100)} % |")
+    two_runs = [r for r in runs if r["config"] == "two"]
+    one_runs = [r for r in runs if r["config"] == "one"]
     ratios = []
-    for a, b in zip([r for r in runs if r["config"] == "two"], [r for r in runs if r["config"] == "one"]):
+    for a, b in zip(two_runs, one_runs, strict=False):  # a failed run makes one list shorter
         ratios.append(a["max_served"] / b["max_served"] if b["max_served"] else None)
     agg["ratio"] = summary(ratios)
     extra = []
-    for a, b in zip([r for r in runs if r["config"] == "two"], [r for r in runs if r["config"] == "one"]):
+    for a, b in zip(two_runs, one_runs, strict=False):
         x, y = a["extrapolated_one_core_each"], b["extrapolated_one_core_each"]
         extra.append(x / y if x and y else None)
     agg["extrapolated_ratio"] = summary(extra)
@@ -246,7 +253,8 @@ def render(runs: list[dict[str, Any]], levels: list[int]) -> tuple[str, dict[str
         if config in agg:
             lines.append(f"- {names[config]}: viewers at which every hub process would reach one core "
                          f"(extrapolated from its slope): {fmt_spread(agg[config]['extrapolated'])}")
-    lines.append(f"- the same, two processes ÷ one (per repeat, extrapolated): {fmt_spread(agg['extrapolated_ratio'], 2)}")
+    lines.append("- the same, two processes ÷ one (per repeat, extrapolated): "
+                 f"{fmt_spread(agg['extrapolated_ratio'], 2)}")
     for config in ("one", "two"):
         if config in agg:
             lines.append(f"- {names[config]}: stopped because {'; '.join(agg[config]['stopped'])}")
@@ -259,7 +267,8 @@ async def main() -> None:
     parser.add_argument("--viewers", default=LEVELS)
     parser.add_argument("--window", type=float, default=4.0)
     parser.add_argument("--warmup", type=float, default=3.0, help="after adding viewers (keyframe every 2 s)")
-    parser.add_argument("--max-seconds", type=float, default=60, help="per configuration and repeat; no new level starts after it")
+    parser.add_argument("--max-seconds", type=float, default=60,
+                        help="per configuration and repeat; no new level starts after it")
     parser.add_argument("--quick", action="store_true", help="1 repeat, V = 50,100,200")
     parser.add_argument("--render", action="store_true", help="only re-render bench/results/scale.json")
     args = parser.parse_args()

@@ -24,14 +24,25 @@ from typing import Any
 
 import httpx
 
+# Run as a script (``python bench/soak.py``, as documented), not only with ``-m`` from the repository root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import install_cleanup, log, raise_fd_limit, start_hub, station_ids, stop, temp_dir, write_result  # noqa: E402
-from bench.common import mint_tokens  # noqa: E402
-from clients.agent import Agent  # noqa: E402
-from clients.config import config_from_mapping  # noqa: E402
-from aiortc.mediastreams import MediaStreamError  # noqa: E402
-from hub.media.aiortc_seams import close_peer_connection, new_peer_connection  # noqa: E402
+from aiortc.mediastreams import MediaStreamError
+
+from bench.common import (
+    install_cleanup,
+    log,
+    mint_tokens,
+    raise_fd_limit,
+    start_hub,
+    station_ids,
+    stop,
+    temp_dir,
+    write_result,
+)
+from clients.agent import Agent
+from clients.config import config_from_mapping
+from hub.media.seams_peers import close_peer_connection, new_peer_connection
 
 SAMPLE_S = 10.0
 METRIC = re.compile(r'^jaga_(process|stations)\{(?:resource|state)="([a-z_]+)"\} ([0-9.e+]+)$', re.M)
@@ -87,7 +98,7 @@ def slope_per_hour(points: list[tuple[float, float]]) -> float:
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     denominator = sum((x - mx) ** 2 for x in xs) or 1.0
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / denominator * 3600
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / denominator * 3600
 
 
 async def soak(minutes: float, publishers: int, viewers: int, flap_s: float) -> dict[str, Any]:

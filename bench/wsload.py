@@ -21,14 +21,11 @@ import os
 import sys
 import time
 from array import array
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import msgpack
 
-import msgpack  # noqa: E402
-
-from bench.common import raise_fd_limit, serve_worker  # noqa: E402
+from bench.common import raise_fd_limit, serve_worker
 
 EVENT_MAX = 4096  # frames smaller than this are events; the hub's snapshot is far larger
 HB = msgpack.packb({"t": "hb", "camera": "ok"}, use_bin_type=True)
@@ -37,7 +34,7 @@ HB = msgpack.packb({"t": "hb", "camera": "ok"}, use_bin_type=True)
 # ---------------------------------------------------------------- watchers
 
 class WatchSocket(asyncio.Protocol):
-    def __init__(self, pool: "WatchPool", sample: bool) -> None:
+    def __init__(self, pool: WatchPool, sample: bool) -> None:
         self.pool = pool
         self.sample = sample
         self.buf = bytearray()
@@ -46,14 +43,17 @@ class WatchSocket(asyncio.Protocol):
         self.open = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        assert isinstance(transport, asyncio.Transport)  # a TCP connection's
+        self.transport = transport
         key = base64.b64encode(os.urandom(16)).decode()
-        self.transport.write(  # type: ignore[union-attr]
+        transport.write(
             f"GET {self.pool.path} HTTP/1.1\r\nHost: {self.pool.host}:{self.pool.port}\r\n"
             f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: jaga.v1.msgpack\r\n\r\n".encode())
 
     def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        assert transport is not None  # set by connection_made, which comes first
         pool = self.pool
         pool.bytes += len(data)
         buf = self.buf
@@ -66,7 +66,7 @@ class WatchSocket(asyncio.Protocol):
             del buf[:end + 4]
             if b" 101" not in status:
                 self.upgraded.set_exception(ConnectionError(status.decode(errors="replace")))
-                self.transport.close()  # type: ignore[union-attr]
+                transport.close()
                 return
             self.open = True
             self.upgraded.set_result(None)
@@ -104,9 +104,9 @@ class WatchSocket(asyncio.Protocol):
                     pool.big += 1
             elif opcode == 9:  # ping → masked pong with a zero key (payload unchanged)
                 payload = bytes(buf[pos + header:end])
-                self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)  # type: ignore[union-attr]
+                transport.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
             elif opcode == 8:
-                self.transport.close()  # type: ignore[union-attr]
+                transport.close()
             pos = end
         if pos:
             del buf[:pos]
@@ -183,8 +183,9 @@ class Stations:
 
     async def _open(self, sid: str) -> None:
         from websockets.asyncio.client import connect
+        from websockets.typing import Subprotocol
 
-        conn = await connect(self.url, subprotocols=["jaga.v1.msgpack"], compression=None,  # type: ignore[list-item]
+        conn = await connect(self.url, subprotocols=[Subprotocol("jaga.v1.msgpack")], compression=None,
                              open_timeout=30, ping_interval=None)
         if self.mode == "hub":
             await conn.send(msgpack.packb({"t": "hello", "station": sid, "token": self.tokens[sid],
@@ -209,7 +210,7 @@ class Stations:
 
     async def _heartbeats(self) -> None:
         while True:
-            for i, sid in enumerate(list(self.conns)):
+            for sid in list(self.conns):
                 conn = self.conns.get(sid)
                 if conn is not None:
                     try:

@@ -44,6 +44,7 @@ from clients.thumbs import thumbnail
 
 log = logging.getLogger("jaga.station")
 console = logging.getLogger("jaga.station.console")  # announcements, also printed on the console
+status_log = logging.getLogger("jaga.station.status")  # the status line every minute; the file, if any, only
 
 MAX_EDGE_SLEEP_S = 60.0
 
@@ -293,7 +294,7 @@ class Agent:
             self._wake_hours.clear()
             try:
                 await asyncio.wait_for(self._wake_hours.wait(), sleep)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _start_sources(self) -> None:
@@ -339,7 +340,7 @@ class Agent:
             self._set_media("waiting")
             try:
                 await asyncio.wait_for(self.off_air.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def _set_media(self, state: str, error: str | None = None) -> None:
@@ -437,7 +438,7 @@ class Agent:
                 log.exception("thumbnail failed")
             try:
                 await asyncio.wait_for(self._thumb_now.wait(), self.config.thumbnail_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     # --- status ---------------------------------------------------------------------------
@@ -452,6 +453,6 @@ class Agent:
             if tty:
                 print("\r" + line.ljust(110)[:160], end="", file=sys.stderr, flush=True)
             if time.monotonic() - last_logged >= 60:
-                log.info("status: %s", line)
+                status_log.info("status: %s", line)
                 last_logged = time.monotonic()
             await asyncio.sleep(self.config.status_s)  # refresh cadence

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import av
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.typing import Subprotocol
 
 from clients import __version__, talkback, whip
 from clients.config import StationConfig, StationConfigError, source_kind
@@ -79,7 +81,7 @@ async def check_hub(config: StationConfig) -> Row:
     return Row("hub reachable", "ok", f"{config.hub} ({took:.0f} ms)")
 
 
-async def check_token(config: StationConfig) -> tuple[list[Row], dict | None]:
+async def check_token(config: StationConfig) -> tuple[list[Row], dict[str, Any] | None]:
     try:
         token = config.read_token()
     except StationConfigError as exc:
@@ -87,9 +89,9 @@ async def check_token(config: StationConfig) -> tuple[list[Row], dict | None]:
                 Row("clock", "skip", "needs a working token")], None
     timeout = config.network.connect_timeout_s
     code: int | None = None
-    reply: dict | None = None
+    reply: dict[str, Any] | None = None
     try:
-        async with connect(config.ws_url, subprotocols=[wire.MSGPACK], open_timeout=timeout,  # type: ignore[list-item]
+        async with connect(config.ws_url, subprotocols=[Subprotocol(wire.MSGPACK)], open_timeout=timeout,
                            max_size=WS_MAX_SIZE, user_agent_header=f"jaga-station/{__version__} check") as ws:
             sent_at = time.time()
             await ws.send(wire.encode_msgpack({"t": "hello", "station": config.station, "token": token,
@@ -101,7 +103,7 @@ async def check_token(config: StationConfig) -> tuple[list[Row], dict | None]:
                 code = ws.close_code
     except ConnectionClosed as exc:
         code = exc.rcvd.code if exc.rcvd else None
-    except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
+    except (TimeoutError, OSError, InvalidHandshake) as exc:
         return [Row("token", "fail", f"{config.ws_url}: {exc}"[:160], "check the hub URL and network"),
                 Row("clock", "skip", "")], None
     if reply is None or reply.get("t") != "welcome":
@@ -121,7 +123,7 @@ async def check_token(config: StationConfig) -> tuple[list[Row], dict | None]:
     return rows, reply
 
 
-def schedule_row(welcome: dict | None, always_on: bool) -> Row:
+def schedule_row(welcome: dict[str, Any] | None, always_on: bool) -> Row:
     if welcome is None:
         return Row("office hours", "skip", "needs a working token")
     try:

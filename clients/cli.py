@@ -24,6 +24,9 @@ from clients import __version__
 from clients.config import StationConfig, StationConfigError, load_config, require_identity
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Someone watching now: the time of day and the message; the logger names and dates are in the file.
+CONSOLE_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+CONSOLE_DATE_FORMAT = "%H:%M:%S"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,21 +55,44 @@ def config_from_args(args: argparse.Namespace) -> StationConfig:
                                      "source": args.source, "always_on": args.always_on})
 
 
+# Libraries whose INFO is detail for the log file, not news for the person at the console:
+# aioice logs every ICE candidate pair's state changes, several lines per connection.
+LIBRARY_LOGGERS = ("aioice", "aiortc", "av", "libav", "websockets")
+# The agent's status line, logged every minute: the console has its live status line instead.
+STATUS_LOGGER = "jaga.station.status"
+
+
+class ConsoleFilter(logging.Filter):
+    """Lets through WARNING and up, and INFO from loggers outside ``file_only`` (and their children)."""
+
+    def __init__(self, file_only: tuple[str, ...]) -> None:
+        super().__init__()
+        self.file_only = file_only
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return not any(record.name == name or record.name.startswith(name + ".") for name in self.file_only)
+
+
 def setup_logging(config: StationConfig) -> None:
+    """Console: the agent's own events (one line each) and every warning. Log file: all of it at INFO,
+    the libraries' chatter included. Without a log file, library INFO is dropped."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter(LOG_FORMAT))
+    console.setFormatter(logging.Formatter(CONSOLE_FORMAT, CONSOLE_DATE_FORMAT))
     root.addHandler(console)
-    if config.log_file:
-        path = config.resolve(config.log_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rotating = logging.handlers.RotatingFileHandler(path, maxBytes=config.log_max_bytes,
-                                                        backupCount=config.log_backups, encoding="utf-8")
-        rotating.setFormatter(logging.Formatter(LOG_FORMAT))
-        root.addHandler(rotating)
-    for noisy in ("aioice", "aiortc", "websockets", "libav"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not config.log_file:
+        console.addFilter(ConsoleFilter(LIBRARY_LOGGERS))
+        return
+    console.addFilter(ConsoleFilter((*LIBRARY_LOGGERS, STATUS_LOGGER)))
+    path = config.resolve(config.log_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rotating = logging.handlers.RotatingFileHandler(path, maxBytes=config.log_max_bytes,
+                                                    backupCount=config.log_backups, encoding="utf-8")
+    rotating.setFormatter(logging.Formatter(LOG_FORMAT))
+    root.addHandler(rotating)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,10 +121,11 @@ async def _run(config: StationConfig) -> int:
 
     agent = Agent(config)
     main_task = asyncio.current_task()
+    assert main_task is not None  # asyncio.run() runs this coroutine as a task
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:  # graceful stop (DELETE the WHIP session, close 1000) on Ctrl-C, systemd, the demo
-            loop.add_signal_handler(signum, main_task.cancel)  # type: ignore[union-attr]
+            loop.add_signal_handler(signum, main_task.cancel)
         except (NotImplementedError, RuntimeError):
             pass  # Windows: Ctrl-C arrives as KeyboardInterrupt instead
     try:
@@ -124,7 +151,7 @@ def _control(config: StationConfig, message: dict[str, Any]) -> int:
         return 2
     try:
         reply = asyncio.run(control.request(config.control_port, {k: v for k, v in message.items() if v is not None}))
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         print(f"error: no jaga-station agent answers on 127.0.0.1:{config.control_port} ({exc})", file=sys.stderr)
         return 1
     print(json.dumps(reply, indent=2, ensure_ascii=False))

@@ -175,7 +175,7 @@ def _decode(cls: type, raw: dict[str, Any], where: str) -> dict[str, Any]:
         if key not in hints or key == "base_dir":
             raise StationConfigError(f"unknown config key {name}")
         hint = hints[key]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):  # a section: the class, not an instance
             if not isinstance(value, dict):
                 raise StationConfigError(f"[{name}] must be a table")
             values[key] = hint(**_decode(hint, value, f"{name}."))

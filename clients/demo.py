@@ -6,7 +6,11 @@ Starts ``python -m hub --config … serve``, mints tokens for the registry's fir
 (``[hub] demo_stations`` in the config, else 4) with the hub's own CLI, adds an operator
 ``demo`` with a random password (printed once), starts N ``jaga-station --source test
 --always-on`` processes, prints the URLs, and on Ctrl-C stops the agents, then the hub.
-Tokens and agent configs live under ``<data_dir>/demo/``.
+Tokens, agent configs and all the logs live under ``<data_dir>/demo/``.
+
+The console stays readable: the URLs, then each agent's console lines (one per event, and
+warnings) with its station id in front. The hub's output and the libraries' details (ICE
+candidate checks and the like) go to ``hub.log`` and the agents' log files only.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 
 DEFAULT_STATIONS = 4
@@ -33,11 +39,20 @@ def hub_cli(config: Path, *args: str, stdin: str | None = None) -> str:
     return result.stdout
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
+def tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a log file, for when the hub stops: its output goes to the file, not the console."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit("the hub exited during start-up; see its output above")
+            raise SystemExit(f"the hub exited during start-up; the end of {log}:\n{tail(log)}")
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
                 if response.status == 200:
@@ -45,7 +60,14 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], seconds: float = 30
         except OSError:
             pass
         time.sleep(0.2)  # start-up poll with a deadline
-    raise SystemExit(f"the hub did not answer {url}/healthz within {seconds:.0f} s")
+    raise SystemExit(f"the hub did not answer {url}/healthz within {seconds:.0f} s; see {log}")
+
+
+def relay(station: str, width: int, lines: Iterable[str], lock: threading.Lock) -> None:
+    """Print an agent's console lines with its station id in front, until the agent exits."""
+    for line in lines:
+        with lock:  # whole lines, never two agents' halves
+            print(f"{station:<{width}}  {line.rstrip()}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,24 +113,44 @@ def main(argv: list[str] | None = None) -> int:
     # Also SIGINT explicitly: started in the background by a non-interactive shell, the
     # process inherits SIGINT *ignored*, and Ctrl-C / kill -INT would then do nothing.
     signal.signal(signal.SIGINT, interrupt)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    hub = subprocess.Popen([sys.executable, "-m", "hub", "--config", str(config), "serve"], env=env)
-    agents: list[subprocess.Popen[bytes]] = []
+    # The agents write their console lines to a pipe (not a terminal: no live status line), UTF-8.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
+    # Each child in its own session: Ctrl-C (or `timeout`) signals the terminal's whole process
+    # group, and a second signal on top of the demo's SIGTERM cut the agents' goodbyes short
+    # (asyncio errors on their console) and stopped the hub before the agents had said them.
+    # So only the demo is signalled, and it stops the agents, then the hub, once each.
+    hub_log_path = demo_dir / "hub.log"
+    with open(hub_log_path, "ab") as hub_log:  # the hub writes through its own copy of the descriptor
+        hub = subprocess.Popen([sys.executable, "-m", "hub", "--config", str(config), "serve"], env=env,
+                               stdin=subprocess.DEVNULL, stdout=hub_log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    agents: list[subprocess.Popen[str]] = []
+    relays: list[threading.Thread] = []
+    lock = threading.Lock()
+    width = max((len(station) for station in stations), default=0)
     try:
-        wait_healthy(url, hub)
-        for toml in agent_configs:
-            agents.append(subprocess.Popen([sys.executable, "-m", "clients", "--config", str(toml), "run"],
-                                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_healthy(url, hub, hub_log_path)
         print("\n" + "=" * 72)
-        print(f"Jaga demo: hub at {url} with {len(agents)} test-pattern stations: {', '.join(stations)}")
+        print(f"Jaga demo: hub at {url} with {len(stations)} test-pattern stations: {', '.join(stations)}")
         print(f"  public portal : {url}/")
         print(f"  Pendopo wall  : {url}/wall   (login: demo / {password})")
         print(f"  reports       : {url}/laporan")
-        print(f"  agent logs    : {demo_dir}/*.log")
+        print(f"  logs          : {hub_log_path} and {demo_dir}/<station>.log")
         print("Ctrl-C stops everything.")
         print("=" * 72 + "\n", flush=True)
+        for station, toml in zip(stations, agent_configs, strict=True):
+            agent = subprocess.Popen([sys.executable, "-m", "clients", "--config", str(toml), "run"], env=env,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, encoding="utf-8", errors="replace", start_new_session=True)
+            agents.append(agent)
+            assert agent.stderr is not None  # stderr=PIPE
+            thread = threading.Thread(target=relay, args=(station, width, agent.stderr, lock), daemon=True)
+            thread.start()
+            relays.append(thread)
         while hub.poll() is None:
             time.sleep(0.5)  # supervise: the demo ends when the hub does
+        print(f"the hub exited with code {hub.returncode}; the end of {hub_log_path}:\n{tail(hub_log_path)}",
+              flush=True)
         return hub.returncode or 0
     except KeyboardInterrupt:
         print("\nstopping the demo…", flush=True)
@@ -130,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                 hub.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 hub.kill()
+        for thread in relays:
+            thread.join(timeout=2)  # the agents' last lines ("stopping") before the demo returns
 
 
 if __name__ == "__main__":

@@ -29,13 +29,13 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.typing import Subprotocol
 
 from clients import __version__
 from clients.backoff import BackoffPolicy, Uniform
 from clients.config import StationConfig, StationConfigError
 from jaga import wire
-
-ProtocolViolation = wire.ProtocolViolation  # the agent imports only the codec from the hub
+from jaga.errors import ProtocolViolation
 
 log = logging.getLogger("jaga.station.presence")
 
@@ -129,7 +129,7 @@ class PresenceLink:
         if ws is not None:
             try:
                 await asyncio.wait_for(ws.close(1000, "agent stopping"), 3)
-            except (ConnectionClosed, asyncio.TimeoutError, OSError):
+            except (TimeoutError, ConnectionClosed, OSError):
                 pass
 
     async def run(self) -> None:
@@ -140,11 +140,11 @@ class PresenceLink:
             self.next_attempt_in = delay
             self._set("rejected" if rejected_token is not None else "waiting")
             await self._wait(delay, rejected_token)
+            token: str | None = None
             try:
                 token = self.config.read_token()
             except StationConfigError as exc:
                 outcome = Outcome("no_token", str(exc))
-                token = None
             else:
                 outcome = await self._attempt(token)
             self.last_outcome = outcome
@@ -195,7 +195,7 @@ class PresenceLink:
         timeout = config.network.connect_timeout_s
         welcomed_at: float | None = None
         try:
-            async with connect(config.ws_url, subprotocols=[wire.MSGPACK],  # type: ignore[list-item]
+            async with connect(config.ws_url, subprotocols=[Subprotocol(wire.MSGPACK)],
                                open_timeout=timeout, close_timeout=2, max_size=WS_MAX_SIZE,
                                ping_interval=10, ping_timeout=10,
                                user_agent_header=f"jaga-station/{__version__}") as ws:
@@ -228,7 +228,7 @@ class PresenceLink:
             self._ws = None
             code = exc.rcvd.code if exc.rcvd else None
             return classify(code, exc.rcvd.reason if exc.rcvd else "", _since(welcomed_at))
-        except (OSError, asyncio.TimeoutError, TimeoutError, InvalidHandshake, InvalidURI, ProtocolViolation) as exc:
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ProtocolViolation) as exc:
             self._ws = None
             refused = isinstance(exc, ConnectionRefusedError) or "refused" in str(exc).lower()
             return Outcome("unreachable", f"{config.ws_url}: {type(exc).__name__}: {exc}", _since(welcomed_at),

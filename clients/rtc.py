@@ -1,64 +1,39 @@
-"""Every reach into aiortc / aioice beyond their plain public API, in one small module.
+"""The station agent's reaches into aiortc / aioice beyond their plain public API.
 
-1. ``host_addresses``: aioice picks host candidates in ``aioice.ice.get_host_addresses``
-   and always leaves 127.0.0.1 out. We wrap that function once; the wrapper answers with
-   the configured addresses only inside the context that set them (a ``ContextVar``), and
-   otherwise defers to whatever it wrapped (aioice's own, or the hub's wrapper when both run
-   in one process, as in tests). Wrap ``setLocalDescription`` in it: aiortc gathers there.
+1. ``host_addresses``: which host addresses ICE gathers on. That seam is shared with the
+   hub: it is ``jaga.ice_hosts.announced_host_addresses`` (wraps aioice's module function
+   ``get_host_addresses`` once per process; the addresses apply only inside the block and
+   the tasks it starts), named here as the agent calls it. Wrap ``setLocalDescription``
+   in it: aiortc gathers there. Pinned by ``tests/jaga/test_ice_hosts.py``.
 2. ``bitrate_cap``: aiortc's encoders follow the receiver's REMB estimate up to 1.5 Mbps
    (VP8) or 3 Mbps (H.264). A village uplink of 1 Mbps needs a hard ceiling. aiortc builds
-   the encoder lazily in ``RTCRtpSender`` through the module-level ``get_encoder``; our
-   wrapper clamps ``target_bitrate`` when a cap is set in the calling context. The sender's
-   tasks are created inside ``setRemoteDescription``, so wrap that call.
+   the encoder lazily in ``RTCRtpSender`` through the name ``get_encoder`` in
+   ``aiortc.rtcrtpsender``'s namespace; our wrapper clamps ``target_bitrate`` when a cap is
+   set in the calling context. The sender's tasks are created inside
+   ``setRemoteDescription``, so wrap that call.
 3. ``new_peer_connection``: always passes the configured ICE servers explicitly; aiortc
    falls back to Google's STUN server when the list is left out.
 
-Pinned against aiortc 1.16 / aioice 0.13 (``tests/clients/test_config_and_media.py``).
+Seams 2 and 3 are exercised by ``tests/clients/test_config_and_media.py``; the aiortc internals
+seam 2 relies on are pinned by ``tests/clients/test_rtc_seams.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import aioice.ice
 import aiortc.rtcrtpsender
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-_addresses: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("jaga_station_hosts", default=())
+from jaga.ice_hosts import announced_host_addresses as host_addresses
+
+__all__ = ["bitrate_cap", "host_addresses", "new_peer_connection", "prefer_codec"]
+
 _cap_bps: contextvars.ContextVar[int] = contextvars.ContextVar("jaga_station_bitrate_cap", default=0)
-
-
-# --- 1. host addresses --------------------------------------------------------------------
-
-def _install_host_wrapper() -> None:
-    current = aioice.ice.get_host_addresses
-    if getattr(current, "jaga_station_wrapper", False):
-        return
-
-    @functools.wraps(current)  # keeps attributes other wrappers look for (the hub's, in tests)
-    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        configured = _addresses.get()
-        if configured:
-            return [a for a in configured if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
-        return current(use_ipv4, use_ipv6)
-
-    get_host_addresses.jaga_station_wrapper = True  # type: ignore[attr-defined]
-    aioice.ice.get_host_addresses = get_host_addresses
-
-
-@contextlib.contextmanager
-def host_addresses(addresses: Sequence[str]) -> Iterator[None]:
-    """Inside this block ICE gathers exactly ``addresses``; empty → aioice decides."""
-    _install_host_wrapper()
-    token = _addresses.set(tuple(addresses))
-    try:
-        yield
-    finally:
-        _addresses.reset(token)
 
 
 # --- 2. bitrate cap -----------------------------------------------------------------------
@@ -83,20 +58,28 @@ class _CappedEncoder:
         return getattr(self._inner, name)
 
 
-def _install_encoder_wrapper() -> None:
-    current = aiortc.rtcrtpsender.get_encoder
-    if getattr(current, "jaga_station_wrapper", False):
-        return
+class _CappingGetEncoder:
+    """Stands in for ``aiortc.rtcrtpsender.get_encoder``: video encoders created while a cap
+    is set in the calling context come wrapped in ``_CappedEncoder``."""
 
-    def get_encoder(codec: Any) -> Any:
-        encoder = current(codec)
+    def __init__(self, wrapped: Callable[[RTCRtpCodecParameters], Any]) -> None:
+        self.wrapped = wrapped
+
+    def __call__(self, codec: RTCRtpCodecParameters) -> Any:
+        encoder = self.wrapped(codec)
         cap = _cap_bps.get()
         if cap and hasattr(encoder, "target_bitrate") and codec.mimeType.lower().startswith("video/"):
             return _CappedEncoder(encoder, cap)
         return encoder
 
-    get_encoder.jaga_station_wrapper = True  # type: ignore[attr-defined]
-    aiortc.rtcrtpsender.get_encoder = get_encoder  # type: ignore[assignment]
+
+def _install_encoder_wrapper() -> None:
+    # The sender looks the name up in its own module, which imports it from aiortc.codecs
+    # without re-exporting it: reached through the module's namespace.
+    namespace = vars(aiortc.rtcrtpsender)
+    current = namespace["get_encoder"]
+    if not isinstance(current, _CappingGetEncoder):
+        namespace["get_encoder"] = _CappingGetEncoder(current)
 
 
 @contextlib.contextmanager
@@ -117,7 +100,7 @@ def new_peer_connection(ice_servers: Sequence[str]) -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in ice_servers]))
 
 
-def prefer_codec(transceiver: Any, kind: str, mime: str) -> None:
+def prefer_codec(transceiver: RTCRtpTransceiver, kind: str, mime: str) -> None:
     """Offer ``mime`` (e.g. "video/VP8") first, keeping RTX; others stay as fallbacks."""
     codecs = RTCRtpSender.getCapabilities(kind).codecs
     wanted = [c for c in codecs if c.mimeType.lower() == mime.lower()]

@@ -75,7 +75,10 @@ def microphone_spec(config: StationConfig) -> DeviceSpec:
         return DeviceSpec(name if name.startswith("audio=") else f"audio={name or 'Microphone'}", "dshow", {})
     if sys.platform == "darwin":
         return DeviceSpec(name or "none:default", "avfoundation", {})
-    fmt, _, device = name.partition(":") if ":" in name and name.split(":")[0] in ("alsa", "pulse") else ("alsa", "", name)
+    if ":" in name and name.split(":")[0] in ("alsa", "pulse"):
+        fmt, _, device = name.partition(":")
+    else:
+        fmt, device = "alsa", name
     return DeviceSpec(device or "default", fmt, {})
 
 
@@ -167,7 +170,7 @@ class _DeviceSlot:
             return None
         try:
             return await asyncio.wait_for(track.recv(), DEVICE_READ_TIMEOUT_S)
-        except (MediaStreamError, asyncio.TimeoutError, OSError, av.FFmpegError) as exc:
+        except (TimeoutError, MediaStreamError, OSError, av.FFmpegError) as exc:
             if self.track is track:
                 self.last_error = f"{self.kind} stopped: {type(exc).__name__} {exc}".strip()
                 log.warning("%s lost (%s); falling back", self.kind, self.last_error)
@@ -250,7 +253,7 @@ class StationVideo(MediaStreamTrack):
         overlay = MISSING_OVERLAY if self.device.wanted else ""
         planes = render(self._layout, self.frames, self.fps, self.clock_text(), self.label, overlay)
         frame = av.VideoFrame(self.width, self.height, "yuv420p")
-        for plane, data in zip(frame.planes, planes):
+        for plane, data in zip(frame.planes, planes, strict=True):  # Y, U, V
             plane.update(data)
         return frame
 

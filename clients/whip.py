@@ -68,7 +68,8 @@ def _request(url: str, method: str, token: str | None, body: bytes | None, timeo
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http/https only)
+        # url: the hub's (http/https, checked by config.validate) or the session Location it answered
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, dict(response.headers), response.headers.get_all("Link") or [], response.read()
     except urllib.error.HTTPError as exc:
         text = exc.read()[:300].decode("utf-8", "replace")

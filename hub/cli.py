@@ -17,10 +17,15 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hub.core.registry import parse_registry, registry_to_csv
 from hub.errors import ConfigError, JagaError, RegistryError
 from hub.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # imported where used: admin commands need neither the server nor the app
+    import uvicorn
+    from starlette.applications import Starlette
 
 WS_MAX_SIZE = 256 * 1024 + 1024  # the thumbnail limit plus framing; larger frames close with 1009
 
@@ -31,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         return int(args.handler(settings, args) or 0)
+    except ModuleNotFoundError as exc:
+        # An office PC's install (requirements/station.txt) has the agent's packages only.
+        print(f"error: jaga-hub needs the hub's packages ({exc.name} is missing): install "
+              "requirements/hub.txt (docs/operations.md, 'Installing: the locks')", file=sys.stderr)
+        return 2
     except RegistryError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -79,6 +89,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if overrides:
         settings = settings.replace(hub=overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # aioice logs every candidate pair's state change at INFO: a dozen lines per session,
+    # thousands a day for 300 stations, none of them actionable. Warnings still show.
+    for chatty in ("aioice", "aiortc"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.hub.host, port=settings.hub.port, ws="websockets-sansio",
                             ws_max_size=WS_MAX_SIZE, ws_per_message_deflate=False, lifespan="on",
@@ -90,7 +104,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
 
-async def _serve(server: "uvicorn.Server", app: object, settings: Settings, port_file: str | None) -> int:  # noqa: F821
+async def _serve(server: uvicorn.Server, app: Starlette, settings: Settings, port_file: str | None) -> int:
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():
         await asyncio.sleep(0.05)
@@ -98,7 +112,7 @@ async def _serve(server: "uvicorn.Server", app: object, settings: Settings, port
         port = server.servers[0].sockets[0].getsockname()[1]
         if settings.hub.port == 0:
             # Other nodes and redirects need the real address.
-            hub = app.state.hub  # type: ignore[attr-defined]
+            hub = app.state.hub
             hub.settings = hub.settings.replace(hub={"port": port})
         print(f"jaga-hub listening on http://{settings.hub.host}:{port}", flush=True)
         if port_file:
@@ -129,7 +143,8 @@ def cmd_stations_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_stations_token(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.app import build_credentials, load_registry
+    from hub.app import load_registry
+    from hub.backends.factory import build_credentials
     from hub.services.auth import hash_token, mint_token
 
     if args.id not in load_registry(settings):
@@ -151,7 +166,7 @@ def cmd_stations_token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_operators_add(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.app import build_credentials
+    from hub.backends.factory import build_credentials
     from hub.services.auth import hash_password
 
     if args.password_stdin:

@@ -130,7 +130,7 @@ class Settings:
         changes: dict[str, Any] = {}
         for name, value in sections.items():
             current = getattr(self, name)
-            if isinstance(value, dict) and dataclasses.is_dataclass(current):
+            if isinstance(value, dict) and dataclasses.is_dataclass(current) and not isinstance(current, type):
                 value = dataclasses.replace(current, **value)
             changes[name] = value
         return dataclasses.replace(self, **changes)
@@ -181,7 +181,7 @@ def _decode(cls: type, raw: dict[str, Any], where: str) -> Any:
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     origin = get_origin(hint)
     args = get_args(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):  # a section: the class, not an instance
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a table")
         return _decode(hint, value, where)

@@ -7,7 +7,7 @@ hub, the station agent and the tests share it.
 
 Validation is by table: every message type names its fields, their types and whether they
 are required. A frame that does not decode, a type nobody knows, a missing or mistyped
-field each raise :class:`~hub.errors.ProtocolViolation` with a distinct code, so the edge
+field each raise :class:`~jaga.errors.ProtocolViolation` with a distinct code, so the edge
 can answer with ``error {code, message}`` and keep the connection.
 """
 
@@ -16,12 +16,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import msgpack
 
-from hub.errors import ProtocolViolation
+from jaga.errors import ProtocolViolation
 
 MSGPACK = "jaga.v1.msgpack"
 JSON = "jaga.v1.json"
@@ -60,7 +61,8 @@ class Codec:
 
 
 def encode_msgpack(message: dict[str, Any]) -> bytes:
-    return msgpack.packb(message, use_bin_type=True)
+    packed: bytes = msgpack.packb(message, use_bin_type=True)  # msgpack ships no type hints
+    return packed
 
 
 def decode_msgpack(frame: bytes | str) -> Any:

@@ -1,8 +1,8 @@
 """A private ``redis-server`` for tests: its own free port and temp dir, never the shared 6379.
 
-Import the fixtures into a test module or conftest (``from tests.redis_server import
-redis_server, redis_url  # noqa: F401``). Without the binary the tests skip, except on CI
-(``CI=true``), where a missing Redis is a failure, not a silent pass.
+``tests/conftest.py`` registers this module's fixtures (``redis_server``, ``redis_url``) for
+every test folder: ask for them as arguments, don't import them. Without the binary the tests
+skip, except on CI (``CI=true``), where a missing Redis is a failure, not a silent pass.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.conftest import timeout
+from tests.kit import timeout, wait_until_sync
 
 BINARY = "redis-server"
 
@@ -59,21 +58,19 @@ class RedisServer:
         self.wait_ready()
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + timeout(10)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+
+        def answers() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited: {(self.directory / 'redis.log').read_text()[-2000:]}")
+            try:
+                return bool(client.ping())
+            except redis.exceptions.RedisError:
+                return False
+
         try:
-            while True:
-                assert self.process is not None
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited: {(self.directory / 'redis.log').read_text()[-2000:]}")
-                try:
-                    if client.ping():
-                        return
-                except redis.exceptions.RedisError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError("redis-server did not answer PING in time")
-                time.sleep(0.02)  # polling the server's readiness against a deadline
+            wait_until_sync(answers, timeout=10, message="redis-server to answer PING", every=0.02)
         finally:
             client.close()
 

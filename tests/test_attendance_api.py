@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from hub.ledger.base import LedgerWrite
-from tests.conftest import start_hub, stop_hub, test_settings
+from hub.ledger.sqlite import SqliteLedger
+from tests.kit import hub_settings, start_hub, stop_hub, wait_until
 
 WIB = ZoneInfo("Asia/Jakarta")
 
@@ -21,7 +22,7 @@ def wib(day: int, hour: int, minute: int = 0) -> float:
 
 
 async def test_daily_and_monthly_reports_from_a_seeded_ledger(tmp_path: Path) -> None:
-    settings = test_settings(tmp_path, schedule={"workdays": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00",
+    settings = hub_settings(tmp_path, schedule={"workdays": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00",
                                                  "end": "15:00", "grace_minutes": 15})
     now = wib(19, 18)  # Wednesday evening: the 18th is a finished workday
     running = await start_hub(settings, clock=lambda: now)
@@ -88,33 +89,29 @@ async def test_unwritable_ledger_makes_hub_unready_keeps_presence_and_loses_noth
     """SQLite's query_only pragma makes the real write path fail as a read-only data_dir would."""
     from tests.wsclient import Client, presence_of, station
 
-    running = await start_hub(test_settings(tmp_path))
+    running = await start_hub(hub_settings(tmp_path))
     try:
-        database = running.hub.ledger.inner._db
+        ledger = running.hub.ledger.inner
+        assert isinstance(ledger, SqliteLedger)
+        database = ledger._db
         database.execute("PRAGMA query_only = 1")  # every write now fails inside SQLite
         watcher = await Client.open(f"{running.ws}/ws/watch")
         await watcher.recv()
         client, _ = await station(running.ws, "35.09.01", await running.token("35.09.01"))
         await watcher.recv_until(presence_of("35.09.01", "online"))  # presence still works
         async with httpx.AsyncClient(base_url=running.http) as http:
-            for _ in range(200):  # wait for the checkpoint timer to notice
-                ready = await http.get("/readyz")
-                if ready.status_code == 503:
-                    break
-                await watcher.send({"t": "ping"})
-                await watcher.recv_until(lambda m: m["t"] == "pong")
-            assert ready.status_code == 503 and ready.json()["checks"]["ledger"] is False
+            async def readyz(status: int) -> httpx.Response | None:
+                response = await http.get("/readyz")
+                return response if response.status_code == status else None
+
+            # The checkpoint timer notices.
+            ready = await wait_until(lambda: readyz(503), 10, "/readyz to answer 503", every=0.05)
+            assert ready.json()["checks"]["ledger"] is False
             assert "jaga_ledger_healthy 0.0" in (await http.get("/metrics")).text
             await client.close()
             await watcher.recv_until(presence_of("35.09.01", "offline"))
             database.execute("PRAGMA query_only = 0")
-            for _ in range(200):
-                ready = await http.get("/readyz")
-                if ready.status_code == 200:
-                    break
-                await watcher.send({"t": "ping"})
-                await watcher.recv_until(lambda m: m["t"] == "pong")
-            assert ready.status_code == 200
+            await wait_until(lambda: readyz(200), 10, "/readyz to answer 200 again", every=0.05)
         intervals = [i for i in await running.hub.ledger.inner.intervals(0, 2e9) if i.station == "35.09.01"]
         assert [(i.state, i.end_reason) for i in intervals] == [("online", "closed")]
     finally:

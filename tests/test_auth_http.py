@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
-from hub.services.auth import LoginThrottle, hash_password, password_matches
 from hub.errors import RateLimited
-from tests.conftest import RunningHub
+from hub.services.auth import LoginThrottle, hash_password, password_matches
+from tests.kit import RunningHub, hub_settings, start_hub, stop_hub
 from tests.wsclient import JSON, Client, station
 
 
 async def login(http: httpx.AsyncClient, username: str = "budi", password: str = "rahasia-sekali") -> str:
     response = await http.post("/api/v1/auth/login", json={"username": username, "password": password})
     assert response.status_code == 200, response.text
-    return response.json()["csrf"]
+    return str(response.json()["csrf"])
 
 
 @pytest.fixture
@@ -184,10 +186,8 @@ async def test_health_ready_and_metrics(hub: RunningHub) -> None:
     await client.close()
 
 
-async def test_cookies_are_secure_when_served_over_https(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import start_hub, stop_hub, test_settings
-
-    running = await start_hub(test_settings(tmp_path, hub={"secure_cookies": True}))
+async def test_cookies_are_secure_when_served_over_https(tmp_path: Path) -> None:
+    running = await start_hub(hub_settings(tmp_path, hub={"secure_cookies": True}))
     try:
         await running.hub.auth.add_operator("budi", "rahasia-sekali")
         async with httpx.AsyncClient(base_url=running.http) as http:

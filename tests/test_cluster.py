@@ -1,7 +1,8 @@
 """Several hub nodes on one (private) Redis: shared presence, node loss, Redis outages, reports.
 
 Nodes run in-process (``start_hub``) except where a node must die for real (``kill -9`` of a
-``python -m hub serve`` subprocess). Node TTLs are short (1 s) so node loss is quick to see.
+``jaga-hub serve`` process, :class:`HubProcess`). Node TTLs are short (1 s) so node loss is
+quick to see.
 """
 
 from __future__ import annotations
@@ -10,17 +11,15 @@ import asyncio
 import datetime as dt
 import os
 import random
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from hub.backends.redis import RedisLink
+from hub.backends.redis_link import RedisLink
 from hub.core.registry import parse_registry
 from hub.core.schedule import Schedule
 from hub.ledger.base import Ledger, LedgerWrite
@@ -28,33 +27,39 @@ from hub.ledger.redis import RedisLedger
 from hub.ledger.sqlite import SqliteLedger
 from hub.services.reports import ReportsService
 from hub.settings import ScheduleSettings, Settings
-from tests.conftest import TEST_REGISTRY, RunningHub, start_hub, stop_hub, test_settings, timeout
-from tests.redis_server import RedisServer, redis_server, redis_url  # noqa: F401  (fixtures)
-from tests.wsclient import JSON, Client, presence_of, station
+from tests.kit import (
+    TEST_REGISTRY,
+    HubProcess,
+    RunningHub,
+    hub_settings,
+    run_cli,
+    start_hub,
+    stop_hub,
+    timeout,
+    wait_until,
+    write_config,
+)
+from tests.redis_server import RedisServer
+from tests.wsclient import JSON, Client, heartbeat, presence_of, station
 
 TTL_S = 1.0
 OUTAGE_S = float(os.environ.get("JAGA_REDIS_OUTAGE_S", "20"))  # issue 7: Redis away for 20 s
 
 
-async def heartbeat(client: Client) -> None:
-    while True:
-        await client.send({"t": "hb"})
-        await asyncio.sleep(0.1)  # an agent's heartbeat cadence
-
 pytestmark = pytest.mark.redis
 
 
+def node(url: str, name: str) -> dict[str, Any]:
+    """The [hub] keys of a cluster node."""
+    return {"backend": "redis", "redis_url": url, "node_id": name, "node_ttl_s": TTL_S}
+
+
 def node_settings(tmp_path: Path, name: str, url: str) -> Settings:
-    home = tmp_path / name
-    home.mkdir(parents=True, exist_ok=True)
-    return test_settings(home, hub={"backend": "redis", "redis_url": url, "node_id": name, "node_ttl_s": TTL_S})
+    return hub_settings(tmp_path / name, hub=node(url, name))
 
 
 async def start_node(tmp_path: Path, name: str, url: str) -> RunningHub:
-    running = await start_hub(node_settings(tmp_path, name, url))
-    # What `serve --port 0` does: the real port, so the registry advertises a reachable URL.
-    running.hub.settings = running.hub.settings.replace(hub={"port": running.port})
-    return running
+    return await start_hub(node_settings(tmp_path, name, url))
 
 
 @pytest.fixture
@@ -72,17 +77,13 @@ async def nodes(tmp_path: Path, redis_url: str) -> AsyncIterator[Callable[[str],
             await stop_hub(running)
 
 
-async def poll(check: Callable[[], Awaitable[bool]], wait: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout(wait)
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not within {wait}s: {what}")
-        await asyncio.sleep(0.02)  # polling state against a deadline
-
-
 async def ready(running: RunningHub) -> bool:
     async with httpx.AsyncClient(base_url=running.http) as http:
         return (await http.get("/readyz")).status_code == 200
+
+
+async def not_ready(running: RunningHub) -> bool:
+    return not await ready(running)
 
 
 async def watch(running: RunningHub) -> Client:
@@ -92,7 +93,7 @@ async def watch(running: RunningHub) -> Client:
 
 
 def state_in(snapshot: dict[str, Any], station_id: str) -> str:
-    return next(s["state"] for s in snapshot["stations"] if s["id"] == station_id)
+    return str(next(s["state"] for s in snapshot["stations"] if s["id"] == station_id))
 
 
 async def test_a_station_on_one_node_is_seen_on_the_other_within_a_second(nodes: Any) -> None:
@@ -132,9 +133,9 @@ async def test_the_router_names_the_node_where_a_station_is_live(nodes: Any) -> 
     await a.hub.stations.set_publishing("opd.dinkes", True)  # what the relay reports on WHIP
 
     async def points_at_a() -> bool:  # with port 0 the real URL is registered at the next heartbeat
-        return await b.hub.router.owner_url("opd.dinkes") == a.http
+        return bool(await b.hub.router.owner_url("opd.dinkes") == a.http)
 
-    await poll(points_at_a, TTL_S, "B to route opd.dinkes to A")
+    await wait_until(points_at_a, TTL_S, "B to route opd.dinkes to A")
     assert await a.hub.router.owner_url("opd.dinkes") is None  # here
     assert await b.hub.router.owner_url("35.09.02") is None  # nobody
     await client.close()
@@ -143,61 +144,16 @@ async def test_the_router_names_the_node_where_a_station_is_live(nodes: Any) -> 
 # A node killed for real
 
 
-def write_config(directory: Path, url: str, name: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "stations.csv").write_text(TEST_REGISTRY)
-    config = directory / "config.toml"
-    config.write_text(f"""
-[hub]
-host = "127.0.0.1"
-data_dir = "data"
-backend = "redis"
-redis_url = "{url}"
-node_id = "{name}"
-node_ttl_s = {TTL_S}
-checkpoint_s = 0.2
-[stations]
-registry = "stations.csv"
-[presence]
-heartbeat_s = 0.2
-timeout_s = 1.0
-[schedule]
-workdays = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-start = "00:00"
-end = "23:59"
-national_holidays = false
-[media]
-host_addresses = ["127.0.0.1"]
-""")
-    return config
-
-
-async def serve_subprocess(directory: Path, url: str, name: str) -> tuple[subprocess.Popen[bytes], str]:
-    config = write_config(directory, url, name)
-    port_file = directory / "port"
-    with open(directory / "stderr.log", "wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "hub", "--config", str(config), "serve", "--port", "0",
-                                    "--port-file", str(port_file)], cwd=Path(__file__).parent.parent,
-                                   stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-    async def listening() -> bool:
-        assert process.poll() is None, (directory / "stderr.log").read_text()
-        return port_file.exists() and port_file.read_text().strip() != ""
-
-    await poll(listening, 30, "the subprocess hub to listen")
-    return process, f"ws://127.0.0.1:{port_file.read_text().strip()}"
-
-
 async def test_kill_9_of_a_node_takes_its_stations_offline_on_the_others(
         nodes: Any, tmp_path: Path, redis_url: str) -> None:
     b = await nodes("node-b")
-    process, a_ws = await serve_subprocess(tmp_path / "node-a", redis_url, "node-a")
+    a = HubProcess(tmp_path / "node-a", hub=node(redis_url, "node-a"))
+    await a.start()
     try:
         watcher = await watch(b)
-        client, _ = await station(a_ws, "35.09.02", await b.token("35.09.02"))
+        client, _ = await station(a.ws, "35.09.02", await b.token("35.09.02"))
         await watcher.recv_until(presence_of("35.09.02", "online"), wait=1.0)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout(10))
+        a.kill()
         killed_at = b.hub.clock()
         offline = await watcher.recv_until(presence_of("35.09.02", "offline"), wait=TTL_S + 1.5)
         assert offline["reason"] == "node_lost"
@@ -207,9 +163,7 @@ async def test_kill_9_of_a_node_takes_its_stations_offline_on_the_others(
         assert intervals[-1].end_reason == "node_lost" and intervals[-1].end <= killed_at
         client.abort()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        a.kill()
 
 
 # Redis going away and coming back
@@ -225,7 +179,7 @@ async def persistent_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
         server.stop()
 
 
-def record_ledger_writes(running: RunningHub, writes: list[LedgerWrite]) -> None:
+def record_ledger_writes(monkeypatch: pytest.MonkeyPatch, running: RunningHub, writes: list[LedgerWrite]) -> None:
     """Every write a node's stations service makes: what the stations actually did."""
     apply = running.hub.ledger.apply
 
@@ -233,16 +187,17 @@ def record_ledger_writes(running: RunningHub, writes: list[LedgerWrite]) -> None
         writes.append(write)
         await apply(write)
 
-    running.hub.ledger.apply = recording  # type: ignore[method-assign]
+    monkeypatch.setattr(running.hub.ledger, "apply", recording)
 
 
-async def test_a_redis_outage_loses_and_doubles_nothing(tmp_path: Path, persistent_redis: RedisServer) -> None:
+async def test_a_redis_outage_loses_and_doubles_nothing(tmp_path: Path, persistent_redis: RedisServer,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     a = await start_node(tmp_path, "node-a", persistent_redis.url)
     b = await start_node(tmp_path, "node-b", persistent_redis.url)
     try:
         writes: list[LedgerWrite] = []
-        record_ledger_writes(a, writes)
-        record_ledger_writes(b, writes)
+        record_ledger_writes(monkeypatch, a, writes)
+        record_ledger_writes(monkeypatch, b, writes)
         on_a, on_b = await watch(a), await watch(b)
         token_1, token_2 = await a.token("35.09.01"), await a.token("opd.dinkes")
         first, _ = await station(a.ws, "35.09.01", token_1)
@@ -252,7 +207,7 @@ async def test_a_redis_outage_loses_and_doubles_nothing(tmp_path: Path, persiste
 
         persistent_redis.stop()
         for running in (a, b):
-            await poll(lambda: _not(ready(running)), 5, "the node to notice Redis is gone")
+            await wait_until(partial(not_ready, running), 5, "the node to notice Redis is gone")
         # Each node keeps serving its own stations and watchers meanwhile.
         await first.close()
         await on_a.recv_until(presence_of("35.09.01", "offline"))
@@ -267,7 +222,7 @@ async def test_a_redis_outage_loses_and_doubles_nothing(tmp_path: Path, persiste
 
         persistent_redis.start()
         for running in (a, b):
-            await poll(lambda: ready(running), 10, "the node to be ready again")
+            await wait_until(partial(ready, running), 10, "the node to be ready again")
         # Node B's watcher is resynced with what happened on A meanwhile.
         snapshot = await on_b.recv_until(lambda m: m["t"] == "snapshot" and state_in(m, "35.09.01") == "online")
         assert state_in(snapshot, "opd.dinkes") == "offline"
@@ -283,10 +238,6 @@ async def test_a_redis_outage_loses_and_doubles_nothing(tmp_path: Path, persiste
     finally:
         await stop_hub(b)
         await stop_hub(a)
-
-
-async def _not(check: Awaitable[bool]) -> bool:
-    return not await check
 
 
 # The same history, the same reports
@@ -341,9 +292,8 @@ async def test_the_same_history_gives_the_same_reports_on_sqlite_and_redis(tmp_p
 
 async def test_a_token_minted_by_the_cli_opens_every_node(nodes: Any, tmp_path: Path, redis_url: str) -> None:
     a = await nodes("node-a")
-    config = write_config(tmp_path / "cli", redis_url, "cli")
-    minted = subprocess.run([sys.executable, "-m", "hub", "--config", str(config), "stations", "token", "35.09.02.1001"],
-                            capture_output=True, text=True, timeout=timeout(30), cwd=Path(__file__).parent.parent)
+    config = write_config(tmp_path / "cli", hub=node(redis_url, "cli"))
+    minted = run_cli(config, "stations", "token", "35.09.02.1001")
     assert minted.returncode == 0, minted.stderr
     client, welcome = await station(a.ws, "35.09.02.1001", minted.stdout.strip().splitlines()[-1])
     assert welcome["station"] == "35.09.02.1001"
@@ -353,7 +303,7 @@ async def test_a_token_minted_by_the_cli_opens_every_node(nodes: Any, tmp_path: 
 async def test_whep_on_another_node_redirects_to_the_owner_and_the_viewer_decodes(nodes: Any) -> None:
     from aiortc import RTCSessionDescription
 
-    from hub.media.aiortc_seams import close_peer_connection, new_peer_connection
+    from hub.media.seams_peers import close_peer_connection, new_peer_connection
     from tests.media.peers import Viewer, make_offer, wait_for_state
     from tests.media.test_routes import publisher_offer
 
@@ -364,13 +314,13 @@ async def test_whep_on_another_node_redirects_to_the_owner_and_the_viewer_decode
     async with httpx.AsyncClient(base_url=a.http) as http:
         created = await http.post("/whip/35.09.02", content=offer, headers={"Authorization": f"Bearer {token}", **sdp})
     assert created.status_code == 201
-    await publisher.setRemoteDescription(RTCSessionDescription(created.text, "answer"))  # type: ignore[attr-defined]
-    await wait_for_state(publisher, "connected")  # type: ignore[arg-type]
+    await publisher.setRemoteDescription(RTCSessionDescription(created.text, "answer"))
+    await wait_for_state(publisher, "connected")
 
     async def routed_to_a() -> bool:
-        return await b.hub.router.owner_url("35.09.02") == a.http
+        return bool(await b.hub.router.owner_url("35.09.02") == a.http)
 
-    await poll(routed_to_a, 5, "B to know that A holds the stream")
+    await wait_until(routed_to_a, 5, "B to know that A holds the stream")
     pc = new_peer_connection(())
     viewer = Viewer(pc)
     pc.addTransceiver("video", direction="recvonly")
@@ -383,10 +333,10 @@ async def test_whep_on_another_node_redirects_to_the_owner_and_the_viewer_decode
         answer = await http.post(redirected.headers["location"], content=view_offer, headers=sdp)  # as WHEP clients do
     assert answer.status_code == 201
     await pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
-    await viewer.wait_for(pictures=5, pattern="A", timeout=timeout(10))
+    await viewer.wait_for(pictures=5, pattern="A")
     assert a.hub.media.viewer_count("35.09.02") == 1
     await viewer.close()
-    await close_peer_connection(publisher)  # type: ignore[arg-type]
+    await close_peer_connection(publisher)
 
 
 async def test_at_office_hours_one_node_announces_stations_nobody_holds(tmp_path: Path, redis_url: str) -> None:
@@ -405,11 +355,13 @@ async def test_at_office_hours_one_node_announces_stations_nobody_holds(tmp_path
         seen: dict[str, int] = {}
         public = {s.id for s in parse_registry(TEST_REGISTRY) if s.public}
 
-        def count(message: dict[str, Any]) -> None:
+        def all_missing(message: dict[str, Any]) -> bool:
+            """Counts each `missing` announcement; true once every public station had one."""
             if message["t"] == "presence" and message["status"] == "missing":
                 seen[message["id"]] = seen.get(message["id"], 0) + 1
+            return set(seen) >= public
 
-        await watcher.recv_until(lambda m: count(m) or set(seen) >= public, wait=5)
+        await watcher.recv_until(all_missing, wait=5)
         assert set(seen.values()) == {1}, seen
     finally:
         for running in reversed(started):

@@ -12,6 +12,7 @@ office PC's own venv, which the last test runs the agent from, nothing else is i
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 from packaging.markers import Marker
 
+from tests.kit import RunningHub, timeout, wait_until
 from tests.locked import _normalise
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,3 +144,47 @@ def test_the_hub_only_check_sees_the_hubs_packages() -> None:
     # The same check on the hub must find its packages, or the agent's test above proves nothing.
     found = hub_only_loaded(loaded_top_level("hub"))
     assert {"starlette", "uvicorn", "redis", "prometheus_client", "holidays"} <= set(found)
+
+
+STATION_VENV = ROOT / ".venv-station"
+
+
+@pytest.fixture
+def station_venv() -> Path:
+    """The office PC's venv, as docs/station.md installs it (built by `make station`; .ci/run
+    builds it, so on CI a missing one fails the run like any other skip)."""
+    if not (STATION_VENV / ".installed").exists():
+        pytest.skip("no .venv-station: run `make station`")
+    return STATION_VENV / "bin"
+
+
+def test_the_office_pc_install_has_no_hub_packages(station_venv: Path) -> None:
+    listed = subprocess.run([station_venv / "python", "-m", "pip", "list", "--format=json"], capture_output=True,
+                            text=True, check=True)
+    installed = {_normalise(p["name"]): p["version"] for p in json.loads(listed.stdout)}
+    assert {name: v for name, v in lock("station").items() if installed.get(name) != v} == {}
+    assert not {"starlette", "uvicorn", "redis", "prometheus-client", "holidays"} & set(installed)
+    # The hub's command is there (one project) but says what is missing instead of a traceback.
+    refused = subprocess.run([station_venv / "jaga-hub", "stations", "list"], capture_output=True, text=True,
+                             cwd=ROOT)
+    assert refused.returncode == 2
+    assert "needs the hub's packages" in refused.stderr and "Traceback" not in refused.stderr
+
+
+async def test_the_office_pc_install_goes_live(station_venv: Path, hub: RunningHub, tmp_path: Path) -> None:
+    station = "35.09.01.2001"
+    token_file = tmp_path / "token.txt"
+    token_file.write_text(await hub.token(station) + "\n")
+    config = tmp_path / "station.toml"
+    config.write_text('[network]\nhost_addresses = ["127.0.0.1"]\n')
+    agent = await asyncio.create_subprocess_exec(
+        station_venv / "jaga-station", "--config", str(config), "--hub", hub.http, "--station", station,
+        "--token-file", str(token_file), "--source", "test", "--always-on", "run",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=tmp_path)
+    try:
+        await wait_until(lambda: hub.hub.stations.table.get(station).state == "live", timeout=30,
+                         message=f"{station} live from the office-PC venv")
+    finally:
+        agent.terminate()
+        _, stderr = await asyncio.wait_for(agent.communicate(), timeout(15))
+    assert b"Traceback" not in stderr, stderr.decode(errors="replace")

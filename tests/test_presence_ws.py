@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 
-from tests.conftest import RunningHub
-from tests.wsclient import JSON, MSGPACK, Client, presence_of, station
-
-
-async def heartbeat_forever(client: Client, every: float = 0.1) -> None:
-    while True:
-        await client.send({"t": "hb"})
-        await asyncio.sleep(every)  # the cadence of a real agent, not a wait for state
+from tests.kit import RunningHub
+from tests.wsclient import JSON, MSGPACK, Client, heartbeat, presence_of, station
 
 
 async def test_hello_makes_station_online_for_api_and_watchers(hub: RunningHub) -> None:
@@ -61,7 +56,7 @@ async def test_killed_socket_goes_reconnecting_then_offline_and_ledger_holds_int
 
 async def test_heartbeats_keep_station_online(hub: RunningHub) -> None:
     client, _ = await station(hub.ws, "35.09.02", await hub.token("35.09.02"))
-    beats = asyncio.create_task(heartbeat_forever(client))
+    beats = asyncio.create_task(heartbeat(client))
     watcher = await Client.open(f"{hub.ws}/ws/watch", JSON)
     await watcher.recv()
     try:
@@ -112,8 +107,8 @@ async def test_public_watcher_never_sees_private_station(hub: RunningHub) -> Non
     assert "opd.bakesbangpol" not in {s["id"] for s in snapshot["stations"]}
     private, _ = await station(hub.ws, "opd.bakesbangpol", await hub.token("opd.bakesbangpol"))
     public, _ = await station(hub.ws, "opd.dinkes", await hub.token("opd.dinkes"))
-    seen = []
-    await watcher.recv_until(lambda m: seen.append(m) or presence_of("opd.dinkes", "online")(m))
+    seen: list[dict[str, Any]] = []
+    await watcher.recv_until(presence_of("opd.dinkes", "online"), into=seen)
     assert all(m.get("id") != "opd.bakesbangpol" for m in seen)
     async with httpx.AsyncClient(base_url=hub.http) as http:
         ids = {s["id"] for s in (await http.get("/api/v1/stations")).json()["stations"]}

@@ -8,15 +8,15 @@ from starlette.routing import Mount, Route, WebSocketRoute
 
 from hub.app import create_app
 from hub.routes.roles import ROLES, roles_of
-from tests.conftest import test_settings
+from tests.kit import hub_settings
 
 
 def test_every_route_declares_its_roles(tmp_path: Path) -> None:
-    app = create_app(test_settings(tmp_path))
+    app = create_app(hub_settings(tmp_path))
     seen = 0
     for route in app.routes:
-        endpoint = route.app if isinstance(route, Mount) else route.endpoint  # type: ignore[union-attr]
         assert isinstance(route, (Route, WebSocketRoute, Mount)), route
+        endpoint = route.app if isinstance(route, Mount) else route.endpoint
         roles = roles_of(endpoint)
         assert roles, f"{route.path} declares no roles: add @allow(...)"
         assert roles <= set(ROLES), route.path

@@ -22,9 +22,9 @@ from websockets.http11 import Response
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
-from jaga import wire
 from hub.services.watchers import Watcher, WatchService
-from tests.conftest import RunningHub, start_hub, stop_hub, test_settings, timeout
+from jaga import wire
+from tests.kit import RunningHub, hub_settings, start_hub, stop_hub, timeout
 from tests.wsclient import JSON, MSGPACK, Client, presence_of, station
 
 PUBLIC_STATION = "35.09.01"
@@ -60,7 +60,7 @@ class StalledWatcher:
         self.pending: list[Any] = []
 
     @classmethod
-    async def open(cls, url: str, subprotocol: str) -> "StalledWatcher":
+    async def open(cls, url: str, subprotocol: str) -> StalledWatcher:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: fixes the window
         sock.setblocking(False)
@@ -85,10 +85,11 @@ class StalledWatcher:
                     event = self.pending.pop(0)
                     if isinstance(event, Response):
                         assert event.status_code == 101, event
-                    elif event.opcode == Opcode.BINARY:
-                        return msgpack.unpackb(event.data, raw=False)  # type: ignore[no-any-return]
-                    elif event.opcode == Opcode.TEXT:
-                        return json.loads(bytes(event.data))  # type: ignore[no-any-return]
+                    elif event.opcode in (Opcode.BINARY, Opcode.TEXT):
+                        binary = event.opcode == Opcode.BINARY
+                        payload = bytes(event.data)
+                        message: dict[str, Any] = msgpack.unpackb(payload, raw=False) if binary else json.loads(payload)
+                        return message
                 data = await self.reader.read(65_536)
                 assert data, "server closed the watch socket"
                 self.protocol.receive_data(data)
@@ -103,7 +104,7 @@ class StalledWatcher:
 
 @pytest.fixture
 async def small_backlog_hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
-    running = await start_hub(test_settings(tmp_path, presence={"watcher_backlog": 8}))
+    running = await start_hub(hub_settings(tmp_path, presence={"watcher_backlog": 8}))
     try:
         yield running
     finally:
@@ -124,13 +125,13 @@ async def test_msgpack_and_json_watchers_get_the_same_events_pre_framed(hub: Run
     agent, _ = await station(hub.ws, PUBLIC_STATION, await hub.token(PUBLIC_STATION))
     await agent.close()
     offline = presence_of(PUBLIC_STATION, "offline")
-    await binary.recv_until(lambda m: from_binary.append(m) or offline(m))
+    await binary.recv_until(offline, into=from_binary)
     # Every header length form over the wire: 7-bit, 16-bit and 64-bit payload lengths.
     last = 0
     for size in (3, 200, 70_000):
         last = apply_activity(watch, "k" * size)
-    await binary.recv_until(lambda m: from_binary.append(m) or m.get("seq") == last)
-    await text.recv_until(lambda m: from_text.append(m) or m.get("seq") == last)
+    await binary.recv_until(lambda m: m.get("seq") == last, into=from_binary)
+    await text.recv_until(lambda m: m.get("seq") == last, into=from_text)
     assert from_binary == from_text  # the same events, decoded the same
     assert [m["t"] for m in from_binary][:2] == ["presence", "presence"]
     assert [m["t"] for m in from_binary][-3:] == ["activity"] * 3
@@ -203,7 +204,7 @@ async def test_slow_watcher_is_resynced_while_others_stay_on_the_fast_path_in_or
 
 
 async def test_compressed_connections_fall_back_to_the_asgi_send(tmp_path: Path) -> None:
-    hub = await start_hub(test_settings(tmp_path), per_message_deflate=True)
+    hub = await start_hub(hub_settings(tmp_path), per_message_deflate=True)
     try:
         watch = hub.hub.watchers
         compressed = await Client.open(f"{hub.ws}/ws/watch", MSGPACK)  # offers permessage-deflate

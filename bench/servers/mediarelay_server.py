@@ -23,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hub.media.aiortc_seams import announced_host_addresses, new_peer_connection
+from hub.media.seams_peers import new_peer_connection
+from jaga.ice_hosts import announced_host_addresses
 
 relay = MediaRelay()
 sources: dict[str, Any] = {}

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import uvicorn
 from broadcaster import Broadcast
@@ -41,8 +41,10 @@ async def watch(ws: WebSocket) -> None:
     await ws.accept()
     try:
         async with broadcast.subscribe("events") as subscriber:
-            async for event in subscriber:  # type: ignore[union-attr]
-                await ws.send_bytes(event.message)
+            while True:  # until the socket fails; get() raises Unsubscribed only after this block
+                event = await subscriber.get()
+                # broadcaster types Event.message as str; the memory backend hands back our bytes
+                await ws.send_bytes(event.message)  # type: ignore[arg-type]  # bytes at run time (above)
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass
 

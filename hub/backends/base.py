@@ -1,6 +1,6 @@
 """The backend seam: what single-node and multi-node hubs differ in.
 
-A backend is chosen once, in the app factory, from ``hub.backend``. It provides:
+A backend is chosen once, from ``hub.backend``, by :mod:`hub.backends.factory`. It provides:
 
 * a :class:`Bus` — publish/subscribe of *bytes* on named channels. The bytes published are
   the bytes every subscriber receives; nothing re-encodes them on the way.
@@ -8,7 +8,8 @@ A backend is chosen once, in the app factory, from ``hub.backend``. It provides:
   and the global sequence number that orders watch events.
 * a :class:`CredentialStore` — station token hashes, operator password hashes, operator
   sessions and the audit log, so every node accepts the same credentials.
-* an attendance ledger (see :mod:`hub.ledger.base`).
+* an attendance ledger (see :mod:`hub.ledger.base`);
+* a router: the node registry and where a station's media is (see :mod:`hub.backends.nodes`).
 
 Every queue is bounded. A subscriber that falls behind loses messages and is told so
 (:attr:`Subscription.overflowed`); its owner resynchronises from the presence store.

@@ -1,8 +1,9 @@
 """Which node holds what: the node registry, node-loss detection, Redis recovery, routing.
 
 Like LiveKit's router, a single node gets a :class:`LocalRouter` (nothing to share, nothing
-to route) and a cluster a :class:`RedisRouter`, chosen once by :func:`build_router`. The hub
-calls the same methods on either:
+to route) and a cluster a :class:`RedisRouter`, chosen once with the rest of the backend
+(:func:`hub.backends.factory.build_backend`). The hub calls the same methods on either
+(:class:`Router`):
 
 * ``await join(hooks)`` at start, ``run()`` as a task, ``await leave()`` at stop;
 * ``await owner_url(station_id)`` — the base ``public_url`` of the node where the station is
@@ -34,16 +35,18 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Protocol
 
-from hub.backends.base import Bus, PresenceStore
+from hub.backends.redis import RedisBus, RedisPresenceStore
+from hub.backends.redis_link import PREFIX, REDIS_ERRORS, pack, text, unpack
 from hub.errors import JagaError
-from hub.settings import Settings
 
 log = logging.getLogger("jaga.nodes")
 
-PREFIX = "jaga:"
+# What a registry round survives: connection trouble, and Unavailable from the presence store.
+ROUND_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, JagaError)
 
 
 @dataclass
@@ -54,6 +57,20 @@ class ClusterHooks:
     node_lost: Callable[[str, float], Awaitable[None]]  # a dead node's stations go offline
     resync: Callable[[], Awaitable[None]]  # watchers reload the view and get fresh snapshots
     flush: Callable[[], Awaitable[bool]]  # the buffered ledger writes its held writes
+
+
+class Router(Protocol):
+    """Where stations are and who answers for them; see the module docstring."""
+
+    async def owner_url(self, station_id: str) -> str | None: ...
+
+    def readiness(self) -> dict[str, bool]: ...
+
+    async def join(self, hooks: ClusterHooks) -> None: ...
+
+    async def run(self) -> None: ...
+
+    async def leave(self) -> None: ...
 
 
 class LocalRouter:
@@ -75,16 +92,6 @@ class LocalRouter:
         return None
 
 
-def build_router(settings: Settings, bus: Bus, store: PresenceStore,
-                 public_url: Callable[[], str], clock: Callable[[], float] = time.time) -> Any:
-    if settings.hub.backend != "redis":
-        return LocalRouter()
-    from hub.backends.redis import RedisBus, RedisPresenceStore
-
-    assert isinstance(bus, RedisBus) and isinstance(store, RedisPresenceStore)
-    return RedisRouter(bus, store, settings.node_id, settings.hub.node_ttl_s, public_url, clock)
-
-
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -94,11 +101,8 @@ return 0
 class RedisRouter:
     NODES = PREFIX + "nodes"
 
-    def __init__(self, bus: Any, store: Any, node: str, ttl_s: float, public_url: Callable[[], str],
-                 clock: Callable[[], float] = time.time) -> None:
-        from hub.backends.redis import REDIS_ERRORS
-
-        self.errors = (*REDIS_ERRORS, JagaError)
+    def __init__(self, bus: RedisBus, store: RedisPresenceStore, node: str, ttl_s: float,
+                 public_url: Callable[[], str], clock: Callable[[], float] = time.time) -> None:
         self.bus = bus
         self.store = store
         self.link = store.link
@@ -129,13 +133,11 @@ class RedisRouter:
                 pipe.exists(self.alive_key(owner))
                 pipe.hget(self.NODES, owner)
                 alive, entry = await self.link.bounded(pipe.execute())
-        except self.errors as exc:
+        except ROUND_ERRORS as exc:
             self.link.lost(exc)
             return None
         if not alive or not entry:
             return None
-        from hub.backends.redis import unpack
-
         return str(unpack(entry)["url"]).rstrip("/") or None
 
     def readiness(self) -> dict[str, bool]:
@@ -159,19 +161,19 @@ class RedisRouter:
                     await self._heartbeat()
                     if time.monotonic() - self.connected_at >= 2 * self.ttl_s:
                         await self._reap()
-                except self.errors as exc:
+                except ROUND_ERRORS as exc:
                     self.link.lost(exc)
                 except Exception:
                     log.exception("node registry round failed")
                 try:
                     await asyncio.wait_for(self.link.went_down.wait(), interval)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             else:
                 try:
                     await self._recover()
                     backoff = 0.05
-                except self.errors as exc:
+                except ROUND_ERRORS as exc:
                     log.debug("redis still unavailable: %s", exc)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self.ttl_s / 2)
@@ -186,23 +188,19 @@ class RedisRouter:
                 pipe.delete(self.alive_key(self.node))
                 pipe.hdel(self.NODES, self.node)
                 await self.link.bounded(pipe.execute())
-        except self.errors as exc:
+        except ROUND_ERRORS as exc:
             log.warning("could not leave the node registry cleanly: %s", exc)
 
     # Rounds
 
     async def _heartbeat(self) -> None:
-        from hub.backends.redis import pack
-
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.set(self.alive_key(self.node), b"1", px=max(1, int(self.ttl_s * 1000)))
             pipe.hset(self.NODES, self.node, pack({"url": self.public_url(), "at": self.clock()}))
             await self.link.bounded(pipe.execute())
 
     async def _reap(self) -> None:
-        from hub.backends.redis import unpack
-
-        entries = {k.decode(): unpack(v) for k, v in (await self.link.bounded(self.client.hgetall(self.NODES))).items()}
+        entries = {text(k): unpack(v) for k, v in (await self.link.bounded(self.client.hgetall(self.NODES))).items()}
         others = [node for node in entries if node != self.node]
         if not others:
             return
@@ -210,7 +208,7 @@ class RedisRouter:
             for node in others:
                 pipe.exists(self.alive_key(node))
             alive = await self.link.bounded(pipe.execute())
-        for node, is_alive in zip(others, alive):
+        for node, is_alive in zip(others, alive, strict=True):
             if not is_alive:
                 await self._bury(node, float(entries[node]["at"]))
 
@@ -240,7 +238,7 @@ class RedisRouter:
             await self.hooks.republish()
             await self.hooks.resync()
             await self.hooks.flush()
-        except self.errors:
+        except ROUND_ERRORS:
             if self.link.healthy:
                 raise
             # It went away again during the recovery; the next round starts over.

@@ -2,8 +2,9 @@
 
 Theory of operation
 -------------------
-One :class:`RedisLink` (a ``redis.asyncio`` client plus a health flag) is shared by the bus,
-the presence store, the credential store and the ledger (:mod:`hub.ledger.redis`) of a node.
+One :class:`RedisLink` (:mod:`hub.backends.redis_link`: a ``redis.asyncio`` client plus a
+health flag) is shared by the bus, the presence store, the credential store
+(:mod:`hub.backends.redis_credentials`) and the ledger (:mod:`hub.ledger.redis`) of a node.
 Whoever meets a connection error calls :meth:`RedisLink.lost`; from then on every part
 *fails fast* instead of waiting on a dead socket, and only the node agent
 (:mod:`hub.backends.nodes`) brings the link back, after it has resubscribed the bus,
@@ -35,15 +36,9 @@ from typing import Any
 
 from redis.asyncio.client import PubSub
 
-from hub.backends.base import Bus, CredentialStore, PresenceStore, Subscription
-from hub.backends.redis_credentials import RedisCredentials
-from hub.backends.redis_link import PREFIX, REDIS_ERRORS, RedisLink, pack, unpack
+from hub.backends.base import Bus, PresenceStore, Subscription
+from hub.backends.redis_link import PREFIX, REDIS_ERRORS, RedisLink, pack, text, unpack
 from hub.errors import Unavailable
-from hub.ledger.base import Ledger
-from hub.settings import Settings
-
-__all__ = ["REDIS_ERRORS", "RedisBus", "RedisCredentials", "RedisLink", "RedisPresenceStore",
-           "build_redis_backend", "pack", "unpack"]
 
 log = logging.getLogger("jaga.redis")
 
@@ -103,7 +98,7 @@ class RedisBus(Bus):
             with_timeout = asyncio.wait_for(self._changed.wait(), left)
             try:
                 await with_timeout
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
 
     async def _redis_subscribe(self, channels: list[str]) -> None:
@@ -242,7 +237,7 @@ class RedisPresenceStore(PresenceStore):
         except REDIS_ERRORS as exc:
             self.link.lost(exc)
             raise Unavailable("presence store unavailable (redis)") from None
-        records = {key.decode(): unpack(value) for key, value in raw.items()}
+        records = {text(key): unpack(value) for key, value in raw.items()}
         self.high = max([self.high, *(int(r.get("seq") or 0) for r in records.values())])
         return records
 
@@ -265,12 +260,3 @@ class RedisPresenceStore(PresenceStore):
         """Make the global sequence pass every provisional number this node handed out."""
         await self.link.bounded(self._raise(keys=[self.SEQ], args=[self.high]))
         self.high = max(self.high, int(await self.link.bounded(self.link.client.get(self.SEQ)) or 0))
-
-
-def build_redis_backend(settings: Settings) -> tuple[Bus, PresenceStore, CredentialStore, Ledger]:
-    """The four parts of a node, sharing one client (see :class:`RedisLink`)."""
-    from hub.ledger.redis import RedisLedger
-
-    link = RedisLink(settings.hub.redis_url)
-    bus = RedisBus(link)
-    return bus, RedisPresenceStore(link, bus), RedisCredentials(link), RedisLedger(link, settings.node_id)

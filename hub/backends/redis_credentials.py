@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from hub.backends.base import CredentialStore
-from hub.backends.redis_link import PREFIX, REDIS_ERRORS, RedisLink
+from hub.backends.redis_link import PREFIX, REDIS_ERRORS, RedisLink, text
 from hub.errors import Unavailable
 
 AUDIT_KEEP = 100_000  # newest audit entries kept in Redis
@@ -55,7 +55,7 @@ class RedisCredentials(CredentialStore):
         if self.link.healthy and stations:
             try:
                 values = await self.link.bounded(self.client.hmget(self.TOKENS, stations))
-                self._tokens.update({s: v.decode() if v else None for s, v in zip(stations, values)})
+                self._tokens.update({s: text(v) if v else None for s, v in zip(stations, values, strict=True)})
             except REDIS_ERRORS as exc:
                 self.link.lost(exc)
         if not self.link.healthy and any(s not in self._tokens for s in stations):
@@ -73,11 +73,11 @@ class RedisCredentials(CredentialStore):
             value = await self.link.bounded(self.client.hget(self.OPERATORS, name))
         except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from None
-        return value.decode() if value else None
+        return text(value) if value else None
 
     async def operators(self) -> list[str]:
         try:
-            return sorted(name.decode() for name in await self.link.bounded(self.client.hkeys(self.OPERATORS)))
+            return sorted(text(name) for name in await self.link.bounded(self.client.hkeys(self.OPERATORS)))
         except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from None
 
@@ -98,7 +98,7 @@ class RedisCredentials(CredentialStore):
             raise self._unavailable(exc) from None
         if not found:
             return None
-        return found[b"operator"].decode(), float(found[b"expires"])
+        return text(found[b"operator"]), float(found[b"expires"])
 
     async def revoke_session(self, session_id: str) -> None:
         try:

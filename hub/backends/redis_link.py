@@ -1,19 +1,23 @@
 """The Redis client a node's Redis parts share, and whether it currently works.
 
-See :mod:`hub.backends.redis` for the theory of operation.
+The lowest of the Redis modules: the bus and presence (:mod:`hub.backends.redis`), the
+credentials (:mod:`hub.backends.redis_credentials`), the ledger (:mod:`hub.ledger.redis`) and
+the router (:mod:`hub.backends.nodes`) all import it, and it imports none of them, so imports
+point one way. See :mod:`hub.backends.redis` for the theory of operation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, TypeVar
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import msgpack
 import redis.asyncio as aioredis
 import redis.exceptions
-from redis.backoff import NoBackoff
 from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 log = logging.getLogger("jaga.redis")
 T = TypeVar("T")
@@ -82,8 +86,17 @@ class RedisLink:
 
 
 def pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
 
 
-def unpack(data: bytes) -> Any:
+# redis-py types every reply as ``bytes | str``; our clients never set decode_responses,
+# so replies are bytes. These two take the declared type and say what they expect.
+
+def unpack(data: bytes | str) -> Any:
+    assert isinstance(data, bytes), "a Redis reply (decode_responses is off)"
     return msgpack.unpackb(data, raw=False)
+
+
+def text(data: bytes | str) -> str:
+    return data.decode() if isinstance(data, bytes) else data

@@ -72,7 +72,8 @@ class SqliteCredentials(CredentialStore):
         return [row["name"] for row in self._db.execute("SELECT name FROM operators ORDER BY name")]
 
     async def save_session(self, session_id: str, operator: str, expires: float) -> None:
-        self._db.execute("INSERT INTO sessions(id, operator, expires) VALUES (?, ?, ?)", (session_id, operator, expires))
+        self._db.execute("INSERT INTO sessions(id, operator, expires) VALUES (?, ?, ?)",
+                         (session_id, operator, expires))
 
     async def session(self, session_id: str) -> tuple[str, float] | None:
         row = self._db.execute("SELECT operator, expires FROM sessions WHERE id = ?", (session_id,)).fetchone()
@@ -82,7 +83,8 @@ class SqliteCredentials(CredentialStore):
         self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
     async def audit(self, at: float, actor: str, action: str, detail: str) -> None:
-        self._db.execute("INSERT INTO audit(at, actor, action, detail) VALUES (?, ?, ?, ?)", (at, actor, action, detail))
+        self._db.execute("INSERT INTO audit(at, actor, action, detail) VALUES (?, ?, ?, ?)",
+                         (at, actor, action, detail))
 
     async def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT at, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,))

@@ -65,8 +65,9 @@ import csv
 import datetime as dt
 import io
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from hub.core.registry import Station

@@ -20,8 +20,9 @@ ledger *before* announcing them. Time never advances by itself: the caller passe
 to every method and calls :meth:`PresenceTable.tick` periodically to age connections.
 
 Reasons name why a state was entered (``hello``, ``published``, ``unpublished``,
-``heartbeat``, ``silent`` (heartbeats missed), ``lost``, ``timeout``, ``closed``, ``replaced``, ``node_lost``); the ledger
-stores the reason that *ended* an interval, which is the reason of the next transition.
+``heartbeat``, ``silent`` (heartbeats missed), ``lost``, ``timeout``, ``closed``, ``replaced``,
+``node_lost``); the ledger stores the reason that *ended* an interval, which is the reason of
+the next transition.
 """
 
 from __future__ import annotations

@@ -50,8 +50,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays

@@ -24,16 +24,17 @@ ledger turns into held writes.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import redis.exceptions
 
-from hub.backends.redis import REDIS_ERRORS, RedisLink
+from hub.backends import redis_link
+from hub.backends.redis_link import REDIS_ERRORS, RedisLink, text
 from hub.core.attendance import Interval
 from hub.errors import LedgerUnavailable
 from hub.ledger.base import Ledger, LedgerWrite
 
-PREFIX = "jaga:ledger:"
+PREFIX = redis_link.PREFIX + "ledger:"
 DAY_S = 86400
 
 _HELPERS = """
@@ -150,10 +151,12 @@ class RedisLedger(Ledger):
     async def _read(self, kind: str, start: float, end: float) -> list[dict[str, Any]]:
         client = self.link.client
         try:
-            days = await self.link.bounded(client.zrangebyscore(f"{PREFIX}{kind}:days", _day(start, "-inf"), _day(end, "+inf")))
+            # Members only (no scores), so a list of bytes; redis-py's type covers withscores too.
+            days = cast(list[bytes], await self.link.bounded(
+                client.zrangebyscore(f"{PREFIX}{kind}:days", _day(start, "-inf"), _day(end, "+inf"))))
             async with client.pipeline(transaction=False) as pipe:
                 for day in days:
-                    pipe.smembers(f"{PREFIX}{kind}:day:{day.decode()}")
+                    pipe.smembers(f"{PREFIX}{kind}:day:{text(day)}")
                 pipe.hvals(f"{PREFIX}{kind}:open")
                 found = await self.link.bounded(pipe.execute())
             ids = sorted(set().union(*found))

@@ -54,6 +54,7 @@ class SqliteLedger(Ledger):
             raise LedgerUnavailable(f"ledger write failed: {exc}") from None
 
     async def apply(self, write: LedgerWrite) -> None:
+        statements: list[tuple[str, tuple[Any, ...]]]
         if write.kind == "transition":
             statements = [(
                 "UPDATE intervals SET end = ?, end_reason = ? WHERE station = ? AND end IS NULL",

@@ -6,7 +6,7 @@ time: ``RateCounter`` keeps one bucket per millisecond and walks every elapsed m
 on each call, and ``OveruseEstimator.update_min_frame_period`` takes a minimum over a
 60-entry history with a Python loop. The replacements below give the same answers for
 the same inputs (``tests/media/test_bitrate.py`` checks them against aiortc's own on
-random packet sequences); ``aiortc_seams.ReceiverBookkeeping`` installs them.
+random packet sequences); ``seams_ingest.ReceiverBookkeeping`` installs them.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ Theory of operation. aiortc receives a packet through aioice's queue, a DTLS rec
 its RTP parser and the receiver's jitter buffer, which reassembles frames for a decoder
 the relay never runs; that cost ~85 µs per packet, ~0.46 % of a core per 500 kbps
 publisher (docs/benchmarks.md, ingest). Here the socket's ``datagram_received`` hands the
-SRTP bytes over (``aiortc_seams.divert_srtp``); ``PublisherIngest`` reads the header
+SRTP bytes over (``seams_ingest.divert_srtp``); ``PublisherIngest`` reads the header
 (``rtp.parse_rtp``), routes the packet by payload type to its kind, keeps the receiver's
-RTCP statistics, NACKs and REMB estimate up to date (``aiortc_seams.ReceiverBookkeeping``),
+RTCP statistics, NACKs and REMB estimate up to date (``seams_ingest.ReceiverBookkeeping``),
 unwraps RTX (RFC 4588 §4) and calls the forwarder, all synchronously.
 
 Routing is by payload type: our answer has one codec per kind (plus RTX for video), and
@@ -20,8 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hub.errors import ProtocolViolation
-from hub.media import aiortc_seams as seams
+from hub.media import seams_ingest
 from hub.media.rtp import parse_rtp
+from hub.media.seams_ingest import ReceiverBookkeeping
+from hub.media.seams_peers import NegotiatedMedia, RTCDtlsTransport, RTCRtpReceiver
 
 # (kind, sequence number, timestamp, marker, payload): RTX already unwrapped
 KindRtpSink = Callable[[str, int, int, int, bytes], None]
@@ -30,7 +32,7 @@ KindRtpSink = Callable[[str, int, int, int, bytes], None]
 @dataclass(slots=True)
 class _Route:
     kind: str
-    book: seams.ReceiverBookkeeping
+    book: ReceiverBookkeeping
     rtx: bool
     # the media SSRC last seen for this kind: unwrapped RTX is NACK-tracked under it
     media_ssrc: list[int]
@@ -70,24 +72,24 @@ class PublisherIngest:
         self._on_rtp(route.kind, seq, ts, marker, payload)
 
 
-def ingest_publisher(receivers: dict[str, object], negotiated: dict[str, seams.NegotiatedMedia],
+def ingest_publisher(receivers: dict[str, RTCRtpReceiver], negotiated: dict[str, NegotiatedMedia],
                      on_rtp: KindRtpSink) -> list[PublisherIngest]:
     """Divert the publisher's packets from aiortc's receivers to the fast path.
 
     ``receivers``: the publisher's receivers by kind; ``negotiated``: our answer's media.
     Raises ProtocolViolation if two kinds share a payload type (the answer must not go out).
     """
-    transports: dict[int, object] = {}  # one per transport: a single one with BUNDLE
+    transports: dict[int, RTCDtlsTransport] = {}  # one per transport: a single one with BUNDLE
     routes: dict[int, dict[int, _Route]] = {}
     abs_send_time_ids: dict[int, int] = {}
     for kind, receiver in receivers.items():
         media = negotiated.get(kind)
         if media is None:
             continue
-        dtls = receiver.transport  # type: ignore[attr-defined]
+        dtls = receiver.transport
         transports[id(dtls)] = dtls
         on_transport = routes.setdefault(id(dtls), {})
-        book = seams.ReceiverBookkeeping(receiver, media.clock_rate)  # type: ignore[arg-type]
+        book = ReceiverBookkeeping(receiver, media.clock_rate)
         media_ssrc = [0]
         wanted = {media.payload_type: _Route(kind, book, False, media_ssrc)}
         if media.rtx_payload_type is not None:
@@ -101,6 +103,6 @@ def ingest_publisher(receivers: dict[str, object], negotiated: dict[str, seams.N
     ingests = []
     for key, dtls in transports.items():  # only once every check passed: nothing half-diverted
         ingest = PublisherIngest(routes[key], abs_send_time_ids.get(key), on_rtp)
-        seams.divert_srtp(dtls, ingest.on_packet)
+        seams_ingest.divert_srtp(dtls, ingest.on_packet)
         ingests.append(ingest)
     return ingests

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hub.errors import ProtocolViolation, TooLarge
-from hub.media import aiortc_seams as seams
+from hub.media import seams_peers
+from hub.media.seams_peers import RTCRtpCodecParameters
 
 MEDIA_KINDS = ("audio", "video")
 # A station sends one camera and one microphone; a viewer watches one station. More
@@ -26,7 +27,7 @@ RECEIVING = ("recvonly", "sendrecv")
 @dataclass(frozen=True)
 class OfferedSection:
     kind: str  # "audio" | "video"
-    codecs: tuple[seams.RTCRtpCodecParameters, ...]  # as offered, in the offer's order
+    codecs: tuple[RTCRtpCodecParameters, ...]  # as offered, in the offer's order
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def check_offer(sdp: str, *, max_bytes: int, publishing: bool) -> CheckedOffer:
     if not sdp.lstrip().startswith("v=0"):
         raise ProtocolViolation("body is not an SDP offer (it must start with v=0)")
     try:
-        description = seams.parse_sdp(sdp)
+        description = seams_peers.parse_sdp(sdp)
     except Exception as exc:  # aiortc's parser raises whatever the bad line provokes
         raise ProtocolViolation(f"malformed SDP offer: {type(exc).__name__}: {exc}") from None
 
@@ -92,19 +93,19 @@ def check_offer(sdp: str, *, max_bytes: int, publishing: bool) -> CheckedOffer:
 
 def choose_publisher_codecs(
     offer: CheckedOffer, allowed_names: tuple[str, ...]
-) -> dict[str, seams.RTCRtpCodecParameters]:
+) -> dict[str, RTCRtpCodecParameters]:
     """Per kind, the first offered codec the hub accepts and can forward unchanged.
 
     The answer then carries exactly this one codec (plus RTX), so the publisher cannot
     switch codecs mid-stream and viewers can be offered exactly what it sends.
     """
     allowed = {name.lower() for name in allowed_names}
-    chosen: dict[str, seams.RTCRtpCodecParameters] = {}
+    chosen: dict[str, RTCRtpCodecParameters] = {}
     for section in offer.sections:
         for offered in section.codecs:
             if offered.name.lower() not in allowed:
                 continue
-            local = seams.supported_codec(section.kind, offered)
+            local = seams_peers.supported_codec(section.kind, offered)
             if local is not None:
                 chosen[section.kind] = local
                 break

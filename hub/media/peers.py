@@ -11,30 +11,39 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from hub.errors import ProtocolViolation
-from hub.media import aiortc_seams as seams
+from hub.media import seams_egress, seams_keyframes, seams_peers
 from hub.media.ingest import KindRtpSink, ingest_publisher
 from hub.media.offer import CheckedOffer
+from hub.media.seams_peers import (
+    RTCPeerConnection,
+    RTCRtpCodecParameters,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
 from hub.media.viewer_egress import EgressParameters, IdleTrack, ViewerEgress, mid_extension_block
+from jaga.ice_hosts import announced_host_addresses
 
 
-def _prefer(transceiver, kind: str, codec: seams.RTCRtpCodecParameters) -> None:  # type: ignore[no-untyped-def]
-    preferences = [seams.capability_for(codec)]
-    rtx = seams.rtx_capability(kind) if kind == "video" else None
+def _prefer(transceiver: RTCRtpTransceiver, kind: str, codec: RTCRtpCodecParameters) -> None:
+    preferences = [seams_peers.capability_for(codec)]
+    rtx = seams_peers.rtx_capability(kind) if kind == "video" else None
     if rtx is not None:
         preferences.append(rtx)
     transceiver.setCodecPreferences(preferences)
 
 
 async def _apply_offer_and_answer(
-    pc: seams.RTCPeerConnection, offer: CheckedOffer, host_addresses: Sequence[str], who: str
+    pc: RTCPeerConnection, offer: CheckedOffer, host_addresses: Sequence[str], who: str
 ) -> str:
     try:
-        await pc.setRemoteDescription(seams.RTCSessionDescription(sdp=offer.sdp, type="offer"))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
         # A hostile offer can pass aiortc's parser and still break its answer (found by
         # tests/faults/test_fuzz.py: a transceiver left without a transport raises
         # AttributeError in createAnswer). Whatever aiortc raises here is the offer's fault.
         answer = await pc.createAnswer()
-        with seams.announced_host_addresses(host_addresses):
+        with announced_host_addresses(host_addresses):
             await pc.setLocalDescription(answer)
     except Exception as exc:  # ValueError / OperationError / InvalidStateError / AttributeError ...
         raise ProtocolViolation(f"{who} offer cannot be negotiated: {type(exc).__name__}: {exc}"[:300]) from None
@@ -42,23 +51,23 @@ async def _apply_offer_and_answer(
 
 
 async def answer_publisher(
-    pc: seams.RTCPeerConnection,
+    pc: RTCPeerConnection,
     offer: CheckedOffer,
-    codecs: dict[str, seams.RTCRtpCodecParameters],
+    codecs: dict[str, RTCRtpCodecParameters],
     host_addresses: Sequence[str],
     on_rtp: KindRtpSink,
-) -> tuple[str, dict[str, object]]:
+) -> tuple[str, dict[str, RTCRtpReceiver]]:
     """Answer a WHIP offer. RTP packets go to ``on_rtp`` as they arrive, on the ingest fast
     path (``hub.media.ingest``). Returns (answer, receivers by kind)."""
-    receivers: dict[str, object] = {}
+    receivers: dict[str, RTCRtpReceiver] = {}
     for kind in offer.kinds:
         transceiver = pc.addTransceiver(kind, direction="recvonly")
         _prefer(transceiver, kind, codecs[kind])
         receivers[kind] = transceiver.receiver
     answer_sdp = await _apply_offer_and_answer(pc, offer, host_addresses, "WHIP")
     for receiver in receivers.values():
-        seams.take_encoded_frames(receiver, _never_called)  # type: ignore[arg-type]  # no decoder thread
-    ingest_publisher(receivers, seams.negotiated_media(answer_sdp), on_rtp)
+        seams_keyframes.take_encoded_frames(receiver, _never_called)  # no decoder thread
+    ingest_publisher(receivers, seams_peers.negotiated_media(answer_sdp), on_rtp)
     return answer_sdp, receivers
 
 
@@ -67,27 +76,27 @@ def _never_called(*_: object) -> None:
 
 
 async def answer_viewer(
-    pc: seams.RTCPeerConnection,
+    pc: RTCPeerConnection,
     offer: CheckedOffer,
-    publisher_codecs: dict[str, seams.RTCRtpCodecParameters],
+    publisher_codecs: dict[str, RTCRtpCodecParameters],
     host_addresses: Sequence[str],
     make_egress: Callable[[EgressParameters], ViewerEgress],
     on_keyframe_request: Callable[[], None],
     tracks: list[IdleTrack],
-) -> tuple[str, dict[str, ViewerEgress], dict[str, object]]:
+) -> tuple[str, dict[str, ViewerEgress], dict[str, RTCRtpSender]]:
     """Answer a WHEP offer with the publisher's codecs.
 
     Each kind gets a sender whose track never yields (``IdleTrack``, appended to
     ``tracks`` so the caller can stop them on any failure) and a ``ViewerEgress`` that
     sends the media itself once connected. Returns (answer, egresses, senders by kind).
     """
-    senders: dict[str, object] = {}
+    senders: dict[str, RTCRtpSender] = {}
     for kind in offer.kinds:
         codec = publisher_codecs.get(kind)
         if codec is None:
             continue  # the station does not send this kind; aiortc answers it inactive
         offered = next(s for s in offer.sections if s.kind == kind).codecs
-        if not any(seams.supported_codec(kind, c) == codec for c in offered):
+        if not any(seams_peers.supported_codec(kind, c) == codec for c in offered):
             raise ProtocolViolation(
                 f"this station sends {kind} as {codec.name}; the offer does not accept it"
                 + (" (constrained baseline, packetization-mode 1)" if codec.name == "H264" else "")
@@ -96,18 +105,18 @@ async def answer_viewer(
         tracks.append(track)
         transceiver = pc.addTransceiver(track, direction="sendonly")
         _prefer(transceiver, kind, codec)
-        seams.on_keyframe_request(transceiver.sender, on_keyframe_request)
+        seams_keyframes.on_keyframe_request(transceiver.sender, on_keyframe_request)
         senders[kind] = transceiver.sender
     if not senders:
         raise ProtocolViolation("the offer receives nothing this station sends")
     answer_sdp = await _apply_offer_and_answer(pc, offer, host_addresses, "WHEP")
-    negotiated = seams.negotiated_media(answer_sdp)
+    negotiated = seams_peers.negotiated_media(answer_sdp)
     egresses: dict[str, ViewerEgress] = {}
     for kind, sender in senders.items():
         media = negotiated.get(kind)
         if media is None:
             raise ProtocolViolation(f"no {kind} codec could be negotiated with this offer")
-        ssrc, rtx_ssrc = seams.sender_ssrcs(sender)  # type: ignore[arg-type]
+        ssrc, rtx_ssrc = seams_egress.sender_ssrcs(sender)
         extensions = b""
         if media.mid_extension_id is not None and 1 <= media.mid_extension_id <= 14 and 1 <= len(media.mid) <= 16:
             extensions = mid_extension_block(media.mid_extension_id, media.mid)
@@ -120,7 +129,7 @@ async def answer_viewer(
             rtx_ssrc=rtx_ssrc if media.rtx_payload_type is not None else None,
             extensions=extensions,
         ))
-        seams.on_nack(sender, egress.retransmit)  # type: ignore[arg-type]
-        seams.report_with(sender, egress.sender_report)  # type: ignore[arg-type]
+        seams_egress.on_nack(sender, egress.retransmit)
+        seams_egress.report_with(sender, egress.sender_report)
         egresses[kind] = egress
     return answer_sdp, egresses, senders

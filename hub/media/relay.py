@@ -25,7 +25,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from hub.errors import NotFound, RateLimited, Unavailable
-from hub.media import aiortc_seams as seams
+from hub.media import seams_egress, seams_keyframes, seams_peers
 from hub.media.counters import MediaCounters
 from hub.media.keyframes import KeyframeRequester
 from hub.media.offer import check_offer, choose_publisher_codecs
@@ -92,7 +92,7 @@ class MediaRelay:
         slots = self._admit(client_addr)
         try:
             session_id = secrets.token_urlsafe(18)
-            pc = seams.new_peer_connection(self.settings.ice_servers)
+            pc = seams_peers.new_peer_connection(self.settings.ice_servers)
             try:
                 answer, receivers = await answer_publisher(
                     pc, offer, codecs, self.settings.host_addresses,
@@ -101,7 +101,7 @@ class MediaRelay:
                 )
                 self._refuse_if_closed()
             except BaseException:
-                await seams.close_peer_connection(pc)
+                await seams_peers.close_peer_connection(pc)
                 raise
         finally:
             self._inflight.subtract(slots)
@@ -109,7 +109,7 @@ class MediaRelay:
         peer = PublisherPeer(session, pc, client_addr, codecs=codecs)
         video = receivers.get("video")
         peer.requester = KeyframeRequester(
-            (lambda: seams.request_keyframe(video)) if video else _no_keyframe,  # type: ignore[arg-type]
+            (lambda: seams_keyframes.request_keyframe(video)) if video else _no_keyframe,
             KEYFRAME_INTERVAL_S, on_sent=self._count_keyframe_request,
         )
         self._register(peer)
@@ -141,7 +141,7 @@ class MediaRelay:
         codecs = dict(station.active.codecs)
         tracks: list[IdleTrack] = []
         try:
-            pc = seams.new_peer_connection(self.settings.ice_servers)
+            pc = seams_peers.new_peer_connection(self.settings.ice_servers)
             try:
                 answer, egresses, senders = await answer_viewer(
                     pc, offer, codecs, self.settings.host_addresses,
@@ -155,7 +155,7 @@ class MediaRelay:
             except BaseException:
                 for track in tracks:
                     track.stop()
-                await seams.close_peer_connection(pc)
+                await seams_peers.close_peer_connection(pc)
                 raise
         finally:
             self._inflight.subtract(slots)
@@ -184,7 +184,7 @@ class MediaRelay:
             closing += self._detach_publisher(peer, station)
         if isinstance(peer, PublisherPeer) and peer.requester is not None:
             await peer.requester.close()
-        await seams.close_peer_connection(peer.pc)
+        await seams_peers.close_peer_connection(peer.pc)
         if closing:
             await asyncio.gather(*closing)
 
@@ -227,7 +227,7 @@ class MediaRelay:
             return
         if isinstance(peer, ViewerPeer):
             for kind, egress in peer.egresses.items():
-                wire = seams.open_wire(peer.senders[kind])  # type: ignore[arg-type]
+                wire = seams_egress.open_wire(peer.senders[kind])
                 if wire is not None:
                     egress.attach(wire)
             return
@@ -375,7 +375,7 @@ async def _no_keyframe() -> bool:
     return False
 
 
-def _mime_types(codecs: dict[str, seams.RTCRtpCodecParameters]) -> dict[str, str]:
+def _mime_types(codecs: dict[str, seams_peers.RTCRtpCodecParameters]) -> dict[str, str]:
     return {kind: codec.mimeType.lower() for kind, codec in codecs.items()}
 
 

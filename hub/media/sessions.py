@@ -7,8 +7,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from hub.media import aiortc_seams as seams
 from hub.media.keyframes import KeyframeRequester
+from hub.media.seams_peers import RTCPeerConnection, RTCRtpCodecParameters, RTCRtpSender
 from hub.media.station_stream import StationStream
 from hub.media.viewer_egress import IdleTrack, ViewerEgress
 
@@ -37,7 +37,7 @@ class MediaSession:
 @dataclass(eq=False)
 class Peer:
     session: MediaSession
-    pc: seams.RTCPeerConnection
+    pc: RTCPeerConnection
     client_addr: str
     connected: bool = False
     watchdog: asyncio.TimerHandle | None = None
@@ -45,15 +45,15 @@ class Peer:
 
 @dataclass(eq=False)
 class PublisherPeer(Peer):
-    codecs: dict[str, seams.RTCRtpCodecParameters] = field(default_factory=dict)
+    codecs: dict[str, RTCRtpCodecParameters] = field(default_factory=dict)
     requester: KeyframeRequester | None = None
 
 
 @dataclass(eq=False)
 class ViewerPeer(Peer):
-    codecs: dict[str, seams.RTCRtpCodecParameters] = field(default_factory=dict)
+    codecs: dict[str, RTCRtpCodecParameters] = field(default_factory=dict)
     egresses: dict[str, ViewerEgress] = field(default_factory=dict)
-    senders: dict[str, object] = field(default_factory=dict)  # aiortc RTCRtpSender per kind
+    senders: dict[str, RTCRtpSender] = field(default_factory=dict)
     tracks: list[IdleTrack] = field(default_factory=list)
 
 

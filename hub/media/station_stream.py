@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from hub.media import aiortc_seams as seams
+from hub.media import seams_keyframes
 from hub.media.counters import MediaCounters
 from hub.media.keyframes import starts_keyframe
 from hub.media.packet_cache import PacketCache
@@ -198,7 +198,7 @@ class StationStream:
             if packet is None or packet[1] != ts:
                 return None
             try:
-                parts.append(seams.depayload(self._video_mime, packet[3]))
+                parts.append(seams_keyframes.depayload(self._video_mime, packet[3]))
             except ValueError:
                 return None
         return b"".join(parts)

@@ -8,11 +8,12 @@ lives only for that one frame (a keyframe needs no earlier state).
 from __future__ import annotations
 
 import fractions
+from typing import Literal
 
 import av
 
 THUMBNAIL_WIDTH = 320
-DECODERS = {"video/vp8": "libvpx", "video/h264": "h264"}
+DECODERS: dict[str, Literal["libvpx", "h264"]] = {"video/vp8": "libvpx", "video/h264": "h264"}
 
 
 def keyframe_to_jpeg(mime_type: str, keyframe: bytes, width: int = THUMBNAIL_WIDTH) -> bytes | None:

@@ -35,10 +35,10 @@ import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NoReturn, Protocol
 
-from hub.media.aiortc_seams import MediaStreamError, MediaStreamTrack
 from hub.media.packet_cache import PacketCache
+from hub.media.seams_peers import MediaStreamError, MediaStreamTrack
 
 INACTIVE, WAITING, FLOWING = "inactive", "waiting", "flowing"
 HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence number, timestamp, SSRC
@@ -49,7 +49,7 @@ ERA_STEP = {"video": 90000 // 30, "audio": 960}
 
 
 class Wire(Protocol):
-    """Where a viewer's packets go (``aiortc_seams.SrtpWire`` in production)."""
+    """Where a viewer's packets go (``seams_egress.SrtpWire`` in production)."""
 
     def send(self, packet: bytes) -> bool: ...  # protect and send; False if not sent
     def congested(self) -> bool: ...  # the viewer's socket is backed up
@@ -247,7 +247,8 @@ class ViewerEgress:
                 continue  # too old, or never received from the publisher
             _, ts, marker, payload = cached
             header = HEADER.pack(
-                self._first_byte, rtx_pt | (0x80 if marker else 0), self._rtx_seq, (ts + self._ts_off) & MASK32, rtx_ssrc
+                self._first_byte, rtx_pt | (0x80 if marker else 0), self._rtx_seq, (ts + self._ts_off) & MASK32,
+                rtx_ssrc,
             )
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
             if self._wire.send(header + self._extensions + struct.pack("!H", vseq & 0xFFFF) + payload):
@@ -277,7 +278,7 @@ class IdleTrack(MediaStreamTrack):
         self.kind = kind
         self._stopped = asyncio.Event()
 
-    async def recv(self) -> object:
+    async def recv(self) -> NoReturn:
         await self._stopped.wait()
         raise MediaStreamError
 

@@ -12,10 +12,10 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from hub.core import attendance
-from jaga.wire import MAX_TEXT
 from hub.errors import NotAuthenticated, NotFound, ProtocolViolation
 from hub.routes.roles import allow
 from hub.services.auth import CSRF_COOKIE, SESSION_COOKIE
+from jaga.wire import MAX_TEXT
 
 STATION_COLUMNS = ["id", "name", "kind", "kecamatan", "public", "state", "status", "since", "viewers"]
 DAILY_COLUMNS = ["id", "name", "kind", "kecamatan", "date", "status", "first_online", "first_live",
@@ -137,8 +137,8 @@ async def _credentials(request: Request) -> tuple[str, str, str]:
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username or len(username) > 64:
         raise ProtocolViolation("username and password are required", code="missing_field")
-    next_url = body.get("next") if isinstance(body.get("next"), str) else ""
-    return username, password, next_url
+    next_url = body.get("next")
+    return username, password, next_url if isinstance(next_url, str) else ""
 
 
 def _safe_next(next_url: str) -> str:

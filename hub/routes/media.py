@@ -129,7 +129,7 @@ async def whip_post(request: Request) -> Response:
     session = await hub.media.publish(station_id, offer, owner=owner, client_addr=_client(request))
     token = _bearer(request)
     if owner.startswith("station:") and token:
-        hub.whip_credentials[session.id] = (station_id, hash_token(token))
+        hub.whip_tokens.opened(session.id, station_id, hash_token(token))
     return _created(hub, request, session)
 
 

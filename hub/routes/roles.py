@@ -8,7 +8,8 @@ credential, so the table in ``docs/security.md`` and the code cannot drift apart
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 ROLES = ("public", "operator", "station")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -20,7 +21,7 @@ def allow(*roles: str) -> Callable[[F], F]:
         raise ValueError(f"roles must be among {ROLES}: {sorted(unknown)}")
 
     def mark(endpoint: F) -> F:
-        endpoint.roles = frozenset(roles)  # type: ignore[attr-defined]
+        endpoint.roles = frozenset(roles)  # type: ignore[attr-defined]  # any callable may carry its roles
         return endpoint
 
     return mark

@@ -11,14 +11,15 @@ import logging
 from typing import Any
 
 from starlette.routing import WebSocketRoute
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from jaga import wire
 from hub.errors import ClientError, NotAuthenticated, ProtocolViolation, RateLimited, TooLarge, Unavailable
 from hub.routes import uvicorn_seams
 from hub.routes.roles import allow
 from hub.services.stations import StationSession
 from hub.services.watchers import Watcher
+from jaga import wire
 
 log = logging.getLogger("jaga.ws")
 
@@ -63,7 +64,7 @@ async def _accept(websocket: WebSocket) -> wire.Codec | None:
     return wire.CODECS[name]
 
 
-def _frame(message: dict[str, Any]) -> bytes | str | None:
+def _frame(message: Message) -> bytes | str | None:
     return message.get("bytes") if message.get("bytes") is not None else message.get("text")
 
 
@@ -87,7 +88,7 @@ async def station_socket(websocket: WebSocket) -> None:
     metrics = hub.metrics
     try:
         first = await asyncio.wait_for(websocket.receive(), hub.settings.presence.hello_timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         metrics.errors.labels("hello_timeout").inc()
         await peer.close(4400, "no hello in time")
         return

@@ -17,8 +17,9 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Protocol
 
 from hub.backends.base import CredentialStore
 from hub.errors import Forbidden, NotAuthenticated, RateLimited
@@ -27,6 +28,18 @@ from hub.settings import AuthSettings
 SESSION_COOKIE = "jaga_session"
 CSRF_COOKIE = "jaga_csrf"
 CSRF_HEADER = "x-csrf-token"
+
+
+class Connection(Protocol):
+    """What the request helpers read of a request or WebSocket (starlette's fit; no import of it here)."""
+
+    @property
+    def scope(self) -> MutableMapping[str, Any]: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
@@ -182,10 +195,11 @@ class AuthService:
     # Request helpers (the session middleware stores what it resolved in the scope)
 
     @staticmethod
-    def operator_for(request: Any) -> str | None:
-        return request.scope.get("jaga.operator")
+    def operator_for(request: Connection) -> str | None:
+        operator: str | None = request.scope.get("jaga.operator")  # set by the session middleware
+        return operator
 
-    def require_operator(self, request: Any, *, csrf: bool = False) -> str:
+    def require_operator(self, request: Connection, *, csrf: bool = False) -> str:
         operator = self.operator_for(request)
         if operator is None:
             raise NotAuthenticated("operator login required")

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+if TYPE_CHECKING:  # types only: the stations and watch services import this module
+    from hub.ledger.base import BufferedLedger
+    from hub.media.relay import MediaRelay
+    from hub.services.stations import StationsService
+    from hub.services.watchers import WatchService
 
 
 class Metrics:
@@ -32,11 +43,48 @@ class _Collected:
     def __init__(self, name: str, help_text: str, label: str, read: Callable[[], dict[str, float]]) -> None:
         self.name, self.help_text, self.label, self.read = name, help_text, label, read
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(self.name, self.help_text, labels=[self.label] if self.label else [])
         for key, value in self.read().items():
             family.add_metric([key] if self.label else [], value)
         yield family
 
-    def describe(self):  # type: ignore[no-untyped-def]
+    def describe(self) -> list[Metric]:
+        # Without it, registering would call collect() (auto_describe) before the hub is up.
         return []
+
+
+def add_node_gauges(metrics: Metrics, stations: StationsService, ledger: BufferedLedger, watchers: WatchService,
+                    media: MediaRelay) -> None:
+    """The gauges of one node, read at scrape time from the services that hold the numbers."""
+
+    def by_state() -> dict[str, float]:
+        counts = {state: 0.0 for state in ("online", "live", "reconnecting")}
+        for record in stations.table.records():
+            if record.state in counts:
+                counts[record.state] += 1
+        return counts
+
+    metrics.add_gauges("jaga_stations", "Stations connected to this node, by state", "state", by_state)
+    metrics.add_gauges("jaga_ledger_healthy", "1 when the ledger store accepts writes", "",
+                       lambda: {"": float(ledger.healthy)})
+    metrics.add_gauges("jaga_ledger_pending_writes", "Ledger writes held while the store is down", "",
+                       lambda: {"": float(len(ledger.pending))})
+    metrics.add_gauges("jaga_watchers", "Watch sockets on this node", "",
+                       lambda: {"": float(len(watchers.watchers))})
+    metrics.add_gauges("jaga_watch_frames", "Event frames to watchers: written pre-framed (direct) or "
+                       "through the ASGI send (asgi, including a slow watcher's backlog)", "path",
+                       lambda: {"direct": float(watchers.frames_direct), "asgi": float(watchers.frames_asgi)})
+    metrics.add_gauges("jaga_media", "Media relay counters", "counter",
+                       lambda: {k: float(v) for k, v in media.metrics().items()})
+    metrics.add_gauges("jaga_process", "What a soak watches for leaks", "resource", process_resources)
+
+
+def process_resources() -> dict[str, float]:
+    """Tasks, open file descriptors and resident memory of this process (Linux /proc)."""
+    resources = {"asyncio_tasks": float(len(asyncio.all_tasks()))}
+    with contextlib.suppress(OSError):
+        resources["open_fds"] = float(len(os.listdir("/proc/self/fd")))
+        with open("/proc/self/statm") as statm:
+            resources["rss_bytes"] = float(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+    return resources

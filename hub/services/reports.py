@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import defaultdict
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from hub.core import attendance
@@ -40,7 +41,7 @@ class ReportsService:
         grouped = await self._intervals_by_station(start, end)
         rows = self._rows(day, stations, grouped, self.clock())
         return [{**row.as_dict(), "name": s.name, "kind": s.kind, "kecamatan": s.kecamatan}
-                for row, s in zip(rows, stations)]
+                for row, s in zip(rows, stations, strict=True)]
 
     async def monthly(self, days: list[dt.date], stations: list[Station], group: str) -> list[dict[str, Any]]:
         now = self.clock()

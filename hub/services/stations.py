@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from hub.backends.base import Bus, PresenceStore
-from jaga import wire
 from hub.core.presence import OFFLINE, PresenceTable, Transition
 from hub.core.registry import Registry, Station
 from hub.core.schedule import Schedule, wall_status
@@ -25,6 +25,7 @@ from hub.ledger.base import BufferedLedger, LedgerWrite
 from hub.services.auth import AuthService, hash_token
 from hub.services.metrics import Metrics
 from hub.settings import Settings
+from jaga import wire
 
 log = logging.getLogger("jaga.stations")
 
@@ -71,7 +72,7 @@ class StationSession:
 class StationsService:
     def __init__(self, settings: Settings, registry: Registry, schedule: Schedule, auth: AuthService,
                  ledger: BufferedLedger, store: PresenceStore, bus: Bus, metrics: Metrics,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *, multi_node: bool) -> None:
         self.settings = settings
         self.registry = registry
         self.schedule = schedule
@@ -82,7 +83,7 @@ class StationsService:
         self.metrics = metrics
         self.clock = clock
         self.node = settings.node_id
-        self.multi_node = settings.hub.backend == "redis"  # stations may move between nodes
+        self.multi_node = multi_node  # presence shared with other nodes: stations may move between them
         self.table = PresenceTable(settings.presence.heartbeat_s, settings.presence.timeout_s)
         self.sessions: dict[int, StationSession] = {}
         self.thumbnails: dict[str, tuple[bytes, float]] = {}

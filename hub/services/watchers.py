@@ -27,16 +27,17 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from hub.backends.base import Bus, PresenceStore
 from hub.core import wsframe
-from jaga import wire
 from hub.core.registry import Registry, Station
 from hub.core.schedule import Schedule, wall_status
 from hub.services import eager
 from hub.services.metrics import Metrics
 from hub.services.stations import EVENTS_CHANNEL
+from jaga import wire
 
 log = logging.getLogger("jaga.watchers")
 
@@ -70,9 +71,9 @@ class Watcher:
     the drain sends a fresh snapshot instead.
     """
 
-    def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]], codec: wire.Codec, operator: bool,
-                 backlog_limit: int, direct: Callable[[bytes], bool] | None = None) -> None:
-        self.send = send
+    def __init__(self, send: Callable[[dict[str, Any]], Coroutine[Any, Any, None]], codec: wire.Codec,
+                 operator: bool, backlog_limit: int, direct: Callable[[bytes], bool] | None = None) -> None:
+        self.send = send  # an ``async def``: eager.start() steps its coroutine by hand
         # Writes a complete frame now, or returns False: then ``send`` must take it.
         self.direct = direct
         self.codec = codec

@@ -16,7 +16,6 @@ import pytest
 
 from hub.backends.base import Bus, CredentialStore, PresenceStore
 from hub.ledger.base import Ledger
-from tests.redis_server import redis_server, redis_url  # noqa: F401  (fixtures)
 
 NODE = "node-1"
 
@@ -32,7 +31,7 @@ class Backend:
         self._links: list[Any] = []
 
     def _link(self) -> Any:
-        from hub.backends.redis import RedisLink
+        from hub.backends.redis_link import RedisLink
 
         link = RedisLink(self.url or "")
         link.hold()  # the kit's own hold, released in close()
@@ -66,7 +65,7 @@ class Backend:
 
             store: CredentialStore = SqliteCredentials(self.tmp_path / "jaga.db")
         else:
-            from hub.backends.redis import RedisCredentials
+            from hub.backends.redis_credentials import RedisCredentials
 
             store = RedisCredentials(self._link())
         self._closers.append(store)

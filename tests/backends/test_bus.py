@@ -6,7 +6,7 @@ import asyncio
 
 from hub.backends.base import Subscription
 from tests.backends.conftest import Backend
-from tests.conftest import timeout
+from tests.kit import timeout
 
 FRAMES = [b"\x00\xff binary \xc3\x28", b"", bytes(range(256)) * 40, b"\x81\xa1t\xa8presence"]
 

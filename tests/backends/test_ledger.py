@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hub.core.attendance import Interval
-from hub.ledger.base import LedgerWrite
+from hub.ledger.base import Ledger, LedgerWrite
 from tests.backends.conftest import Backend
 
 T0 = 1767232800.0  # 2026-01-01 09:00 WIB
@@ -33,9 +33,9 @@ HISTORY = [
 ]
 
 
-async def write(ledger: object, writes: list[LedgerWrite]) -> None:
+async def write(ledger: Ledger, writes: list[LedgerWrite]) -> None:
     for item in writes:
-        await ledger.apply(item)  # type: ignore[attr-defined]
+        await ledger.apply(item)
 
 
 async def test_transitions_become_intervals(backend: Backend) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.backends.conftest import Backend
 
-RECORD = {"state": "live", "since": 1767232800.123456, "reason": "published", "status": "live",
+RECORD: dict[str, Any] = {"state": "live", "since": 1767232800.123456, "reason": "published", "status": "live",
           "activity": {"title": "Musyawarah Desa", "since": 1767232801.5}, "node": "node-1", "seq": 7}
 
 

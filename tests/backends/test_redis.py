@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from hub.backends.redis import RedisBus, RedisLink, RedisPresenceStore
+from hub.backends.redis import RedisBus, RedisPresenceStore
+from hub.backends.redis_link import RedisLink
 from hub.errors import LedgerUnavailable
 from hub.ledger.redis import RedisLedger
 from tests.backends.conftest import Backend
-from tests.backends.test_bus import take
+from tests.backends.test_bus import settled, take
 from tests.backends.test_ledger import HISTORY, T0, move, write
 from tests.redis_server import RedisServer
 
@@ -69,7 +70,7 @@ async def test_an_older_record_never_overwrites_a_newer_one(redis_backend: Backe
 async def test_events_cross_nodes_byte_for_byte(redis_backend: Backend) -> None:
     a, b = redis_backend.bus(), redis_backend.bus()
     on_b = b.subscribe("events")
-    await b.settle()  # type: ignore[attr-defined]
+    await settled(b)
     await a.publish("events", b"\x93\x01\x02\xc0")
     assert await take(on_b, 1) == [b"\x93\x01\x02\xc0"]
 

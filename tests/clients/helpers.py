@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 from clients.agent import Agent
 from clients.config import StationConfig, config_from_mapping
-from tests.conftest import RunningHub, timeout
+from tests.kit import RunningHub
 
 # Short backoff for tests: first window 0.2 s, capped at 1 s.
 FAST_NETWORK = {"host_addresses": ["127.0.0.1"], "backoff_base_s": 0.2, "backoff_cap_s": 1.0,
@@ -38,12 +37,3 @@ async def start_agent(config: StationConfig, **kwargs: Any) -> Agent:
     agent = Agent(config, **kwargs)
     await agent.start()
     return agent
-
-
-async def wait_for(predicate: Any, wait: float, every: float = 0.02) -> None:
-    """Poll a hub-side condition with a deadline (the hub offers no event for it)."""
-    deadline = asyncio.get_running_loop().time() + timeout(wait)
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"condition not met within {wait} s")
-        await asyncio.sleep(every)

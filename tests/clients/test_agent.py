@@ -8,22 +8,19 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import httpx
 import pytest
 from aiortc import RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
 
 from clients import control, rtc, whip
 from clients.agent import Agent
-from tests.clients.helpers import agent_config, start_agent, wait_for
-from tests.conftest import RunningHub, timeout
+from tests.clients.helpers import agent_config, start_agent
+from tests.kit import RunningHub, timeout, wait_until
 from tests.wsclient import JSON, Client, presence_of
 
 STATION = "35.09.01.2001"
-
-
-def relay_wired(hub: RunningHub) -> bool:
-    return hub.hub.media is not None and any(getattr(r, "path", "").startswith("/whip") for r in
-                                             hub.server.config.app.routes)  # type: ignore[attr-defined]
 
 
 async def test_online_then_thumbnail_over_http(hub: RunningHub, tmp_path: Path) -> None:
@@ -47,8 +44,6 @@ async def test_online_then_thumbnail_over_http(hub: RunningHub, tmp_path: Path) 
 
 
 async def test_live_and_whep_viewer_receives_video_and_audio(hub: RunningHub, tmp_path: Path) -> None:
-    if not relay_wired(hub):
-        pytest.skip("the media relay is not wired into the app yet (no /whip route)")
     watcher = await Client.open(f"{hub.ws}/ws/watch", JSON)
     await watcher.recv()
     config = agent_config(tmp_path, hub, STATION, await hub.token(STATION))
@@ -60,7 +55,7 @@ async def test_live_and_whep_viewer_receives_video_and_audio(hub: RunningHub, tm
         await agent.wait_until(lambda a: a.state == "live", timeout(5))
 
         pc = rtc.new_peer_connection([])
-        tracks: dict[str, object] = {}
+        tracks: dict[str, MediaStreamTrack] = {}
         pc.on("track", lambda track: tracks.__setitem__(track.kind, track))
         pc.addTransceiver("video", direction="recvonly")
         pc.addTransceiver("audio", direction="recvonly")
@@ -70,8 +65,9 @@ async def test_live_and_whep_viewer_receives_video_and_audio(hub: RunningHub, tm
         answer = await whip.post_offer(f"{hub.http}/whep/{STATION}", pc.localDescription.sdp, None)
         await pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
         try:
-            video = await asyncio.wait_for(tracks["video"].recv(), timeout(10))  # type: ignore[attr-defined]
-            audio = await asyncio.wait_for(tracks["audio"].recv(), timeout(10))  # type: ignore[attr-defined]
+            video = await asyncio.wait_for(tracks["video"].recv(), timeout(10))
+            audio = await asyncio.wait_for(tracks["audio"].recv(), timeout(10))
+            assert isinstance(video, av.VideoFrame) and isinstance(audio, av.AudioFrame)
             assert (video.width, video.height) == (320, 180)
             assert audio.sample_rate == 48000
             viewed_s = time.monotonic() - started
@@ -95,17 +91,17 @@ async def test_activity_through_control_socket_and_announce(hub: RunningHub, tmp
         await agent.wait_until(lambda a: a.presence.online, timeout(5))
         reply = await control.request(unused_tcp_port, {"cmd": "activity.start", "title": "Musyawarah Desa"})
         assert reply == {"ok": True, "sent": True}
-        await wait_for(lambda: (hub.hub.stations.table.get(STATION).activity or {}).get("title")
-                       == "Musyawarah Desa", 5)
+        await wait_until(lambda: (hub.hub.stations.table.get(STATION).activity or {}).get("title")
+                         == "Musyawarah Desa", 5, "the hub to show the activity")
         status = await control.request(unused_tcp_port, {"cmd": "status"})
         assert status["status"]["activity"] == "Musyawarah Desa"
         assert status["status"]["state"] == "online"
         assert (await control.request(unused_tcp_port, {"cmd": "activity.stop"}))["ok"]
-        await wait_for(lambda: hub.hub.stations.table.get(STATION).activity is None, 5)
+        await wait_until(lambda: hub.hub.stations.table.get(STATION).activity is None, 5, "the activity to end")
 
         with caplog.at_level(logging.WARNING, logger="jaga.station.console"):
             await hub.hub.stations.announce([STATION], "Rapat koordinasi jam 10", "operator")
-            await agent.wait_until(lambda a: a.announcements, timeout(5))
+            await agent.wait_until(lambda a: bool(a.announcements), timeout(5))
         assert agent.announcements == ["Rapat koordinasi jam 10"]
         assert "Rapat koordinasi jam 10" in caplog.text
     finally:

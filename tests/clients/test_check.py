@@ -8,7 +8,7 @@ from pathlib import Path
 
 from clients.check import exit_code, render_table, run_checks
 from tests.clients.helpers import agent_config
-from tests.conftest import RunningHub, timeout
+from tests.kit import RunningHub, timeout
 
 STATION = "35.09.01"
 
@@ -39,8 +39,8 @@ async def test_check_table_names_the_fixes(hub: RunningHub, tmp_path: Path) -> N
     assert "FAIL" in table and "→ ask the Pendopo admin" in table
 
     unreachable = agent_config(tmp_path, "http://127.0.0.1:9", STATION, "x")
-    rows = {r.name: r for r in await run_checks(unreachable)}
-    assert rows["hub reachable"].status == "fail" and rows["token"].status == "fail"
+    by_name = {r.name: r for r in await run_checks(unreachable)}
+    assert by_name["hub reachable"].status == "fail" and by_name["token"].status == "fail"
 
 
 async def test_check_command_prints_the_table(hub: RunningHub, tmp_path: Path) -> None:
@@ -54,6 +54,5 @@ async def test_check_command_prints_the_table(hub: RunningHub, tmp_path: Path) -
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(Path(__file__).parents[2]))
     out, err = await asyncio.wait_for(process.communicate(), timeout(30))
     text = out.decode()
-    print(text)
     assert process.returncode == 0, text + err.decode()
     assert "token" in text and "OK" in text and "hub reachable" in text

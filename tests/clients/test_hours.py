@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,9 +22,9 @@ def at(year: int, month: int, day: int, hour: int, minute: int = 0, second: floa
     return dt.datetime(year, month, day, hour, minute, tzinfo=WIB).timestamp() + second
 
 
-def hours_at(now: float, **schedule: object) -> OfficeHours:
+def hours_at(now: float, **schedule: Any) -> OfficeHours:
     """What the hub would send in welcome.schedule at ``now`` (the real describe())."""
-    settings = ScheduleSettings(national_holidays=False, **schedule)  # type: ignore[arg-type]
+    settings = ScheduleSettings(national_holidays=False, **schedule)
     return OfficeHours.from_welcome(Schedule(settings).describe(STATION, now))
 
 

@@ -12,22 +12,21 @@ import pytest
 
 from clients.agent import Agent
 from clients.backoff import BackoffPolicy
-from tests.clients.helpers import agent_config, start_agent, wait_for
-from tests.conftest import start_hub, stop_hub, test_settings, timeout
+from tests.clients.helpers import agent_config, start_agent
+from tests.kit import hub_settings, start_hub, stop_hub, timeout, wait_until
 
 STATION = "35.09.01.2001"
 
 
 async def test_hub_restart_agent_comes_back_and_ledger_shows_gap(tmp_path: Path) -> None:
-    settings = test_settings(tmp_path)
+    settings = hub_settings(tmp_path)
     hub = await start_hub(settings)
     port = hub.port
     token = await hub.token(STATION)
-    media = hub.hub.media is not None  # with the relay, the agent must come back *live*
-    expected = "live" if media else "online"
-    agent = await start_agent(agent_config(tmp_path, hub, STATION, token, media=media))
+    expected = "live"  # the agent publishes media: it must come back live, not just online
+    agent = await start_agent(agent_config(tmp_path, hub, STATION, token, media=True))
     try:
-        await wait_for(lambda: hub.hub.stations.table.get(STATION).state == expected, 10)
+        await wait_until(lambda: hub.hub.stations.table.get(STATION).state == expected, 10, "the station to go live")
         welcomes = agent.presence.welcomes
         await stop_hub(hub)
         stopped_at = time.time()
@@ -38,7 +37,8 @@ async def test_hub_restart_agent_comes_back_and_ledger_shows_gap(tmp_path: Path)
         hub = await start_hub(settings, port=port)  # same port, same data_dir (tokens persist)
         await agent.wait_until(lambda a: a.presence.welcomes > welcomes, timeout(10))
         back_s = time.time() - restarted_at
-        await wait_for(lambda: hub.hub.stations.table.get(STATION).state == expected, 10)
+        await wait_until(lambda: hub.hub.stations.table.get(STATION).state == expected, 10,
+                         "the station to be live again")
         live_again_s = time.time() - restarted_at
         # The ledger (one SQLite file under data_dir) has the first session closed at the
         # shutdown and a new one opened after the restart: the gap is the downtime.
@@ -46,7 +46,7 @@ async def test_hub_restart_agent_comes_back_and_ledger_shows_gap(tmp_path: Path)
         before = [i for i in intervals if i.start < stopped_at]
         after = [i for i in intervals if i.start >= restarted_at]
         assert expected in [i.state for i in before] and all(i.end is not None for i in before)
-        last_end = max(i.end for i in before)  # type: ignore[type-var]
+        last_end = max(i.end for i in before if i.end is not None)
         assert last_end <= stopped_at + 0.5
         assert after and after[0].state == "online" and after[-1].state == expected
         gap = after[0].start - last_end
@@ -60,7 +60,7 @@ async def test_hub_restart_agent_comes_back_and_ledger_shows_gap(tmp_path: Path)
 
 async def test_revoked_token_stops_fast_retries_and_says_why(tmp_path: Path, caplog: pytest.LogCaptureFixture
                                                              ) -> None:
-    hub = await start_hub(test_settings(tmp_path))
+    hub = await start_hub(hub_settings(tmp_path))
     try:
         token = await hub.token(STATION)
         config = agent_config(tmp_path, hub, STATION, token, media=False,
@@ -99,7 +99,7 @@ async def test_twenty_agents_started_together_spread_their_connections(tmp_path:
     registry = tmp_path / "stations.csv"
     registry.write_text("id,name,kind,kecamatan,public\n"
                         + "".join(f"{i},Desa {n},desa,Ajung,true\n" for n, i in enumerate(ids)))
-    hub = await start_hub(test_settings(tmp_path))
+    hub = await start_hub(hub_settings(tmp_path))
     agents: list[Agent] = []
     try:
         configs = [agent_config(tmp_path, hub, i, await hub.token(i), media=False,

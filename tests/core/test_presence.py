@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from hub.core.presence import PresenceTable
+from hub.core.presence import PresenceTable, Transition
 
 
-def states(transitions):  # type: ignore[no-untyped-def]
+def states(transitions: list[Transition]) -> list[tuple[str, str]]:
     return [(t.state, t.reason) for t in transitions]
 
 

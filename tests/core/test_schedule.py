@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 import pytest
 
 from hub.core.registry import Station
@@ -35,15 +35,17 @@ def schedule() -> Schedule:
 
 
 def test_window_is_eight_to_fifteen_wib_in_utc_epoch(schedule: Schedule) -> None:
-    start, end = schedule.window(DESA, day("2026-08-18"))  # type: ignore[misc]
+    window = schedule.window(DESA, day("2026-08-18"))
+    assert window is not None
+    start, end = window
     assert start == wib(2026, 8, 18, 8)
     assert end == wib(2026, 8, 18, 15)
-    assert dt.datetime.fromtimestamp(start, dt.timezone.utc).hour == 1  # 08:00 WIB = 01:00 UTC
+    assert dt.datetime.fromtimestamp(start, dt.UTC).hour == 1  # 08:00 WIB = 01:00 UTC
 
 
 def test_local_date_follows_wib_not_utc(schedule: Schedule) -> None:
     # 2026-08-18 23:30 UTC is already the 19th in Jakarta
-    instant = dt.datetime(2026, 8, 18, 23, 30, tzinfo=dt.timezone.utc).timestamp()
+    instant = dt.datetime(2026, 8, 18, 23, 30, tzinfo=dt.UTC).timestamp()
     assert schedule.local_date(instant) == day("2026-08-19")
     assert schedule.local_date(wib(2026, 8, 19, 0, 0)) == day("2026-08-19")
     assert schedule.local_date(wib(2026, 8, 19) - 0.001) == day("2026-08-18")

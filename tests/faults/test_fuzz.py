@@ -9,9 +9,6 @@ are repeatable.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,60 +16,41 @@ from typing import Any
 import httpx
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
-from tests.conftest import TEST_REGISTRY, timeout
+from tests.kit import HubProcess, timeout
 
 DOCUMENTED_CLOSES = {1000, 1009, 4400, 4401, 4429}
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-class HubProcess:
-    def __init__(self, tmp: Path) -> None:
-        (tmp / "stations.csv").write_text(TEST_REGISTRY)
-        self.config = tmp / "config.toml"
-        self.config.write_text(
-            f'[hub]\nport = 0\ndata_dir = "{tmp / "data"}"\n[stations]\nregistry = "stations.csv"\n'
-            '[presence]\nheartbeat_s = 1\ntimeout_s = 5\nhello_timeout_s = 2\nburst = 1000\nmax_messages_per_s = 1000\n'
-            '[schedule]\nnational_holidays = false\n'
-        )
-        self.log = tmp / "hub.log"
-        self.port_file = tmp / "port"
-        self.tokens = {sid: self._cli("stations", "token", sid).splitlines()[-1] for sid in ("35.09.01", "35.09.02")}
-        with self.log.open("wb") as sink:
-            self.process = subprocess.Popen([sys.executable, "-m", "hub", "--config", str(self.config), "serve",
-                                             "--port-file", str(self.port_file)], stdout=sink, stderr=sink)
-        deadline = time.monotonic() + timeout(30)
-        while not (self.port_file.exists() and self.port_file.read_text()):
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "hub did not start"
-            time.sleep(0.05)
-        self.port = int(self.port_file.read_text())
+class FuzzedHub(HubProcess):
+    """A hub process with generous rate limits (the fuzzer sends fast) and two station tokens."""
 
-    def _cli(self, *args: str) -> str:
-        return subprocess.run([sys.executable, "-m", "hub", "--config", str(self.config), *args],
-                              capture_output=True, text=True, check=True).stdout
+    def __init__(self, home: Path) -> None:
+        super().__init__(home, presence={"heartbeat_s": 1.0, "timeout_s": 5.0, "hello_timeout_s": 2.0,
+                                         "burst": 1000, "max_messages_per_s": 1000.0})
+        self.tokens = {sid: self.token(sid) for sid in ("35.09.01", "35.09.02")}
 
-    def ws(self, path: str, subprotocol: str = "jaga.v1.msgpack") -> ClientConnection:
-        return connect(f"ws://127.0.0.1:{self.port}{path}", subprotocols=[subprotocol],  # type: ignore[list-item]
-                       open_timeout=timeout(5), max_size=2**22)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout(20))
+    def connect(self, path: str, subprotocol: str = "jaga.v1.msgpack") -> ClientConnection:
+        return connect(f"{self.ws}{path}", subprotocols=[Subprotocol(subprotocol)], open_timeout=timeout(5),
+                       max_size=2**22)
 
 
 @pytest.fixture(scope="module")
-def hub_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    running = HubProcess(tmp_path_factory.mktemp("fuzz"))
+def hub_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzedHub]:
+    running = FuzzedHub(tmp_path_factory.mktemp("fuzz"))
+    running.start_blocking()
     try:
         yield running
     finally:
         running.stop()
-        log = running.log.read_text()
+        log = running.log_text()
         assert "Traceback" not in log, log[-4000:]
         for token in running.tokens.values():
             assert token not in log  # secrets never reach the log
@@ -89,9 +67,10 @@ def close_code_after(connection: ClientConnection) -> int | None:
         return None
 
 
-def hello(connection: ClientConnection, hub: HubProcess, station: str = "35.09.01") -> dict[str, Any]:
+def hello(connection: ClientConnection, hub: FuzzedHub, station: str = "35.09.01") -> dict[str, Any]:
     connection.send(msgpack.packb({"t": "hello", "station": station, "token": hub.tokens[station]}))
-    return msgpack.unpackb(connection.recv(timeout=timeout(5)))
+    reply: dict[str, Any] = msgpack.unpackb(connection.recv(timeout=timeout(5)))
+    return reply
 
 
 values = st.recursive(
@@ -108,18 +87,18 @@ wrong_messages = st.builds(lambda t, extra: {"t": t, **extra}, message_types,
 
 @FUZZ
 @given(frame=st.binary(max_size=300) | st.text(max_size=300))
-def test_random_first_frames_close_station_socket_with_documented_codes(hub_process: HubProcess,
+def test_random_first_frames_close_station_socket_with_documented_codes(hub_process: FuzzedHub,
                                                                          frame: bytes | str) -> None:
-    with hub_process.ws("/ws/station") as connection:
+    with hub_process.connect("/ws/station") as connection:
         connection.send(frame)
         assert close_code_after(connection) in DOCUMENTED_CLOSES
 
 
 @FUZZ
 @given(message=wrong_messages)
-def test_wrong_messages_after_hello_get_errors_and_the_session_survives(hub_process: HubProcess,
+def test_wrong_messages_after_hello_get_errors_and_the_session_survives(hub_process: FuzzedHub,
                                                                          message: dict[str, Any]) -> None:
-    with hub_process.ws("/ws/station") as connection:
+    with hub_process.connect("/ws/station") as connection:
         assert hello(connection, hub_process)["t"] == "welcome"
         connection.send(msgpack.packb(message, use_bin_type=True))
         connection.send(msgpack.packb({"t": "ping"}))
@@ -133,9 +112,9 @@ def test_wrong_messages_after_hello_get_errors_and_the_session_survives(hub_proc
 
 @FUZZ
 @given(frame=st.binary(max_size=300) | st.text(max_size=300))
-def test_random_frames_at_watch_socket_get_errors_and_the_socket_survives(hub_process: HubProcess,
+def test_random_frames_at_watch_socket_get_errors_and_the_socket_survives(hub_process: FuzzedHub,
                                                                           frame: bytes | str) -> None:
-    with hub_process.ws("/ws/watch", "jaga.v1.json") as connection:
+    with hub_process.connect("/ws/watch", "jaga.v1.json") as connection:
         assert json.loads(connection.recv(timeout=timeout(5)))["t"] == "snapshot"
         connection.send(frame)
         connection.send(json.dumps({"t": "ping"}))
@@ -154,17 +133,17 @@ query = st.dictionaries(st.sampled_from(["date", "month", "group", "format", "st
 
 @FUZZ
 @given(path=api_paths, params=query)
-def test_random_query_strings_get_answers_or_documented_errors(hub_process: HubProcess, path: str,
+def test_random_query_strings_get_answers_or_documented_errors(hub_process: FuzzedHub, path: str,
                                                                params: dict[str, str]) -> None:
-    response = httpx.get(f"http://127.0.0.1:{hub_process.port}{path}", params=params, timeout=timeout(10))
+    response = httpx.get(f"{hub_process.http}{path}", params=params, timeout=timeout(10))
     assert response.status_code in {200, 400, 404}, (response.status_code, response.text)
     if response.status_code >= 400:
         error = response.json()["error"]
         assert error["code"] and error["message"]
 
 
-def test_other_sessions_were_unaffected(hub_process: HubProcess) -> None:
-    with hub_process.ws("/ws/station") as connection:
+def test_other_sessions_were_unaffected(hub_process: FuzzedHub) -> None:
+    with hub_process.connect("/ws/station") as connection:
         assert hello(connection, hub_process, "35.09.02")["t"] == "welcome"
         connection.send(msgpack.packb({"t": "ping"}))
         assert msgpack.unpackb(connection.recv(timeout=timeout(5)))["t"] == "pong"
@@ -174,7 +153,7 @@ def valid_offer() -> str:
     """A real publisher offer from aiortc (video + audio), made once."""
     import asyncio
 
-    from hub.media.aiortc_seams import close_peer_connection, new_peer_connection
+    from hub.media.seams_peers import close_peer_connection, new_peer_connection
     from tests.media.peers import PatternTrack, ToneTrack, make_offer
 
     async def make() -> str:
@@ -220,10 +199,9 @@ def mutated_offers(draw: st.DrawFn) -> str:
 
 @FUZZ
 @given(offer=mutated_offers())
-def test_mutated_sdp_at_whip_and_whep_gets_documented_answers(hub_process: HubProcess, offer: str) -> None:
-    base = f"http://127.0.0.1:{hub_process.port}"
+def test_mutated_sdp_at_whip_and_whep_gets_documented_answers(hub_process: FuzzedHub, offer: str) -> None:
     token = hub_process.tokens["35.09.01"]
-    with httpx.Client(base_url=base, timeout=timeout(15)) as http:
+    with httpx.Client(base_url=hub_process.http, timeout=timeout(15)) as http:
         published = http.post("/whip/35.09.01", content=offer,
                               headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"})
         assert published.status_code in {201, 400, 413}, (published.status_code, published.text)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from jaga import wire
 from hub.errors import ProtocolViolation
+from jaga import wire
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
 from hub.media import MediaRelay
 from hub.settings import MediaSettings
+from tests.kit import wait_until
+from tests.media.peers import WAIT_S
 
 
 @dataclass
@@ -36,17 +39,13 @@ class RecordedEvents:
 
     agent_thumbnails: set[str] = field(default_factory=set)
 
-    async def wait_until(self, condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-        async with asyncio.timeout(timeout):
-            while not condition():
-                self.changed.clear()
-                await self.changed.wait()
+    async def wait_until(self, condition: Callable[[], bool], message: str = "") -> None:
+        """Wait until ``condition()`` holds, checking it again at each event the relay reports."""
+        await wait_until(condition, WAIT_S, message or "the relay's events", changed=self.changed)
 
 
-def media_settings(**overrides: object) -> MediaSettings:
-    base: dict[str, object] = {"host_addresses": ("127.0.0.1",), "thumbnail_s": 0.0}
-    base.update(overrides)
-    return MediaSettings(**base)  # type: ignore[arg-type]
+def media_settings(**overrides: Any) -> MediaSettings:
+    return MediaSettings(**{"host_addresses": ("127.0.0.1",), "thumbnail_s": 0.0, **overrides})
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import array
 import asyncio
 import fractions
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,14 +22,16 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from hub.media import MediaRelay
-from hub.media.aiortc_seams import announced_host_addresses, close_peer_connection, new_peer_connection
+from hub.media.seams_peers import close_peer_connection, new_peer_connection
+from jaga.ice_hosts import announced_host_addresses
+from tests.kit import wait_until
 
 LOOPBACK = ("127.0.0.1",)
 WIDTH, HEIGHT, FPS = 320, 240, 15
 BAND = 32  # bottom rows where the moving block runs; not checked
 PATTERNS = {"A": (40, 100, 160, 220), "B": (220, 160, 100, 40)}
 TOLERANCE = 28
-TIMEOUT_S = 10.0 * float(os.environ.get("JAGA_TIMEOUT_FACTOR", "1"))
+WAIT_S = 10.0  # how long a peer waits for media or a state change (nominal: the kit scales it)
 
 
 def _luma_plane(levels: tuple[int, int, int, int]) -> bytes:
@@ -42,7 +43,7 @@ def _luma_plane(levels: tuple[int, int, int, int]) -> bytes:
     return b"".join(rows)
 
 
-async def _pace(track: "PatternTrack | ToneTrack", period: float) -> None:
+async def _pace(track: PatternTrack | ToneTrack, period: float) -> None:
     """Hold a live source to one frame per ``period`` on its own clock; counts the frame."""
     if track.readyState != "live":
         raise MediaStreamError
@@ -66,6 +67,11 @@ class PatternTrack(MediaStreamTrack):
         self._chroma = bytes([128]) * (WIDTH * HEIGHT // 4)
         self._start: float | None = None
         self._count = 0
+
+    @property
+    def frames_sent(self) -> int:
+        """Pictures handed to the encoder so far."""
+        return 0 if self._start is None else self._count + 1
 
     async def recv(self) -> av.VideoFrame:
         await _pace(self, 1 / FPS)
@@ -122,7 +128,7 @@ def classify(frame: av.VideoFrame) -> str:
         ]
         means.append(sum(samples) / len(samples))
     for name, levels in PATTERNS.items():
-        if all(abs(m - level) <= TOLERANCE for m, level in zip(means, levels)):
+        if all(abs(m - level) <= TOLERANCE for m, level in zip(means, levels, strict=True)):
             return name
     return "corrupt"
 
@@ -143,14 +149,12 @@ async def make_offer(pc: RTCPeerConnection) -> str:
     return pc.localDescription.sdp
 
 
-async def wait_for_state(pc: RTCPeerConnection, wanted: str, timeout: float = TIMEOUT_S) -> None:
+async def wait_for_state(pc: RTCPeerConnection, wanted: str, timeout: float = WAIT_S) -> None:
     changed = asyncio.Event()
     pc.on("connectionstatechange", changed.set)
     try:
-        async with asyncio.timeout(timeout):
-            while pc.connectionState != wanted:
-                changed.clear()
-                await changed.wait()
+        await wait_until(lambda: pc.connectionState == wanted, timeout, f"the peer connection to be {wanted}",
+                         changed=changed)
     finally:
         pc.remove_listener("connectionstatechange", changed.set)
 
@@ -229,7 +233,7 @@ class Viewer:
                 frame = await track.recv()
                 if isinstance(frame, av.VideoFrame):
                     self.pictures.append((time.monotonic(), classify(frame)))
-                else:
+                elif isinstance(frame, av.AudioFrame):
                     self.audio_frames += 1
                     pcm = array.array("h", bytes(frame.planes[0]))
                     if pcm and max(abs(s) for s in pcm[:: max(1, len(pcm) // 64)]) > 1000:
@@ -238,16 +242,15 @@ class Viewer:
         except MediaStreamError:
             self.ended.set()
 
-    async def wait_for(self, pictures: int = 0, audio: int = 0, pattern: str | None = None, timeout: float = TIMEOUT_S) -> None:
+    async def wait_for(self, pictures: int = 0, audio: int = 0, pattern: str | None = None,
+                       timeout: float = WAIT_S) -> None:
         """Wait until this many pictures (of ``pattern``, if given) and audio frames arrived."""
         def done() -> bool:
             seen = [c for _, c in self.pictures if pattern is None or c == pattern]
             return len(seen) >= pictures and self.loud_audio_frames >= audio
 
-        async with asyncio.timeout(timeout):
-            while not done():
-                self._progress.clear()
-                await self._progress.wait()
+        what = f"{pictures} pictures{f' of {pattern}' if pattern else ''} and {audio} loud audio frames"
+        await wait_until(done, timeout, what, changed=self._progress)
 
     async def close(self) -> None:
         await close_peer_connection(self.pc)

@@ -30,7 +30,8 @@ def test_window_rate_matches_aiortcs_rate_counter(calls: list[tuple[int, int, bo
 
 @given(st.lists(st.floats(min_value=0, max_value=1000, allow_nan=False), max_size=200))
 def test_min_frame_period_matches_aiortcs(deltas: list[float]) -> None:
-    theirs, history = OveruseEstimator(), []
+    theirs = OveruseEstimator()
+    history: list[float] = []
     for delta in deltas:
         assert min_frame_period(history, delta) == theirs.update_min_frame_period(delta)
     assert history == theirs.ts_delta_hist

@@ -3,18 +3,21 @@ the publisher relies on (receiver reports, NACK, REMB) still coming from the hub
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import struct
 
 import pytest
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket
+from aiortc import RTCPeerConnection
+from aiortc.rtp import RTCP_PSFB_APP, AnyRtcpPacket, RtcpPsfbPacket, RtpPacket
+from aiortc.stats import RTCRemoteInboundRtpStreamStats
 
 from hub.errors import ProtocolViolation
 from hub.media import MediaRelay
 from hub.media.ingest import PublisherIngest, _Route
-from tests.media.peers import TIMEOUT_S, Publisher, Viewer, make_offer, prefer
-from tests.media.test_relay import STATION, wait_until
+from tests.kit import wait_until
+from tests.media.peers import Publisher, Viewer, make_offer, prefer
+
+STATION = "35.09.01"
 
 # --- PublisherIngest alone, with a recording stand-in for the receiver's bookkeeping -------
 
@@ -38,7 +41,8 @@ class RecordingBook:
 def _ingest() -> tuple[PublisherIngest, RecordingBook, list[tuple[str, int, int, int, bytes]]]:
     book, forwarded = RecordingBook(), []
     media_ssrc = [0]
-    routes = {96: _Route("video", book, False, media_ssrc), 97: _Route("video", book, True, media_ssrc)}  # type: ignore[arg-type]
+    routes = {pt: _Route("video", book, rtx, media_ssrc)  # type: ignore[arg-type]  # book: a recording stand-in
+              for pt, rtx in ((96, False), (97, True))}
     ingest = PublisherIngest(routes, None, lambda *packet: forwarded.append(packet))
     return ingest, book, forwarded
 
@@ -72,17 +76,18 @@ def test_unknown_payload_types_malformed_packets_and_a_stopped_receiver_forward_
 # --- with real aiortc peers ----------------------------------------------------------------
 
 
-def _publisher_peer(relay: MediaRelay, publisher: Publisher):  # type: ignore[no-untyped-def]
-    return relay._sessions[publisher.session_id].pc  # type: ignore[attr-defined]
+def _publisher_peer(relay: MediaRelay, publisher: Publisher) -> RTCPeerConnection:
+    return relay._sessions[publisher.session_id].pc
 
 
-async def test_packets_skip_aiortcs_parser_and_jitter_buffer(relay: MediaRelay, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_packets_skip_aiortcs_parser_and_jitter_buffer(relay: MediaRelay,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from aiortc.rtcdtlstransport import RTCDtlsTransport
 
-    through_aiortc = []
+    through_aiortc: list[RTCDtlsTransport] = []
     original = RTCDtlsTransport._handle_rtp_data
 
-    async def spy(self, data, arrival_time_ms):  # type: ignore[no-untyped-def]
+    async def spy(self: RTCDtlsTransport, data: bytes, arrival_time_ms: int) -> None:
         through_aiortc.append(self)
         await original(self, data, arrival_time_ms)
 
@@ -98,48 +103,50 @@ async def test_packets_skip_aiortcs_parser_and_jitter_buffer(relay: MediaRelay, 
     await publisher.close()
 
 
-async def test_publisher_gets_receiver_reports_and_a_bandwidth_estimate(relay: MediaRelay) -> None:
+async def test_publisher_gets_receiver_reports_and_a_bandwidth_estimate(
+        relay: MediaRelay, monkeypatch: pytest.MonkeyPatch) -> None:
     publisher = await Publisher.start(relay, STATION, audio=False)
     sender = publisher.pc.getTransceivers()[0].sender
     rembs: list[RtcpPsfbPacket] = []
     handle = sender._handle_rtcp_packet
 
-    async def spy(packet):  # type: ignore[no-untyped-def]
+    async def spy(packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             rembs.append(packet)
         await handle(packet)
 
-    sender._handle_rtcp_packet = spy
+    monkeypatch.setattr(sender, "_handle_rtcp_packet", spy)
 
-    async def receiver_report():  # type: ignore[no-untyped-def]
+    async def receiver_report() -> RTCRemoteInboundRtpStreamStats | None:
         stats = await sender.getStats()
-        return next((s for s in stats.values() if s.type == "remote-inbound-rtp"), None)
+        report = next((s for s in stats.values() if isinstance(s, RTCRemoteInboundRtpStreamStats)), None)
+        return report if rembs else None
 
-    async with asyncio.timeout(TIMEOUT_S):
-        while (report := await receiver_report()) is None or not rembs:
-            await asyncio.sleep(0.1)
+    report = await wait_until(receiver_report, message="a receiver report and a REMB from the relay", every=0.1)
     assert report.packetsLost == 0
     assert rembs[0].fci[:4] == b"REMB"
     await publisher.close()
 
 
-async def test_a_lost_publisher_packet_is_nacked(relay: MediaRelay) -> None:
+async def test_a_lost_publisher_packet_is_nacked(relay: MediaRelay, monkeypatch: pytest.MonkeyPatch) -> None:
     publisher = await Publisher.start(relay, STATION, audio=False)
     sender = publisher.pc.getTransceivers()[0].sender
     dtls = sender.transport
     send_rtp = dtls._send_rtp
-    state = {"seen": 0, "dropped": None}
+    media_sent = 0
+    dropped: list[int] = []  # the sequence number of the one media packet dropped
 
     async def lossy(data: bytes) -> None:
+        nonlocal media_sent
         rtcp = 192 <= data[1] <= 208
         if not rtcp and struct.unpack_from("!I", data, 8)[0] == sender._ssrc:  # media, not RTX
-            state["seen"] += 1
-            if state["seen"] == 40 and state["dropped"] is None:
-                state["dropped"] = struct.unpack_from("!H", data, 2)[0]
+            media_sent += 1
+            if media_sent == 40 and not dropped:
+                dropped.append(struct.unpack_from("!H", data, 2)[0])
                 return
         await send_rtp(data)
 
-    dtls._send_rtp = lossy
+    monkeypatch.setattr(dtls, "_send_rtp", lossy)
     retransmitted: list[int] = []
     retransmit = sender._retransmit
 
@@ -147,8 +154,8 @@ async def test_a_lost_publisher_packet_is_nacked(relay: MediaRelay) -> None:
         retransmitted.append(seq)
         await retransmit(seq)
 
-    sender._retransmit = spy
-    await wait_until(lambda: state["dropped"] in retransmitted)
+    monkeypatch.setattr(sender, "_retransmit", spy)
+    await wait_until(lambda: dropped and dropped[0] in retransmitted, message="the dropped packet to be retransmitted")
     await publisher.close()
 
 
@@ -171,7 +178,8 @@ async def test_hostile_datagrams_on_the_publishers_socket_change_nothing(relay: 
 
 
 async def test_an_offer_giving_audio_and_video_one_payload_type_is_refused(relay: MediaRelay) -> None:
-    from tests.media.peers import PatternTrack, ToneTrack, new_peer_connection
+    from hub.media.seams_peers import new_peer_connection
+    from tests.media.peers import PatternTrack, ToneTrack
 
     pc = new_peer_connection(())
     pc.addTransceiver(PatternTrack(), direction="sendonly")

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-
-import pytest
 import fractions
 
 import av
+import pytest
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 
 from hub.media.keyframes import KeyframeRequester, h264_nal_types, is_keyframe, starts_keyframe
+from tests.kit import wait_until
 
 
 def frames(count: int) -> list[av.VideoFrame]:
@@ -70,8 +70,7 @@ async def test_keyframe_requests_are_rate_limited_and_never_lost() -> None:
     requester = KeyframeRequester(send, min_interval_s=0.2)
     for _ in range(10):
         requester.request()  # one now, the other nine folded into one at the interval's end
-    async with asyncio.timeout(5):
-        await done.wait()
+    await wait_until(done.is_set, 5, "the second keyframe request", changed=done)
     assert len(sent) == 2 and sent[1] - sent[0] >= 0.19
     await requester.close()
 

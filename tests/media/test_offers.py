@@ -8,7 +8,7 @@ import pytest
 
 from hub.errors import ClientError, NotFound, ProtocolViolation, TooLarge
 from hub.media import MediaRelay
-from hub.media.aiortc_seams import new_peer_connection
+from hub.media.seams_peers import new_peer_connection
 from tests.media.peers import Publisher, Viewer, make_offer, prefer
 
 STATION = "35.09.01"
@@ -27,7 +27,8 @@ async def client_offer(video: str | None = "VP8", audio: bool = True, direction:
         await pc.close()
 
 
-async def assert_refused(relay: MediaRelay, error: type[ClientError], sdp: str, *, whep: bool = False, match: str | None = None) -> None:
+async def assert_refused(relay: MediaRelay, error: type[ClientError], sdp: str, *, whep: bool = False,
+                         match: str | None = None) -> None:
     action = relay.view if whep else relay.publish
     with pytest.raises(error, match=match) as refused:
         await action(STATION, sdp, owner="station:test", client_addr="127.0.0.1")
@@ -75,7 +76,7 @@ async def test_whip_offer_that_sends_nothing_is_refused(relay: MediaRelay) -> No
 
 async def test_offer_with_too_many_candidates_is_refused(relay: MediaRelay) -> None:
     sdp = await client_offer(audio=False)
-    line = next(l for l in sdp.split("\r\n") if l.startswith("a=candidate:"))
+    line = next(candidate for candidate in sdp.split("\r\n") if candidate.startswith("a=candidate:"))
     flood = "".join(re.sub(r" (\d+) typ", f" {10000 + i} typ", line, count=1) + "\r\n" for i in range(40))
     await assert_refused(relay, ProtocolViolation, sdp.replace(line + "\r\n", flood), match="candidates")
 

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
+from aiortc.stats import RTCRemoteOutboundRtpStreamStats
 
 from hub.errors import RateLimited, Unavailable
 from hub.media import MediaRelay
+from tests.kit import wait_until
 from tests.media.conftest import RecordedEvents, media_settings
-from tests.media.peers import TIMEOUT_S, Publisher, Viewer, wait_for_state
+from tests.media.peers import Publisher, Viewer, wait_for_state
 
 STATION = "35.09.01"
-
-
-async def wait_until(condition, timeout: float = TIMEOUT_S) -> None:  # type: ignore[no-untyped-def]
-    """Poll a condition with a deadline, for state that has no event of its own."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize("codec", ["VP8", "H264"])
@@ -32,7 +26,8 @@ async def test_viewer_decodes_every_frame_at_the_publishers_size_and_hears_audio
 
     kinds = {kind for _, kind in viewer.pictures}
     assert kinds == {"A"}, f"pictures other than the test pattern: {kinds}"
-    assert f"{codec}/90000" in relay.session(viewer.session_id).answer_sdp  # exactly that codec
+    session = relay.session(viewer.session_id)
+    assert session is not None and f"{codec}/90000" in session.answer_sdp  # exactly that codec
     assert events.started == [STATION]
     metrics = relay.metrics()
     assert metrics["publishers"] == 1 and metrics["viewers"] == 1
@@ -106,9 +101,8 @@ async def test_publisher_gone_ends_viewers_and_frees_everything(relay: MediaRela
 
     for viewer in viewers:
         await wait_for_state(viewer.pc, "closed")
-        async with asyncio.timeout(TIMEOUT_S):
-            await viewer.ended.wait()
-    await events.wait_until(lambda: events.stopped == [STATION])
+        await wait_until(viewer.ended.is_set, message="the viewer's tracks to end", changed=viewer.ended)
+    await events.wait_until(lambda: events.stopped == [STATION], "the relay to report the publisher stopped")
     assert not relay.is_publishing(STATION) and relay.viewer_count(STATION) == 0
     assert relay.metrics()["sessions"] == 0
     for viewer in viewers:
@@ -137,7 +131,7 @@ async def test_viewer_caps_and_per_address_limit() -> None:
         media_settings(max_viewers_per_station=1, max_viewers_per_node=2, max_sessions_per_address=2),
         RecordedEvents(),
     )
-    clients = []
+    clients: list[Publisher | Viewer] = []
     try:
         clients.append(await Publisher.start(relay, STATION, audio=False))
         clients.append(await Publisher.start(relay, "35.09.02", audio=False, client_addr="10.0.0.9"))
@@ -171,7 +165,7 @@ async def test_thumbnails_are_jpegs_at_most_every_thumbnail_s() -> None:
     relay = MediaRelay(media_settings(thumbnail_s=0.5), events)
     try:
         publisher = await Publisher.start(relay, STATION, audio=False)
-        await events.wait_until(lambda: len(events.thumbnails) >= 2)
+        await events.wait_until(lambda: len(events.thumbnails) >= 2, "two thumbnails")
         station, jpeg = events.thumbnails[0]
         assert station == STATION and jpeg[:2] == b"\xff\xd8" and jpeg[-2:] == b"\xff\xd9"
         await publisher.close()
@@ -214,7 +208,7 @@ async def test_close_ends_every_peer_connection() -> None:
 
 
 async def test_viewer_nack_is_answered_as_rtx_and_sender_reports_carry_our_counts(relay: MediaRelay) -> None:
-    from hub.media.aiortc_seams import negotiated_media
+    from hub.media.seams_peers import negotiated_media
     from tests.media.peers import tap_rtp
 
     publisher = await Publisher.start(relay, STATION, audio=False)
@@ -223,24 +217,24 @@ async def test_viewer_nack_is_answered_as_rtx_and_sender_reports_carry_our_count
     heard: list[tuple[int, int, bytes]] = []
     tap_rtp(receiver, lambda pt, seq, ts, marker, payload: heard.append((pt, seq, payload)))
     await viewer.wait_for(pictures=5)
-    rtx_pt = negotiated_media(relay.session(viewer.session_id).answer_sdp)["video"].rtx_payload_type
+    session = relay.session(viewer.session_id)
+    assert session is not None
+    rtx_pt = negotiated_media(session.answer_sdp)["video"].rtx_payload_type
     media = [(seq, payload) for pt, seq, payload in heard if pt != rtx_pt]
     lost_seq, lost_payload = media[-3]
     ssrc = receiver.getSynchronizationSources()[0].source
     await receiver._send_rtcp_nack(ssrc, [lost_seq])  # what a viewer sends on packet loss
 
-    await wait_until(lambda: any(pt == rtx_pt for pt, _, _ in heard))
+    await wait_until(lambda: any(pt == rtx_pt for pt, _, _ in heard), message="the retransmission (RTX)")
     rtx = [payload for pt, _, payload in heard if pt == rtx_pt]
     assert rtx[0][:2] == lost_seq.to_bytes(2, "big") and rtx[0][2:] == lost_payload
     assert relay.metrics()["packets_retransmitted"] == 1
 
-    async def sender_report() -> object:
+    async def sender_report() -> RTCRemoteOutboundRtpStreamStats | None:
         stats = await receiver.getStats()
-        return next((s for s in stats.values() if s.type == "remote-outbound-rtp"), None)
+        return next((s for s in stats.values() if isinstance(s, RTCRemoteOutboundRtpStreamStats)), None)
 
-    async with asyncio.timeout(TIMEOUT_S):
-        while (report := await sender_report()) is None:
-            await asyncio.sleep(0.1)
+    report = await wait_until(sender_report, message="a sender report from the relay", every=0.1)
     assert report.packetsSent > 0 and report.bytesSent > 0
     assert {kind for _, kind in viewer.pictures} == {"A"}
     await viewer.close()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx
-from aiortc import RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from hub.media.aiortc_seams import close_peer_connection, new_peer_connection
-from tests.conftest import RunningHub, start_hub, stop_hub, test_settings
+from hub.media.seams_peers import close_peer_connection, new_peer_connection
+from tests.kit import RunningHub, hub_settings, start_hub, stop_hub, wait_until
 from tests.media.peers import PatternTrack, ToneTrack, make_offer, wait_for_state
 
 STATION = "35.09.01"
@@ -17,14 +16,14 @@ PRIVATE = "opd.bakesbangpol"
 SDP = {"Content-Type": "application/sdp"}
 
 
-async def publisher_offer() -> tuple[object, str]:
+async def publisher_offer() -> tuple[RTCPeerConnection, str]:
     pc = new_peer_connection(())
     pc.addTransceiver(PatternTrack(), direction="sendonly")
     pc.addTransceiver(ToneTrack(), direction="sendonly")
     return pc, await make_offer(pc)
 
 
-async def viewer_offer() -> tuple[object, str]:
+async def viewer_offer() -> tuple[RTCPeerConnection, str]:
     pc = new_peer_connection(())
     pc.addTransceiver("video", direction="recvonly")
     pc.addTransceiver("audio", direction="recvonly")
@@ -55,7 +54,8 @@ async def test_whip_and_whep_round_trip_with_rfc_9725_headers(hub: RunningHub) -
         assert hub.hub.media.viewer_count(STATION) == 1
 
         whep = watched.headers["location"]
-        assert (await http.patch(whep, content="a=candidate", headers={"Content-Type": "application/trickle-ice-sdpfrag"})).status_code == 405
+        trickle = {"Content-Type": "application/trickle-ice-sdpfrag"}
+        assert (await http.patch(whep, content="a=candidate", headers=trickle)).status_code == 405
         assert (await http.delete(location)).status_code == 401  # no token
         other = await hub.token("35.09.02")
         assert (await http.delete(location, headers={"Authorization": f"Bearer {other}"})).status_code == 401
@@ -78,7 +78,8 @@ async def test_whep_session_of_an_operator_cannot_be_deleted_anonymously(hub: Ru
     async with httpx.AsyncClient(base_url=hub.http) as anonymous, httpx.AsyncClient(base_url=hub.http) as operator:
         login = await operator.post("/api/v1/auth/login", json={"username": "budi", "password": "rahasia-sekali"})
         assert login.status_code == 200
-        created = await anonymous.post(f"/whip/{PRIVATE}", content=offer, headers={"Authorization": f"Bearer {token}", **SDP})
+        created = await anonymous.post(f"/whip/{PRIVATE}", content=offer,
+                                       headers={"Authorization": f"Bearer {token}", **SDP})
         assert created.status_code == 201
         assert (await anonymous.post(f"/whep/{PRIVATE}", content=view_offer, headers=SDP)).status_code == 404
         watched = await operator.post(f"/whep/{PRIVATE}", content=view_offer, headers=SDP)
@@ -95,15 +96,18 @@ async def test_bad_requests_get_clear_errors(hub: RunningHub) -> None:
     publisher, offer = await publisher_offer()
     await close_peer_connection(publisher)
     auth = {"Authorization": f"Bearer {token}"}
+    whip, whep = f"/whip/{STATION}", f"/whep/{STATION}"
     async with httpx.AsyncClient(base_url=hub.http) as http:
         cases = [
-            (await http.post(f"/whip/{STATION}", content=offer, headers=SDP), 401, "not_authenticated"),
-            (await http.post(f"/whip/{STATION}", content=offer, headers={"Authorization": "Bearer nope", **SDP}), 401, "not_authenticated"),
-            (await http.post(f"/whip/{STATION}", content=offer, headers={**auth, "Content-Type": "text/plain"}), 415, "unsupported_media_type"),
-            (await http.post(f"/whip/{STATION}", content=offer + "a=x:" + "y" * 30_000, headers={**auth, **SDP}), 413, "too_large"),
-            (await http.post(f"/whip/{STATION}", content="v=0\r\nnonsense", headers={**auth, **SDP}), 400, "protocol"),
+            (await http.post(whip, content=offer, headers=SDP), 401, "not_authenticated"),
+            (await http.post(whip, content=offer, headers={"Authorization": "Bearer nope", **SDP}), 401,
+             "not_authenticated"),
+            (await http.post(whip, content=offer, headers={**auth, "Content-Type": "text/plain"}), 415,
+             "unsupported_media_type"),
+            (await http.post(whip, content=offer + "a=x:" + "y" * 30_000, headers={**auth, **SDP}), 413, "too_large"),
+            (await http.post(whip, content="v=0\r\nnonsense", headers={**auth, **SDP}), 400, "protocol"),
             (await http.post("/whip/99.99.99", content=offer, headers={**auth, **SDP}), 404, "not_found"),
-            (await http.post(f"/whep/{STATION}", content=offer.replace("sendonly", "recvonly"), headers=SDP), 404, "not_live"),
+            (await http.post(whep, content=offer.replace("sendonly", "recvonly"), headers=SDP), 404, "not_live"),
         ]
     for response, status, code in cases:
         assert response.status_code == status, response.text
@@ -112,16 +116,18 @@ async def test_bad_requests_get_clear_errors(hub: RunningHub) -> None:
 
 
 async def test_options_preflight_announces_cors_and_ice_servers(tmp_path: Path) -> None:
-    settings = test_settings(tmp_path, media={"ice_servers": ["stun:127.0.0.1:3478", "stun:127.0.0.2:3478"]})
+    settings = hub_settings(tmp_path, media={"ice_servers": ["stun:127.0.0.1:3478", "stun:127.0.0.2:3478"]})
     running = await start_hub(settings)
     try:
         async with httpx.AsyncClient(base_url=running.http) as http:
             for path in (f"/whip/{STATION}", f"/whep/{STATION}", f"/whep/{STATION}/some-session"):
-                response = await http.options(path, headers={"Origin": "https://obs.example", "Access-Control-Request-Method": "POST"})
+                response = await http.options(path, headers={"Origin": "https://obs.example",
+                                                             "Access-Control-Request-Method": "POST"})
                 assert response.status_code == 204
                 assert response.headers["access-control-allow-origin"] == "*"
                 assert "Authorization" in response.headers["access-control-allow-headers"]
-                assert response.headers["link"] == '<stun:127.0.0.1:3478>; rel="ice-server", <stun:127.0.0.2:3478>; rel="ice-server"'
+                assert response.headers["link"] == (
+                    '<stun:127.0.0.1:3478>; rel="ice-server", <stun:127.0.0.2:3478>; rel="ice-server"')
     finally:
         await stop_hub(running)
 
@@ -157,9 +163,8 @@ async def test_rotating_a_token_ends_the_whip_session_opened_with_it(hub: Runnin
         await wait_for_state(publisher, "connected")
         session_id = created.headers["location"].rsplit("/", 1)[1]
         await hub.token(STATION)  # `jaga-hub stations token` from any process
-        async with asyncio.timeout(10):
-            while hub.hub.media.session(session_id) is not None:  # the next checkpoint ends it
-                await asyncio.sleep(0.05)
+        await wait_until(lambda: hub.hub.media.session(session_id) is None, 10,  # the next checkpoint ends it
+                         "the WHIP session to end", every=0.05)
         assert not hub.hub.media.is_publishing(STATION)
     await close_peer_connection(publisher)
 

@@ -53,9 +53,15 @@ def test_abs_send_time_is_only_read_when_its_id_is_known() -> None:
     packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=2, ssrc=3, payload=b"x")
     packet.extensions.abs_send_time = 0x123456
     data = packet.serialize(EXTENSIONS)
-    assert parse_rtp(data)[-1] is None
-    assert parse_rtp(data, MID_ID)[-1] is None  # a 1-byte mid is not a 3-byte timestamp
-    assert parse_rtp(data, ABS_ID)[-1] == 0x123456
+
+    def abs_send_time(extension_id: int | None = None) -> int | None:
+        fields = parse_rtp(data, extension_id)
+        assert fields is not None
+        return fields[-1]
+
+    assert abs_send_time() is None
+    assert abs_send_time(MID_ID) is None  # a 1-byte mid is not a 3-byte timestamp
+    assert abs_send_time(ABS_ID) == 0x123456
 
 
 def test_two_byte_header_extensions() -> None:

@@ -9,10 +9,9 @@ import struct
 
 import pytest
 
-from hub.media.aiortc_seams import MediaStreamError
 from hub.media.packet_cache import PacketCache
-from hub.media.viewer_egress import (EgressParameters, IdleTrack, StreamClock, ViewerEgress,
-                                     mid_extension_block)
+from hub.media.seams_peers import MediaStreamError
+from hub.media.viewer_egress import EgressParameters, IdleTrack, StreamClock, ViewerEgress, mid_extension_block
 
 VIDEO = EgressParameters(kind="video", payload_type=96, clock_rate=90000, ssrc=0xAABBCCDD,
                          rtx_payload_type=97, rtx_ssrc=0x01020304)
@@ -88,7 +87,7 @@ def test_the_same_bytes_go_to_every_viewer_only_the_header_differs() -> None:
     calls = Recorder()
     wires = [FakeWire(), FakeWire()]
     egresses = [calls.egress(), calls.egress(EgressParameters(**{**VIDEO.__dict__, "ssrc": 5, "payload_type": 100}))]
-    for egress, wire in zip(egresses, wires):
+    for egress, wire in zip(egresses, wires, strict=True):
         egress.attach(wire)
     rest = b"payload bytes"
     for egress in egresses:
@@ -187,7 +186,9 @@ def test_sender_report_extrapolates_the_viewers_clock() -> None:
     assert egress.sender_report(0.0) is None  # nothing sent: no SR
     clock.ts, clock.at = 48000, 10.0
     egress.send(1, 48000, 0, b"abc", True)
-    rtp, packets, octets = egress.sender_report(10.5)
+    report = egress.sender_report(10.5)
+    assert report is not None
+    rtp, packets, octets = report
     assert packets == 1 and octets == 3
     assert (rtp - wire.headers()[0][3]) & 0xFFFFFFFF == 24000
 

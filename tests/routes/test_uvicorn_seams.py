@@ -9,6 +9,7 @@ connections get uncompressed frames.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
@@ -19,8 +20,8 @@ from hub.routes import uvicorn_seams as seams
 from tests.locked import check_locked
 
 
-def source(obj: object) -> str:
-    return inspect.getsource(obj)  # type: ignore[arg-type]
+def source(obj: type | Callable[..., object]) -> str:
+    return inspect.getsource(obj)
 
 
 def test_versions_are_the_locked_ones() -> None:
@@ -67,8 +68,8 @@ def test_handshake_complete_without_accept_is_told_apart() -> None:
     # close the transport, which direct_writer checks besides the flag.
     protocol_source = source(WebSocketsSansIOProtocol)
     assert protocol_source.count("self.handshake_complete = True") == 6
-    assert "self.initial_response = (message[\"status\"], headers, b\"\")\n                self.handshake_complete = True" \
-        in protocol_source
+    denial = 'self.initial_response = (message["status"], headers, b"")\n                self.handshake_complete = True'
+    assert denial in protocol_source
     denied = source(WebSocketsSansIOProtocol.handle_handshake_exception)
     assert "self.handshake_complete = True" in denied and "self.close_sent = True" in denied
     writer = source(seams.direct_writer)
@@ -86,7 +87,7 @@ def test_uvicorn_would_write_exactly_our_frames() -> None:
 
 
 def test_no_fast_path_without_uvicorns_own_send() -> None:
-    async def wrapped(message: dict) -> None:  # type: ignore[type-arg]  # e.g. another server
+    async def wrapped(message: dict[str, object]) -> None:  # e.g. another server's send
         pass
 
     assert seams.direct_writer({"type": "websocket", seams.SERVER_SEND: wrapped}) is None

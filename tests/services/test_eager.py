@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from hub.services import eager
+from tests.kit import timeout
 
 
 async def test_a_coroutine_that_never_suspends_runs_inline() -> None:
@@ -34,7 +35,7 @@ async def test_a_blocked_coroutine_is_finished_by_awaiting_the_continuation() ->
     await asyncio.sleep(0)
     assert not task.done()
     gate.set()
-    assert await asyncio.wait_for(task, 5) == "written"
+    assert await asyncio.wait_for(task, timeout(5)) == "written"
     assert steps == ["before", "after"]
 
 
@@ -51,7 +52,9 @@ async def test_errors_before_and_after_suspension_propagate() -> None:
         await gate.wait()
         raise ConnectionError("gone later")
 
-    task = asyncio.ensure_future(eager.start(fails_later()))  # type: ignore[arg-type]
+    continuation = eager.start(fails_later())
+    assert continuation is not None
+    task = asyncio.ensure_future(continuation)
     gate.set()
     with pytest.raises(ConnectionError):
         await task
@@ -66,7 +69,9 @@ async def test_cancelling_the_task_cancels_the_coroutine() -> None:
         finally:
             cleaned.append(True)
 
-    task = asyncio.ensure_future(eager.start(blocked()))  # type: ignore[arg-type]
+    continuation = eager.start(blocked())
+    assert continuation is not None
+    task = asyncio.ensure_future(continuation)
     await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

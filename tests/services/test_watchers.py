@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from hub.backends.memory import MemoryBus, MemoryPresenceStore
-from jaga import wire
 from hub.core.registry import parse_registry
 from hub.core.schedule import Schedule
 from hub.services.metrics import Metrics
 from hub.services.watchers import Watcher, WatchService
 from hub.settings import ScheduleSettings
-from tests.conftest import TEST_REGISTRY
+from jaga import wire
+from tests.kit import TEST_REGISTRY, timeout
 
 
 def service(history: int = 16) -> WatchService:
@@ -31,10 +32,10 @@ async def test_slow_watcher_is_resynced_and_fast_one_gets_every_frame_inline() -
     fast_frames: list[bytes | str] = []
     slow_frames: list[bytes | str] = []
 
-    async def fast_send(message: dict) -> None:  # type: ignore[type-arg]
+    async def fast_send(message: dict[str, Any]) -> None:
         fast_frames.append(message["bytes"])
 
-    async def slow_send(message: dict) -> None:  # type: ignore[type-arg]
+    async def slow_send(message: dict[str, Any]) -> None:
         await released.wait()  # a phone on a bad link: its writes block
         slow_frames.append(message["bytes"])
 
@@ -49,7 +50,8 @@ async def test_slow_watcher_is_resynced_and_fast_one_gets_every_frame_inline() -
     assert fast.draining is None
     assert slow.resync and len(slow.queue) == 0  # backlog dropped, not grown
     released.set()
-    await asyncio.wait_for(slow.draining, 5)  # type: ignore[arg-type]
+    assert slow.draining is not None
+    await asyncio.wait_for(slow.draining, timeout(5))
     first, last = (wire.decode_msgpack(f) for f in (slow_frames[0], slow_frames[-1]))
     assert first["t"] == "snapshot" and first["seq"] == 0  # the blocked initial snapshot
     assert last["t"] == "snapshot" and last["seq"] == 10  # then a fresh one, not ten stale frames
@@ -70,7 +72,7 @@ async def test_direct_writes_never_overtake_a_backlog() -> None:
             wire_log.append(("direct", _seq_of_frame(frame)))
         return accept_direct[0]
 
-    async def send(message: dict) -> None:  # type: ignore[type-arg]
+    async def send(message: dict[str, Any]) -> None:
         await released.wait()
         wire_log.append(("asgi", wire.decode_msgpack(message["bytes"])["seq"]))
 
@@ -84,7 +86,7 @@ async def test_direct_writes_never_overtake_a_backlog() -> None:
     watch.apply(event(4))
     assert watcher.draining is not None and watch.frames_asgi == 3 and watch.frames_direct == 1
     released.set()
-    await asyncio.wait_for(watcher.draining, 5)  # type: ignore[arg-type]
+    await asyncio.wait_for(watcher.draining, timeout(5))
     watch.apply(event(5))
     assert wire_log == [("direct", 0), ("direct", 1), ("asgi", 2), ("asgi", 3), ("asgi", 4), ("direct", 5)]
     assert watch.frames_direct == 2
@@ -99,7 +101,7 @@ def _seq_of_frame(frame: bytes) -> int:
 async def test_a_failed_write_closes_the_watcher() -> None:
     watch = service()
 
-    async def broken(message: dict) -> None:  # type: ignore[type-arg]
+    async def broken(message: dict[str, Any]) -> None:
         raise ConnectionResetError
 
     watcher = Watcher(broken, wire.CODECS[wire.MSGPACK], False, 4)
@@ -114,7 +116,7 @@ async def test_since_within_history_replays_only_later_frames_and_hides_private(
         watch.apply(event(seq, station="opd.bakesbangpol" if seq == 5 else "35.09.01"))
     received: list[bytes | str] = []
 
-    async def record(message: dict) -> None:  # type: ignore[type-arg]
+    async def record(message: dict[str, Any]) -> None:
         received.append(message.get("bytes") or message["text"])
 
     watch.attach(Watcher(record, wire.CODECS[wire.JSON], False, 100), since=3)

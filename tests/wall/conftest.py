@@ -20,14 +20,15 @@ from urllib.parse import urlsplit
 
 import av
 import pytest
+from playwright.async_api import Browser, Page, ViewportSize
 
-from tests.conftest import RunningHub, start_hub, stop_hub, test_settings, timeout
-from tests.web.browser import PageLog, browser, open_page  # noqa: F401  (``browser`` is a fixture)
-from tests.wsclient import Client, station
+from tests.kit import RunningHub, hub_settings, start_hub, stop_hub, wait_until
+from tests.web.browser import PageLog, open_page
+from tests.wsclient import Client, heartbeat, station
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR, PASSWORD = "pendopo1", "kata-sandi-uji-panjang"
-WALL_VIEWPORT = {"width": 1600, "height": 1000}
+WALL_VIEWPORT: ViewportSize = {"width": 1600, "height": 1000}
 
 # A title a station could send that must show as text, never as markup.
 HOSTILE_TITLE = '<img src=x onerror="window.pwned=1">Rapat <b>RT</b>'
@@ -49,7 +50,7 @@ def wall_registry() -> str:
 @pytest.fixture
 async def wall_hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
     (tmp_path / "stations.csv").write_text(wall_registry(), encoding="utf-8")
-    running = await start_hub(test_settings(tmp_path))
+    running = await start_hub(hub_settings(tmp_path))
     await running.hub.auth.add_operator(OPERATOR, PASSWORD)
     try:
         yield running
@@ -90,14 +91,8 @@ class Agent:
         client, welcome = await station(hub.ws, station_id, token)
         agent = cls(station_id, client, token)
         period = welcome["heartbeat_s"]
-        agent.tasks = [asyncio.create_task(agent._beat(period)), asyncio.create_task(agent._read())]
+        agent.tasks = [asyncio.create_task(heartbeat(client, period)), asyncio.create_task(agent._read())]
         return agent
-
-    async def _beat(self, period: float) -> None:
-        with contextlib.suppress(Exception):
-            while True:
-                await self.client.send({"t": "hb"})
-                await asyncio.sleep(period)  # the heartbeat cadence the hub asked for
 
     async def _read(self) -> None:
         with contextlib.suppress(Exception):
@@ -109,13 +104,11 @@ class Agent:
         await self.client.send(message)
 
     async def wait_for(self, kind: str, wait: float = 10.0) -> dict[str, Any]:
-        async with asyncio.timeout(timeout(wait)):
-            while True:
-                for message in self.received:
-                    if message.get("t") == kind:
-                        return message
-                self.arrived.clear()
-                await self.arrived.wait()
+        """The first message of type ``kind`` the hub sent this station (waiting for it)."""
+        def first() -> dict[str, Any] | None:
+            return next((m for m in self.received if m.get("t") == kind), None)
+
+        return await wait_until(first, wait, f"a {kind!r} message at station {self.id}", changed=self.arrived)
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -125,7 +118,7 @@ class Agent:
             await self.client.close()
 
 
-async def open_wall(browser: Any, hub: RunningHub, viewport: dict[str, int] | None = None) -> tuple[Any, PageLog]:
+async def open_wall(browser: Browser, hub: RunningHub, viewport: ViewportSize | None = None) -> tuple[Page, PageLog]:
     """A fresh browser context, logged in through the form, on /wall."""
     page, log = await open_page(browser, viewport=viewport or WALL_VIEWPORT, permissions=["microphone", "camera"])
     # /login has no <link rel=icon> (yet), so Chromium asks for /favicon.ico and logs its 404

@@ -1,8 +1,8 @@
 """Headless Chromium for browser tests (the public portal, the Pendopo wall): one launcher.
 
-Use it from a test module::
+Use it from a test module (``tests/conftest.py`` registers the ``browser`` fixture)::
 
-    from tests.web.browser import browser, open_page  # noqa: F401  (``browser`` is a fixture)
+    from tests.web.browser import open_page
 
     pytestmark = pytest.mark.browser
 
@@ -35,11 +35,14 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import timeout
+from tests.kit import timeout
+
+if TYPE_CHECKING:  # Playwright itself is imported when a browser is launched, not by every test run
+    from playwright.async_api import Browser, Page, ViewportSize
 
 CHROMIUM = Path(os.environ.get("JAGA_CHROMIUM", "/usr/lib/chromium/chromium"))
 
@@ -59,7 +62,7 @@ CHROMIUM_ARGS = [
     "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
 ]
 
-PHONE = {"width": 390, "height": 844}  # a common phone viewport, the portal's first target
+PHONE: ViewportSize = {"width": 390, "height": 844}  # a common phone viewport, the portal's first target
 
 
 def chromium_args(extra_disabled_features: tuple[str, ...] = ()) -> list[str]:
@@ -78,7 +81,7 @@ def require_chromium() -> None:
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Any]:
+async def browser() -> AsyncIterator[Browser]:
     """One headless Chromium for one test."""
     require_chromium()
     from playwright.async_api import async_playwright
@@ -118,7 +121,7 @@ class PageLog:
         assert not self.dialogs, f"page opened dialogs (script ran?): {self.dialogs}"
 
 
-def _watch(page: Any, log: PageLog) -> None:
+def _watch(page: Page, log: PageLog) -> None:
     def console(message: Any) -> None:
         if message.type == "error":
             log.errors.append(message.text)
@@ -156,8 +159,8 @@ def _watch(page: Any, log: PageLog) -> None:
     page.on("websocket", websocket)
 
 
-async def open_page(browser: Any, url: str | None = None, *, viewport: dict[str, int] | None = None,
-                    init_script: str | None = None, **context_options: Any) -> tuple[Any, PageLog]:
+async def open_page(browser: Browser, url: str | None = None, *, viewport: ViewportSize | None = None,
+                    init_script: str | None = None, **context_options: Any) -> tuple[Page, PageLog]:
     """A page in a fresh context (phone-sized by default), logged; navigated to ``url`` if given.
 
     The context closes with the browser; call ``page.context.close()`` to end it sooner.
@@ -173,3 +176,38 @@ async def open_page(browser: Any, url: str | None = None, *, viewport: dict[str,
     if url is not None:
         await page.goto(url)
     return page, log
+
+
+# -- is the video playing? ------------------------------------------------------------------
+
+# An init script recording every RTCPeerConnection a page creates (test side only: the pages
+# keep no global), so that their getStats() can be read.
+RECORD_PEERS = """
+(() => {
+  const Original = window.RTCPeerConnection;
+  if (!Original) return;
+  window.__jagaPeers = [];
+  window.RTCPeerConnection = class extends Original {
+    constructor(...args) { super(...args); window.__jagaPeers.push(this); }
+  };
+})();
+"""
+_FRAMES_DECODED = """
+async () => {
+  let frames = 0;
+  for (const pc of window.__jagaPeers || []) {
+    (await pc.getStats()).forEach((r) => {
+      if (r.type === "inbound-rtp" && r.kind === "video") frames += r.framesDecoded || 0;
+    });
+  }
+  return frames;
+}
+"""
+
+
+async def frames_decoded(page: Page, beyond: int = 0) -> int:
+    """Video frames the page's peer connections decoded (``framesDecoded``: the reliable sign
+    that video plays), or 0 while that is not more than ``beyond``. Needs :data:`RECORD_PEERS`
+    as the page's init script."""
+    frames = int(await page.evaluate(_FRAMES_DECODED))
+    return frames if frames > beyond else 0

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningHub, start_hub, stop_hub, test_settings
-from tests.web.browser import browser  # noqa: F401  (the fixture)
+from tests.kit import RunningHub, hub_settings, start_hub, stop_hub
 from tests.web.helpers import WEB_REGISTRY
 
 
 @pytest.fixture
 async def web_hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
     (tmp_path / "stations.csv").write_text(WEB_REGISTRY)
-    running = await start_hub(test_settings(tmp_path))
+    running = await start_hub(hub_settings(tmp_path))
     try:
         yield running
     finally:

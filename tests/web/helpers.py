@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import fractions
 import random
 from zoneinfo import ZoneInfo
 
-from hub.ledger.base import LedgerWrite
-from tests.conftest import TEST_REGISTRY
-from tests.wsclient import Client
+from hub.ledger.base import Ledger, LedgerWrite
+from tests.kit import TEST_REGISTRY
 
 XSS = "<img src=x onerror=alert(1)>"
 XSS_STATION = "35.09.02.2001"
@@ -21,12 +19,6 @@ PUBLIC_IDS = ["35.09.01", "35.09.01.2001", "35.09.01.2002", "35.09.02", "35.09.0
 PRIVATE_ID = "opd.bakesbangpol"
 PRIVATE_MARKERS = ("bakesbangpol", "Kesatuan Bangsa", "Rahasia")
 WIB = ZoneInfo("Asia/Jakarta")
-
-
-async def heartbeat_forever(client: Client, every: float = 0.1) -> None:
-    while True:
-        await client.send({"t": "hb"})
-        await asyncio.sleep(every)  # a real agent's cadence, not a wait for state
 
 
 def make_jpeg(width: int = 320, height: int = 180, seed: int = 0, detail: float = 0.5) -> bytes:
@@ -56,7 +48,7 @@ def wib(day: dt.date, hh: int, mm: int = 0) -> float:
     return dt.datetime.combine(day, dt.time(hh, mm), WIB).timestamp()
 
 
-async def seed_intervals(ledger: object, station: str, spans: list[tuple[str | None, float]]) -> None:
+async def seed_intervals(ledger: Ledger, station: str, spans: list[tuple[str | None, float]]) -> None:
     """Write transitions straight into the ledger: [(state or None for offline, at), ...]."""
     for state, at in spans:
-        await ledger.apply(LedgerWrite("transition", station, state, at, state or "closed"))  # type: ignore[attr-defined]
+        await ledger.apply(LedgerWrite("transition", station, state, at, state or "closed"))

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from playwright.async_api import Browser
 
-from tests.conftest import RunningHub, timeout
-from tests.web.browser import open_page
-from tests.web.test_watch_video import FRAMES_DECODED, RECORD_PEERS, _more, until
+from tests.kit import RunningHub, timeout, wait_until
+from tests.web.browser import RECORD_PEERS, frames_decoded, open_page
 
 pytestmark = pytest.mark.browser
 
@@ -42,8 +42,8 @@ async ({url, token, codec}) => {
 
 
 @pytest.mark.parametrize("codec", ["VP8", "H264"])
-async def test_chromium_publishes_with_whip_and_chromium_plays_with_whep(  # type: ignore[no-untyped-def]
-        browser, web_hub: RunningHub, codec: str) -> None:
+async def test_chromium_publishes_with_whip_and_chromium_plays_with_whep(
+        browser: Browser, web_hub: RunningHub, codec: str) -> None:
     station_id = "35.09.02"
     token = await web_hub.token(station_id)
     publisher, publisher_log = await open_page(browser, f"{web_hub.http}/login")
@@ -52,12 +52,13 @@ async def test_chromium_publishes_with_whip_and_chromium_plays_with_whep(  # typ
     assert location.startswith(f"/whip/{station_id}/")
     async with httpx.AsyncClient(base_url=web_hub.http, timeout=timeout(5)) as http:
         async def live() -> bool:
-            return (await http.get(f"/api/v1/stations/{station_id}")).json()["state"] == "live"
+            return bool((await http.get(f"/api/v1/stations/{station_id}")).json()["state"] == "live")
 
-        await until(live, 15, "the browser publisher to make the station live")
+        await wait_until(live, 15, "the browser publisher to make the station live", every=0.1)
         viewer, viewer_log = await open_page(browser, f"{web_hub.http}/watch/{station_id}", init_script=RECORD_PEERS)
-        first = await until(lambda: viewer.evaluate(FRAMES_DECODED), 15, f"a first decoded {codec} frame")
-        await until(lambda: _more(viewer, first + 10), 10, f"ten more decoded {codec} frames")
+        first = await wait_until(lambda: frames_decoded(viewer), 15, f"a first decoded {codec} frame", every=0.1)
+        await wait_until(lambda: frames_decoded(viewer, beyond=first + 10), 10, f"ten more decoded {codec} frames",
+                         every=0.1)
         negotiated = await viewer.evaluate("""async () => {
             let mime = "";
             for (const pc of window.__jagaPeers) (await pc.getStats()).forEach((r) => {

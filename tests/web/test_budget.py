@@ -13,12 +13,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Browser, expect
 
-from tests.conftest import start_hub, stop_hub, test_settings
+from tests.kit import hub_settings, start_hub, stop_hub
 from tests.web.browser import open_page
-from tests.web.helpers import heartbeat_forever, make_jpeg
-from tests.wsclient import station
+from tests.web.helpers import make_jpeg
+from tests.wsclient import heartbeat, station
 
 pytestmark = pytest.mark.browser
 
@@ -27,9 +27,9 @@ JEMBER_REGISTRY = Path(__file__).resolve().parents[2] / "data" / "jember_station
 ONLINE = 12  # stations live, each with a ~14 KB thumbnail
 
 
-async def test_first_page_of_the_portal_fits_the_budget(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_first_page_of_the_portal_fits_the_budget(browser: Browser, tmp_path: Path) -> None:
     shutil.copy(JEMBER_REGISTRY, tmp_path / "stations.csv")
-    hub = await start_hub(test_settings(tmp_path))
+    hub = await start_hub(hub_settings(tmp_path))
     clients, beats = [], []
     try:
         public = [s for s in hub.hub.registry if s.public]
@@ -38,7 +38,7 @@ async def test_first_page_of_the_portal_fits_the_budget(browser, tmp_path: Path)
             await client.send({"t": "thumb", "jpeg": make_jpeg(seed=index)})
             clients.append(client)
             await hub.hub.stations.set_publishing(item.id, True)  # what the relay does on WHIP: live
-            beats.append(asyncio.create_task(heartbeat_forever(client, 0.15)))
+            beats.append(asyncio.create_task(heartbeat(client, 0.15)))
 
         page, log = await open_page(browser)
         await page.goto(f"{hub.http}/", wait_until="networkidle")

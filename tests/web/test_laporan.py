@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from hub.routes.api import DAILY_COLUMNS
-from tests.conftest import RunningHub, timeout
+from tests.kit import RunningHub, timeout
 from tests.web.browser import open_page
 from tests.web.helpers import PRIVATE_ID, PRIVATE_MARKERS, seed_intervals, wib
 
@@ -35,11 +36,11 @@ async def seed(hub: RunningHub) -> None:
     await seed_intervals(ledger, PRIVATE_ID, [("live", wib(DAY, 0)), (None, wib(NEXT, 0))])
 
 
-def cell(page, table: str, row_id: str, key: str):  # type: ignore[no-untyped-def]
+def cell(page: Page, table: str, row_id: str, key: str) -> Locator:
     return page.locator(f'#{table} tr[data-id="{row_id}"] td[data-key="{key}"]')
 
 
-async def test_daily_and_monthly_reports_show_the_ledger(browser, web_hub: RunningHub, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_daily_and_monthly_reports_show_the_ledger(browser: Browser, web_hub: RunningHub, tmp_path: Path) -> None:
     await seed(web_hub)
     page, log = await open_page(browser, f"{web_hub.http}/laporan?date={DAY}", viewport={"width": 1280, "height": 900},
                                 accept_downloads=True)
@@ -65,7 +66,7 @@ async def test_daily_and_monthly_reports_show_the_ledger(browser, web_hub: Runni
     await expect(cell(page, "table-kind", "desa", "hadir")).to_have_text("1")
     await expect(page.locator("#table-opd tbody tr")).to_have_count(1)  # opd.dinkes only
     bar = page.locator('#chart rect.bar[data-label="Jombang"]')
-    assert abs(float(await bar.get_attribute("data-value")) - jombang) < 1e-9
+    assert abs(float(await bar.get_attribute("data-value") or "nan") - jombang) < 1e-9
 
     # Sorting: by coverage (descending first for numbers), then ascending.
     header = page.locator('#table-station th[data-key="coverage"] button')
@@ -86,7 +87,7 @@ async def test_daily_and_monthly_reports_show_the_ledger(browser, web_hub: Runni
         json_rows = (await http.get("/api/v1/attendance/daily", params={"date": str(DAY)})).json()["rows"]
     assert list(csv_rows[0]) == DAILY_COLUMNS
     assert [r["id"] for r in csv_rows] == [r["id"] for r in json_rows]
-    for from_csv, from_json in zip(csv_rows, json_rows):
+    for from_csv, from_json in zip(csv_rows, json_rows, strict=True):
         assert from_csv == {c: "" if from_json[c] is None else str(from_json[c]) for c in DAILY_COLUMNS}
     assert PRIVATE_ID not in {r["id"] for r in csv_rows}
     text = await page.content()
@@ -103,7 +104,7 @@ async def test_daily_and_monthly_reports_show_the_ledger(browser, web_hub: Runni
     await expect(page.locator('#heatmap g[data-status]')).to_have_count(31)
     await expect(page.locator("#heatmap-station option:checked")).to_have_text("Kecamatan Jombang")
     month_bar = page.locator('#chart rect.bar[data-label="Jombang"]')
-    assert abs(float(await month_bar.get_attribute("data-value")) - jombang / 31) < 1e-3
+    assert abs(float(await month_bar.get_attribute("data-value") or "nan") - jombang / 31) < 1e-3
     hrefs = await page.locator("#downloads a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
     for group in ("station", "kecamatan", "kind", "opd"):
         assert f"/api/v1/attendance/monthly?month=2026-10&group={group}&format=csv" in hrefs

@@ -8,18 +8,24 @@ import re
 
 import httpx
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Browser, Locator, Page, WebSocketRoute, expect
 
-from tests.conftest import RunningHub, timeout
+from tests.kit import RunningHub, timeout
 from tests.web.browser import open_page
-from tests.web.helpers import (PRIVATE_ID, PRIVATE_MARKERS, PUBLIC_IDS, XSS, XSS_STATION, heartbeat_forever,
-                               make_jpeg)
-from tests.wsclient import station
+from tests.web.helpers import (
+    PRIVATE_ID,
+    PRIVATE_MARKERS,
+    PUBLIC_IDS,
+    XSS,
+    XSS_STATION,
+    make_jpeg,
+)
+from tests.wsclient import heartbeat, station
 
 pytestmark = pytest.mark.browser
 
 
-def card(page, station_id: str):  # type: ignore[no-untyped-def]
+def card(page: Page, station_id: str) -> Locator:
     return page.locator(f'#directory .card[data-id="{station_id}"]')
 
 
@@ -28,7 +34,7 @@ def assert_private_absent(text: str) -> None:
         assert marker.lower() not in text.lower(), f"{marker!r} leaked"
 
 
-async def test_portal_lists_stations_and_follows_them_live(browser, web_hub: RunningHub) -> None:  # type: ignore[no-untyped-def]
+async def test_portal_lists_stations_and_follows_them_live(browser: Browser, web_hub: RunningHub) -> None:
     page, log = await open_page(browser, f"{web_hub.http}/")
     await expect(page.locator("#conn")).to_have_class(re.compile(r"\bup\b"))
     await expect(page.locator("#count-all")).to_have_text(str(len(PUBLIC_IDS)))
@@ -40,7 +46,7 @@ async def test_portal_lists_stations_and_follows_them_live(browser, web_hub: Run
     # A public and a private station come online; only the public one shows, without a reload.
     jombang, _ = await station(web_hub.ws, "35.09.01", await web_hub.token("35.09.01"))
     secret, _ = await station(web_hub.ws, PRIVATE_ID, await web_hub.token(PRIVATE_ID))
-    beats = [asyncio.create_task(heartbeat_forever(c)) for c in (jombang, secret)]
+    beats = [asyncio.create_task(heartbeat(c)) for c in (jombang, secret)]
     try:
         await expect(card(page, "35.09.01")).to_have_attribute("data-status", "online")
         await expect(card(page, "35.09.01").locator(".badge")).to_have_text("Aktif")
@@ -53,7 +59,8 @@ async def test_portal_lists_stations_and_follows_them_live(browser, web_hub: Run
         await page.locator('details[data-kecamatan="Jombang"] > summary').click()
         thumb = card(page, "35.09.01").locator("img.thumb")
         await expect(thumb).to_have_attribute("src", re.compile(r"/api/v1/stations/35\.09\.01/thumbnail\.jpg\?t="))
-        await page.wait_for_function("img => img.complete && img.naturalWidth === 320", arg=await thumb.element_handle())
+        await page.wait_for_function("img => img.complete && img.naturalWidth === 320",
+                                     arg=await thumb.element_handle())
         await jombang.send({"t": "activity.stop"})
         await expect(page.locator("#activities-earlier li strong")).to_have_text([XSS])
         await expect(page.locator("#activities-live li")).to_have_count(0)
@@ -74,7 +81,7 @@ async def test_portal_lists_stations_and_follows_them_live(browser, web_hub: Run
     log.assert_clean()
 
 
-async def test_watch_page_states_low_data_and_privacy(browser, web_hub: RunningHub) -> None:  # type: ignore[no-untyped-def]
+async def test_watch_page_states_low_data_and_privacy(browser: Browser, web_hub: RunningHub) -> None:
     page, log = await open_page(browser, f"{web_hub.http}/watch/35.09.01")
     await expect(page.locator("#name")).to_have_text("Kecamatan Jombang")
     await expect(page.locator("#message-title")).to_have_text("Kantor belum terhubung")
@@ -83,7 +90,7 @@ async def test_watch_page_states_low_data_and_privacy(browser, web_hub: RunningH
     await expect(page.locator("#today")).to_contain_text("tidak hadir")
 
     client, _ = await station(web_hub.ws, "35.09.01", await web_hub.token("35.09.01"))
-    beat = asyncio.create_task(heartbeat_forever(client))
+    beat = asyncio.create_task(heartbeat(client))
     try:
         await client.send({"t": "thumb", "jpeg": make_jpeg(seed=2)})
         await client.send({"t": "activity.start", "title": XSS})
@@ -114,11 +121,11 @@ async def test_watch_page_states_low_data_and_privacy(browser, web_hub: RunningH
         assert (await http.get(f"/api/v1/stations/{PRIVATE_ID}/thumbnail.jpg")).status_code == 404
 
 
-async def test_portal_resumes_with_since_after_a_drop(browser, web_hub: RunningHub) -> None:  # type: ignore[no-untyped-def]
+async def test_portal_resumes_with_since_after_a_drop(browser: Browser, web_hub: RunningHub) -> None:
     """The page's socket is cut; it reconnects with ?since= and gets only what it missed."""
-    sockets: list[tuple[str, object, list[str]]] = []  # (url, page-side route, frames relayed to the page)
+    sockets: list[tuple[str, WebSocketRoute, list[str]]] = []  # (url, page-side route, frames relayed to the page)
 
-    def relay(route) -> None:  # type: ignore[no-untyped-def]
+    def relay(route: WebSocketRoute) -> None:
         frames: list[str] = []
         server = route.connect_to_server()
 
@@ -138,10 +145,10 @@ async def test_portal_resumes_with_since_after_a_drop(browser, web_hub: RunningH
     assert "since=" not in first_url
     seq = json.loads(first_frames[0])["seq"]
 
-    await first_route.close(code=4000, reason="test cuts the line")  # type: ignore[attr-defined]
+    await first_route.close(code=4000, reason="test cuts the line")
     await expect(page.locator("#conn")).to_have_class(re.compile(r"\bdown\b"))
     client, _ = await station(web_hub.ws, "35.09.02", await web_hub.token("35.09.02"))  # changes while away
-    beat = asyncio.create_task(heartbeat_forever(client))
+    beat = asyncio.create_task(heartbeat(client))
     try:
         await expect(card(page, "35.09.02")).to_have_attribute("data-status", "online", timeout=timeout(10) * 1000)
         second_url, _, second_frames = sockets[1]

@@ -1,0 +1,100 @@
+"""Pins the aiortc / aioice internals ``hub.media.seams_egress`` relies on (seams 6-9).
+
+If one of these fails after an upgrade, re-read the named function and adapt the seam (and
+docs/media.md) first: otherwise viewers may get packets with the wrong SSRC, unanswered
+NACKs, sender reports with zero counts, or nothing at all once aioice changes its sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio.selector_events
+import inspect
+from collections.abc import Callable
+
+import aioice.ice
+import aiortc.rtcdtlstransport
+from aiortc import RTCRtpSender, rtcicetransport
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
+
+from hub.media import seams_egress as seams
+from hub.media.seams_peers import negotiated_media, new_peer_connection
+from tests.locked import check_locked
+
+
+def source(obj: Callable[..., object]) -> str:
+    return inspect.getsource(obj)
+
+
+def test_installed_aiortc_aioice_and_pylibsrtp_are_the_locked_ones() -> None:
+    check_locked("aiortc", "aioice", "pylibsrtp")
+
+
+def test_dtls_transport_protects_with_tx_srtp_and_ice_sends_on_the_nominated_pair() -> None:
+    # Seam 6: the same steps aiortc takes for each RTP packet, done synchronously by SrtpWire.
+    send_rtp = source(RTCDtlsTransport._send_rtp)
+    assert "data = self._tx_srtp.protect(data)" in send_rtp and "await self.transport._send(data)" in send_rtp
+    assert "self._tx_srtp = Session(tx_policy)" in source(RTCDtlsTransport._setup_srtp)
+    sendto = source(aioice.ice.Connection.sendto)
+    assert "active_pair = self._nominated.get(component)" in sendto
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    assert "self.transport.sendto(data, addr)" in source(aioice.ice.StunProtocol.send_data)
+    close = source(aioice.ice.Connection.close)
+    assert close.index("self._nominated.clear()") < close.index("await protocol.close()")  # wire sees it first
+    assert "self._send = self._connection.send" in source(rtcicetransport.RTCIceTransport.__init__)
+    # congested(): the selector transport buffers what the kernel did not take, and says how much
+    transport = vars(asyncio.selector_events)["_SelectorDatagramTransport"]  # what a UDP endpoint gets
+    assert callable(getattr(transport, "get_write_buffer_size", None))
+
+
+def test_sender_routes_nacks_to_retransmit_and_reports_through_send_rtcp() -> None:
+    # Seams 7 and 8: instance lookups, so shadowing per sender works.
+    handle = source(RTCRtpSender._handle_rtcp_packet)
+    assert "await self._retransmit(seq)" in handle
+    run_rtcp = source(RTCRtpSender._run_rtcp)
+    assert "RtcpSrPacket(" in run_rtcp and "await self._send_rtcp(packets)" in run_rtcp
+    assert list(inspect.signature(RTCRtpSender._send_rtcp).parameters) == ["self", "packets"]
+
+
+def test_sender_ssrcs_are_random_per_sender_and_route_its_rtcp() -> None:
+    # Seam 9.
+    init = source(RTCRtpSender.__init__)
+    assert "self._ssrc = random32()" in init and "self._rtx_ssrc = random32()" in init
+    assert "ssrc=sender._ssrc" in source(aiortc.rtcdtlstransport.RTCDtlsTransport._register_rtp_sender)
+
+
+async def test_sender_ssrcs_are_the_ones_announced_in_the_sdp() -> None:
+    pc = new_peer_connection(())
+    transceiver = pc.addTransceiver("video", direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    ssrc, rtx_ssrc = seams.sender_ssrcs(transceiver.sender)
+    assert f"a=ssrc-group:FID {ssrc} {rtx_ssrc}" in pc.localDescription.sdp
+    media = negotiated_media(pc.localDescription.sdp)["video"]
+    assert media.rtx_payload_type is not None and media.mid == transceiver.mid
+    await pc.close()
+
+
+async def test_nacks_and_reports_are_shadowed_per_sender() -> None:
+    pc = new_peer_connection(())
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    nacked: list[int] = []
+    sent: list[RtcpSrPacket] = []
+
+    async def send_rtcp(packets: list[RtcpSrPacket]) -> None:
+        sent.extend(packets)
+
+    vars(sender)["_send_rtcp"] = send_rtcp  # stands in for the DTLS transport
+    seams.on_nack(sender, lambda seqs: nacked.extend(seqs))
+    seams.report_with(sender, lambda now: (1234, 5, 600))
+    await sender._retransmit(42)
+    aiortc_counts = RtcpSenderInfo(ntp_timestamp=0, rtp_timestamp=0, packet_count=0, octet_count=0)
+    await sender._send_rtcp([RtcpSrPacket(ssrc=sender._ssrc, sender_info=aiortc_counts)])
+    assert nacked == [42]
+    info = sent[0].sender_info
+    assert (info.rtp_timestamp, info.packet_count, info.octet_count) == (1234, 5, 600) and info.ntp_timestamp
+    await pc.close()
+
+
+def test_wire_answers_false_once_nothing_is_nominated() -> None:
+    wire = seams.SrtpWire(lambda packet: packet, {})
+    assert not wire.send(b"\x80" * 12) and not wire.congested()

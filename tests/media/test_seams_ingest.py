@@ -1,0 +1,100 @@
+"""Pins the aiortc / aioice internals ``hub.media.seams_ingest`` relies on (seams 10 and 11).
+
+If one of these fails after an upgrade, re-read the named function and adapt the seam (and
+docs/media.md) first: otherwise publishers' packets may silently stop reaching viewers, or
+the publisher may stop getting receiver reports, NACKs or REMB and degrade its stream.
+"""
+
+from __future__ import annotations
+
+import asyncio.selector_events
+import inspect
+import re
+from collections.abc import Callable
+
+import aioice.ice
+import aiortc.clock
+import aiortc.rate
+import aiortc.rtcdtlstransport
+from aiortc import RTCRtpReceiver, rtcrtpreceiver
+
+from hub.media import seams_ingest as seams
+from hub.media.seams_peers import new_peer_connection
+from tests.locked import check_locked
+
+
+def source(obj: Callable[..., object]) -> str:
+    return inspect.getsource(obj)
+
+
+def test_installed_aiortc_aioice_and_pylibsrtp_are_the_locked_ones() -> None:
+    check_locked("aiortc", "aioice", "pylibsrtp")
+
+
+def test_srtp_arrives_through_connection_data_received_and_the_dtls_rx_session() -> None:
+    # Seam 10: asyncio calls the protocol's datagram_received (an instance lookup), which
+    # hands every non-STUN datagram to Connection.data_received (also looked up on the
+    # instance, so shadowing works); the DTLS reader unprotects SRTP with self._rx_srtp.
+    transport = vars(asyncio.selector_events)["_SelectorDatagramTransport"]  # what a UDP endpoint gets
+    read_ready = source(transport._read_ready)
+    assert "self._protocol.datagram_received(data, addr)" in read_ready
+    received = source(aioice.ice.StunProtocol.datagram_received)
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in received
+    assert "self._queue.put_nowait((data, component))" in source(aioice.ice.Connection.data_received)
+    assert "self._protocols += host_protocols" in source(aioice.ice.Connection)  # gathered sockets
+    recv_next = source(aiortc.rtcdtlstransport.RTCDtlsTransport._recv_next)
+    assert "data = self._rx_srtp.unprotect(data)" in recv_next
+    assert "first_byte > 127 and first_byte < 192 and self._rx_srtp" in recv_next
+    assert "first_byte = data[0]" in recv_next  # an empty datagram would raise here: dropped before
+
+
+def test_receiver_bookkeeping_matches_handle_rtp_packet() -> None:
+    # Seam 11: the per-packet duties we take over, with the private names we reach.
+    handle = source(RTCRtpReceiver._handle_rtp_packet)
+    for duty in (
+        "self.__remote_bitrate_estimator.add(",
+        "fci=pack_remb_fci(*remb)",
+        "ssrc=self.__rtcp_ssrc",
+        "self.__active_ssrc[packet.ssrc] = clock.current_datetime()",
+        "self.__remote_streams[packet.ssrc] = StreamStatistics(codec.clockRate)",
+        "self.__remote_streams[packet.ssrc].add(packet)",
+        "self.__nack_generator.add(packet)",
+        "sorted(self.__nack_generator.missing)",
+        "if not self._enabled:",
+    ):
+        assert duty in handle, duty
+    # the stand-in packet only has to carry what these two read
+    stats_add = source(rtcrtpreceiver.StreamStatistics.add)
+    nack_add = source(rtcrtpreceiver.NackGenerator.add)
+    for code in (stats_add, nack_add):
+        fields = set(re.findall(r"\bpacket\.(\w+)", code))
+        assert fields <= {"sequence_number", "timestamp"}, fields
+    assert "self.receivers.add(receiver)" in source(aiortc.rtcdtlstransport.RtpRouter.register_receiver)
+    receive = source(RTCRtpReceiver.receive)
+    assert "self.__transport._register_rtp_receiver(self, parameters)" in receive
+    assert list(inspect.signature(RTCRtpReceiver._send_rtcp_nack).parameters) == ["self", "media_ssrc", "lost"]
+    estimator = inspect.signature(aiortc.rate.RemoteBitrateEstimator.add).parameters
+    assert set(estimator) == {"self", "abs_send_time", "arrival_time_ms", "payload_size", "ssrc"}  # by keyword
+    assert "NTP_EPOCH" in source(aiortc.clock.current_ms)
+
+
+async def test_receiver_bookkeeping_reaches_a_fresh_receivers_state() -> None:
+    pc = new_peer_connection(())
+    transceiver = pc.addTransceiver("video", direction="recvonly")
+    book = seams.ReceiverBookkeeping(transceiver.receiver, 90000)
+    assert not book.accepting()  # not started: aiortc would not route to it
+    book.count(1234, 1, 0, 100, None)
+    book.note_media(1234, 1)
+    assert [s.source for s in transceiver.receiver.getSynchronizationSources()] == [1234]
+    await pc.close()
+
+
+def test_bitrate_estimator_parts_we_swap() -> None:
+    # Seam 11 (_speed_up): the estimator reaches its rate counter and min-frame-period step
+    # through instance attributes, and the history list is never replaced.
+    add = source(aiortc.rate.RemoteBitrateEstimator.add)
+    assert "self.incoming_bitrate.rate(arrival_time_ms)" in add and "self.incoming_bitrate.reset()" in add
+    assert "self.incoming_bitrate = RateCounter(1000, 8000)" in source(aiortc.rate.RemoteBitrateEstimator.__init__)
+    assert "self.update_min_frame_period(" in source(aiortc.rate.OveruseEstimator.update)
+    assert source(aiortc.rate.OveruseEstimator).count("self.ts_delta_hist =") == 0
+    assert aiortc.rate.MIN_FRAME_PERIOD_HISTORY_LENGTH == 60
