@@ -53,7 +53,12 @@ PER_WORKER = 1250
 
 async def start_system(system: str, workdir: Path, alt: Path | None = None) -> tuple[Any, int, dict[str, str]]:
     if system in ("hub", "hub-alt"):
-        proc, port, config = await start_hub(workdir, source=alt if system == "hub-alt" else None)
+        # Every bench watcher comes from 127.0.0.1: lift the per-address watch cap (default 100)
+        # for this hub. "hub-alt" (another checkout, maybe older) keeps its own config keys.
+        if system == "hub-alt":
+            proc, port, config = await start_hub(workdir, source=alt)
+        else:
+            proc, port, config = await start_hub(workdir, presence={"watchers_per_address": 100_000})
         tokens = await asyncio.to_thread(mint_tokens, config, station_ids())
         return proc, port, tokens
     module = {"raw": "bench.servers.raw_ws", "naive": "bench.servers.naive_broadcaster"}[system]

@@ -11,7 +11,7 @@ Five long-lived tasks share one small state (this class), each simple on its own
   until a new ``welcome``. Going on air starts the sources; going off air stops them (the
   camera light goes off outside office hours).
 - ``media``: while on air, keeps one WHIP session up; retries with jittered backoff; ends
-  it (DELETE) when off air. A ``welcome`` after the hub restarted (1001, or TCP refused)
+  it (DELETE) when off air. A ``welcome`` after the hub restarted (1012/1001, or TCP refused)
   restarts the session at once, since the hub's relay forgot it.
 - ``thumbs``: while on air, the first JPEG as soon as a frame exists, then every
   ``thumbnail_s``; one more right after each (re)connection.
@@ -218,6 +218,10 @@ class Agent:
             self._start_talk()
         elif kind == "talk.stop":
             await self._stop_talk()
+        elif kind == "error" and message.get("code") == "thumb_dropped":
+            # Our extra thumbnail right after a reconnection can come sooner than the hub takes
+            # them; the next one on the period is taken. Nothing for a person to do.
+            log.info("hub dropped a thumbnail: %s", message.get("message"))
         elif kind == "error":
             log.error("hub error %s: %s", message.get("code"), message.get("message"))
         elif kind != "pong":

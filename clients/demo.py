@@ -3,7 +3,8 @@
     python -m clients.demo [--config config.toml] [--stations N]
 
 Starts ``python -m hub --config … serve``, mints tokens for the registry's first N stations
-(``[hub] demo_stations`` in the config, else 4) with the hub's own CLI, adds an operator
+(``--stations``, else ``[hub] demo_stations`` in the config, else 4; 0 starts the hub and the
+operator alone) with the hub's own CLI, adds an operator
 ``demo`` with a random password (printed once), starts N ``jaga-station --source test
 --always-on`` processes, prints the URLs, and on Ctrl-C stops the agents, then the hub.
 Tokens, agent configs and all the logs live under ``<data_dir>/demo/``.
@@ -63,6 +64,24 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, seconds:
     raise SystemExit(f"the hub did not answer {url}/healthz within {seconds:.0f} s; see {log}")
 
 
+def station_count(hub_section: dict[str, object], requested: int | None) -> int:
+    """How many agents to start: ``--stations``, else ``[hub] demo_stations``, else 4.
+
+    0 is a real answer (no agents), not "unset". A value that is not a whole number of 0 or
+    more stops the demo with a message naming it, before anything starts.
+    """
+    if requested is not None:
+        count, where = requested, "--stations"
+    else:
+        value = hub_section.get("demo_stations", DEFAULT_STATIONS)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise SystemExit(f"[hub] demo_stations must be a whole number, not {value!r}")
+        count, where = value, "[hub] demo_stations"
+    if count < 0:
+        raise SystemExit(f"{where} must be 0 or more, not {count}")
+    return count
+
+
 def relay(station: str, width: int, lines: Iterable[str], lock: threading.Lock) -> None:
     """Print an agent's console lines with its station id in front, until the agent exits."""
     for line in lines:
@@ -78,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     config = Path(args.config).resolve()
     raw = tomllib.loads(config.read_text(encoding="utf-8")) if config.exists() else {}
     hub_section = raw.get("hub", {})
-    count = args.stations if args.stations is not None else int(hub_section.get("demo_stations") or DEFAULT_STATIONS)
+    count = station_count(hub_section, args.stations)
     host = hub_section.get("host", "127.0.0.1")
     port = int(hub_section.get("port", 8080))
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
@@ -90,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ice_servers = raw.get("media", {}).get("ice_servers", [])
 
     stations = [line.split("\t")[0] for line in hub_cli(config, "stations", "list").splitlines() if line.strip()]
-    stations = stations[:max(0, count)]
+    stations = stations[:count]
     password = secrets.token_urlsafe(12)
     hub_cli(config, "operators", "add", "demo", "--password-stdin", stdin=password + "\n")
     agent_configs = []

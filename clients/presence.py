@@ -12,7 +12,7 @@ the next wait (:func:`classify`):
 4401 not authenticated      ``rejected``: wait ``auth_retry_s`` (10 min), log what to do;
                             a change to the token file cuts the wait short
 4409 replaced               another agent runs with this station id: back off, warn
-1001 hub shutting down      restart: back off from attempt 0 (jittered), media restarts
+1012 / 1001 hub restarting  restart: back off from attempt 0 (jittered), media restarts
 refused / reset / timeout   back off; the attempt counter grows until a connection
                             stays up for ``stable_s``
 ==========================  ===========================================================
@@ -42,7 +42,13 @@ log = logging.getLogger("jaga.station.presence")
 WS_MAX_SIZE = wire.MAX_THUMB_FRAME + 1024
 NOT_AUTHENTICATED = 4401
 REPLACED = 4409
+# A hub that stops says so: 1012 ("service restart", what uvicorn sends to every socket when
+# `jaga-hub serve` stops, before the hub's own shutdown runs) or 1001 ("going away", which
+# the protocol once documented, and which a proxy in front of the hub may send when it stops).
+# Either way the hub is expected back, and its relay will have forgotten our WHIP session.
+SERVICE_RESTART = 1012
 GOING_AWAY = 1001
+RESTART_CODES = (SERVICE_RESTART, GOING_AWAY)
 TOKEN_POLL_S = 1.0
 
 
@@ -61,7 +67,7 @@ def classify(code: int | None, reason: str, lasted_s: float) -> Outcome:
         return Outcome("rejected", reason or "token rejected", lasted_s)
     if code == REPLACED:
         return Outcome("replaced", reason or "replaced by a newer connection", lasted_s)
-    if code == GOING_AWAY:
+    if code in RESTART_CODES:
         return Outcome("restart", reason or "hub shutting down", lasted_s)
     if code in (4400, 4429, 1009):
         return Outcome("protocol", f"closed {code}: {reason}", lasted_s)

@@ -59,8 +59,51 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
+MAX_REDIRECTS = 3
+
+
+class _KeepRedirects(urllib.request.HTTPRedirectHandler):
+    """Hands every redirect back to :func:`_request`, which follows 307/308 itself: urllib
+    refuses to repeat a POST, and would drop nothing it should keep anyway."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: object, code: int, msg: str,
+                         headers: object, newurl: str) -> None:
+        return None  # the 3xx surfaces as an HTTPError carrying its Location
+
+
+_opener = urllib.request.build_opener(_KeepRedirects)
+
+
 def _request(url: str, method: str, token: str | None, body: bytes | None, timeout: float
              ) -> tuple[int, dict[str, str], list[str], bytes]:
+    """One request, following up to ``MAX_REDIRECTS`` 307/308 with the same method, body and
+    token: a cluster node answers a WHEP for a stream held by another node with 307 to that
+    node (the hub names it; an https URL is never followed to plain http)."""
+    for _ in range(MAX_REDIRECTS):
+        try:
+            status, headers, links, answered = _request_once(url, method, token, body, timeout)
+            location = headers.get("Location") or headers.get("location")
+            if location:  # relative to the node that answered, not to the first one asked
+                headers["Location"] = urljoin(url, location)
+            return status, headers, links, answered
+        except _Redirect as redirect:
+            target = urljoin(url, redirect.location)
+            if not target.startswith(("http://", "https://")) or (url.startswith("https:")
+                                                                    and not target.startswith("https:")):
+                raise HttpError(redirect.status, f"refusing to follow a redirect to {target}", None) from None
+            url = target
+    raise HttpError(307, f"more than {MAX_REDIRECTS} redirects", None)
+
+
+class _Redirect(Exception):
+    def __init__(self, status: int, location: str) -> None:
+        super().__init__(location)
+        self.status = status
+        self.location = location
+
+
+def _request_once(url: str, method: str, token: str | None, body: bytes | None, timeout: float
+                  ) -> tuple[int, dict[str, str], list[str], bytes]:
     headers = {"User-Agent": USER_AGENT}
     if body is not None:
         headers["Content-Type"] = "application/sdp"
@@ -69,9 +112,12 @@ def _request(url: str, method: str, token: str | None, body: bytes | None, timeo
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         # url: the hub's (http/https, checked by config.validate) or the session Location it answered
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _opener.open(request, timeout=timeout) as response:
             return response.status, dict(response.headers), response.headers.get_all("Link") or [], response.read()
     except urllib.error.HTTPError as exc:
+        location = exc.headers.get("Location") if exc.headers else None
+        if exc.code in (307, 308) and location:
+            raise _Redirect(exc.code, location) from None
         text = exc.read()[:300].decode("utf-8", "replace")
         raise HttpError(exc.code, text or exc.reason, _retry_after(exc.headers.get("Retry-After"))) from None
     except urllib.error.URLError as exc:

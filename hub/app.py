@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,16 +19,22 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from hub.backends.factory import build_backend
 from hub.backends.nodes import ClusterHooks
+from hub.core.audit import ReadAudit
+from hub.core.proxies import TrustedProxies
 from hub.core.registry import Registry, parse_registry
 from hub.core.schedule import Schedule
-from hub.errors import ClientError, ConfigError, RegistryError
+from hub.core.talk import PENDOPO
+from hub.core.watch_admission import WatchAdmission
+from hub.errors import ClientError, ConfigError, RegistryError, Unavailable
 from hub.ledger.base import BufferedLedger
 from hub.media.relay import MediaRelay
 from hub.routes import api, media, pages, uvicorn_seams, ws
-from hub.routes.middleware import SessionMiddleware, client_error
+from hub.routes.middleware import SecurityHeaders, SessionMiddleware, client_error
+from hub.routes.proxies import RealClientMiddleware
 from hub.services.auth import AuthService
 from hub.services.media_presence import MediaPresence
 from hub.services.metrics import Metrics, add_node_gauges
+from hub.services.operator_access import OperatorAccess
 from hub.services.reports import ReportsService
 from hub.services.stations import StationsService
 from hub.services.watchers import WatchService
@@ -52,10 +59,16 @@ def session_secret(settings: Settings) -> bytes:
     if settings.hub.session_secret:
         return settings.hub.session_secret.encode()
     path = settings.data_path / "session_secret"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # Created 0600 in one step (O_EXCL): written first and chmod'ed after, it was readable
+        # by every local user in between. Two nodes starting at once: one creates, one reads.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_hex(32))
     return path.read_text().strip().encode()
 
 
@@ -77,21 +90,34 @@ class Hub:
         self.ledger = BufferedLedger(self.backend.ledger)
         self.router = self.backend.router  # where stations are and who answers for them
         self.auth = AuthService(self.credentials, settings.auth, session_secret(settings), clock)
+        self.read_audit = ReadAudit()  # which operator reads of private stations are audited
         self.reports = ReportsService(self.backend.ledger, self.schedule, settings.schedule.full_coverage, clock)
         self.stations = StationsService(settings, self.registry, self.schedule, self.auth, self.ledger,
                                         self.presence_store, self.bus, self.metrics, clock,
                                         multi_node=self.backend.shared)
         self.media = MediaRelay(settings.media, MediaPresence(self.registry, self.stations,
-                                                            settings.media.thumbnail_s, clock))
+                                                            settings.media.thumbnail_s, clock,
+                                                            router=self.router))
+        self.stations.on_talk_stopped = self._end_talk_back
         self.whip_tokens = WhipTokens(self.auth, self.media)
+        self.operator_access = OperatorAccess(self.auth, self.media)
         self.watchers = WatchService(self.registry, self.schedule, self.presence_store, self.bus, self.metrics,
                                      settings.presence.watch_history, settings.presence.watcher_backlog,
-                                     viewers=self._viewers, thumb_at=self._thumb_at, clock=clock)
+                                     viewers=self._viewers, thumb_at=self._thumb_at, clock=clock,
+                                     admission=WatchAdmission(settings.presence.max_watchers,
+                                                              settings.presence.watchers_per_address))
         self._tasks: list[asyncio.Task[None]] = []
         add_node_gauges(self.metrics, self.stations, self.ledger, self.watchers, self.media)
 
     def _viewers(self, station_id: str) -> int:
         return self.media.viewer_count(station_id)
+
+    async def _end_talk_back(self, station_id: str) -> None:
+        """talk.stop: the station's sessions of the Pendopo's stream end on this node (the
+        node that holds the stream is one of those the command reaches)."""
+        for session in self.media.sessions_of(f"station:{station_id}"):
+            if session.kind == "whep" and session.station_id == PENDOPO:
+                await self.media.end(session.id)
 
     def _thumb_at(self, station_id: str) -> float | None:
         found = self.stations.thumbnails.get(station_id)
@@ -125,12 +151,23 @@ class Hub:
                     next_checkpoint = now + self.settings.hub.checkpoint_s
                     await self.stations.close_revoked()
                     await self.whip_tokens.end_revoked()
+                    await self._end_operator_sessions()
                     if not await self.ledger.checkpoint(now):
                         log.error("ledger unavailable, holding %d writes: %s",
                                   len(self.ledger.pending), self.ledger.last_error)
             except Exception:
                 log.exception("timer tick failed")
             await asyncio.sleep(tick_s)
+
+    async def _end_operator_sessions(self) -> None:
+        """Close what logged-out, expired or revoked operator sessions held open, and delete
+        expired sessions. With the store away, nothing: an outage is not a revocation (and
+        the ledger's checkpoint after this must still run)."""
+        try:
+            await self.operator_access.end_revoked()
+            await self.auth.sweep()
+        except Unavailable as exc:
+            log.warning("operator sessions not checked: %s", exc.message)
 
     async def stop(self) -> None:
         await self.stations.shutdown()
@@ -146,6 +183,7 @@ class Hub:
         await self.bus.close()
         await self.ledger.inner.close()
         await self.credentials.close()
+        self.auth.close()
 
 
 def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Starlette:
@@ -163,9 +201,12 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> St
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ClientError: client_error})
     app.state.hub = hub
     app.add_middleware(SessionMiddleware)
+    app.add_middleware(SecurityHeaders)  # nosniff and a CSP on API answers too, errors included
     # Pages, scripts and station lists shrink 3-10x; JPEGs and SDP gain nothing.
     app.add_middleware(GZipMiddleware, minimum_size=1024,
                        exclude_content_types=("text/event-stream", "image/jpeg", "application/sdp"))
+    # Before anything reads scope["client"]: the real client behind trusted reverse proxies.
+    app.add_middleware(RealClientMiddleware, trusted=TrustedProxies(settings.hub.trusted_proxies))
     # Outermost, so it sees the server's own send (the watch fan-out's fast path needs it).
     app.add_middleware(uvicorn_seams.KeepServerSend)
     return app

@@ -2,7 +2,7 @@
 
     jaga-hub [--config PATH] serve [--host H] [--port P] [--port-file F]
     jaga-hub [--config PATH] stations list | import FILE | token ID
-    jaga-hub [--config PATH] operators add NAME [--password-stdin]
+    jaga-hub [--config PATH] operators add NAME [--password-stdin] | remove NAME | revoke NAME
 
 The config defaults to ``$JAGA_CONFIG``, else ``./config.toml``. Admin commands write the
 backend's store directly, so they work whether or not a hub is running.
@@ -16,8 +16,10 @@ import getpass
 import logging
 import os
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from hub.core.registry import parse_registry, registry_to_csv
 from hub.errors import ConfigError, JagaError, RegistryError
@@ -27,7 +29,15 @@ if TYPE_CHECKING:  # imported where used: admin commands need neither the server
     import uvicorn
     from starlette.applications import Starlette
 
+    from hub.backends.base import CredentialStore
+
+T = TypeVar("T")
+
 WS_MAX_SIZE = 256 * 1024 + 1024  # the thumbnail limit plus framing; larger frames close with 1009
+# uvicorn's own X-Forwarded-* handling stays off: by default it believes 127.0.0.1 (and
+# $FORWARDED_ALLOW_IPS) and rewrites the client before the app sees the direct peer. The app
+# applies `hub.trusted_proxies` itself (hub/routes/proxies.py), so test hubs behave the same
+# (tests/kit.py starts its servers with the same flag).
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.set_defaults(handler=cmd_operators_add)
+    remove = operator_commands.add_parser("remove", help="remove an operator and end their sessions")
+    remove.add_argument("name")
+    remove.set_defaults(handler=cmd_operators_remove)
+    revoke = operator_commands.add_parser("revoke", help="end every session of an operator (log them out)")
+    revoke.add_argument("name")
+    revoke.set_defaults(handler=cmd_operators_revoke)
     return parser
 
 
@@ -96,7 +112,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.hub.host, port=settings.hub.port, ws="websockets-sansio",
                             ws_max_size=WS_MAX_SIZE, ws_per_message_deflate=False, lifespan="on",
-                            log_level="info", access_log=False, timeout_graceful_shutdown=5)
+                            log_level="info", access_log=False, timeout_graceful_shutdown=5,
+                            proxy_headers=False)  # see the note at WS_MAX_SIZE
     server = uvicorn.Server(config)
     try:
         return asyncio.run(_serve(server, app, settings, args.port_file))
@@ -130,13 +147,52 @@ def cmd_stations_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_actor() -> str:
+    """Who ran an admin command, for the audit log: the OS account (the CLI has no operator
+    session; it acts with the rights of whoever can read the config and write the store)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no LOGNAME/USER and no passwd entry (a bare container)
+        return f"cli:uid{os.getuid()}"
+
+
+async def _audit(store: CredentialStore, action: str, detail: str) -> None:
+    """Written *before* the change it records: a change the store cannot audit (Redis away)
+    is not made, and the command fails with the store's error."""
+    await store.audit(time.time(), _admin_actor(), action, detail)
+
+
+def _with_store(settings: Settings, work: Callable[[CredentialStore], Awaitable[T]]) -> T:
+    """Run ``work`` on the backend's credential store (the CLI writes it directly), then close it."""
+    from hub.backends.factory import build_credentials
+
+    async def run() -> T:
+        store = build_credentials(settings)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
 def cmd_stations_import(settings: Settings, args: argparse.Namespace) -> int:
+
     text = Path(args.file).read_text(encoding="utf-8")
     registry = parse_registry(text)  # raises with every bad line; nothing is written then
     target = settings.registry_path
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(".tmp")
     temporary.write_text(registry_to_csv(registry), encoding="utf-8")
+
+    async def record(store: CredentialStore) -> None:
+        await _audit(store, "registry.import", f"{len(registry)} stations from {os.path.abspath(args.file)}")
+
+    try:
+        _with_store(settings, record)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     os.replace(temporary, target)  # atomic: readers see the old or the new file, never half
     print(f"imported {len(registry)} stations into {target}; restart the hub to load them")
     return 0
@@ -144,30 +200,25 @@ def cmd_stations_import(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_stations_token(settings: Settings, args: argparse.Namespace) -> int:
     from hub.app import load_registry
-    from hub.backends.factory import build_credentials
     from hub.services.auth import hash_token, mint_token
 
     if args.id not in load_registry(settings):
         raise ConfigError(f"no station {args.id!r} in {settings.registry_path}")
 
-    async def rotate() -> str:
-        store = build_credentials(settings)
-        try:
-            token = mint_token()
-            await store.set_token_hash(args.id, hash_token(token))
-            return token
-        finally:
-            await store.close()
+    async def rotate(store: CredentialStore) -> str:
+        token = mint_token()
+        await _audit(store, "token.rotate", args.id)
+        await store.set_token_hash(args.id, hash_token(token))
+        return token
 
-    token = asyncio.run(rotate())
+    token = _with_store(settings, rotate)
     print(f"token for {args.id} (shown once; the old token no longer works):", file=sys.stderr)
     print(token)
     return 0
 
 
 def cmd_operators_add(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.backends.factory import build_credentials
-    from hub.services.auth import hash_password
+    from hub.services.auth import hash_password, set_operator_password
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -178,15 +229,40 @@ def cmd_operators_add(settings: Settings, args: argparse.Namespace) -> int:
     if len(password) < 8:
         raise ConfigError("password must have at least 8 characters")
 
-    async def add() -> None:
-        store = build_credentials(settings)
-        try:
-            await store.set_operator(args.name, hash_password(password))
-        finally:
-            await store.close()
+    async def add(store: CredentialStore) -> None:
+        known = await store.operator_hash(args.name) is not None
+        await _audit(store, "operator.password" if known else "operator.add", args.name)
+        # A new password ends the operator's sessions (running hubs close what they held
+        # open within one checkpoint_s).
+        await set_operator_password(store, args.name, hash_password(password))
 
-    asyncio.run(add())
+    _with_store(settings, add)
     print(f"operator {args.name} saved")
+    return 0
+
+
+def cmd_operators_remove(settings: Settings, args: argparse.Namespace) -> int:
+
+    async def remove(store: CredentialStore) -> bool:
+        if await store.operator_hash(args.name) is None:
+            return False
+        await _audit(store, "operator.remove", args.name)
+        return await store.remove_operator(args.name)
+
+    if not _with_store(settings, remove):
+        raise ConfigError(f"no operator {args.name!r}")
+    print(f"operator {args.name} removed; their sessions end within {settings.hub.checkpoint_s:g} s")
+    return 0
+
+
+def cmd_operators_revoke(settings: Settings, args: argparse.Namespace) -> int:
+
+    async def revoke(store: CredentialStore) -> int:
+        await _audit(store, "operator.revoke", args.name)
+        return await store.revoke_operator_sessions(args.name)
+
+    ended = _with_store(settings, revoke)
+    print(f"{ended} sessions of {args.name} revoked; they end within {settings.hub.checkpoint_s:g} s")
     return 0
 
 

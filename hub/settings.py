@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from hub.core.proxies import TrustedProxies
 from hub.errors import ConfigError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -34,7 +35,11 @@ class HubSettings:
     session_secret: str = ""  # signs operator cookies; generated and kept under data_dir if empty
     secure_cookies: bool = False  # set true when the hub is served over HTTPS
     checkpoint_s: float = 5.0
-    demo_stations: int = 0  # `make run` starts this many test-pattern agents beside the hub
+    demo_stations: int = 4  # `make run` starts this many test-pattern agents beside the hub (0: none)
+    # Reverse proxies whose X-Forwarded-For/-Proto are believed (addresses or CIDRs). Empty:
+    # nobody's, not even 127.0.0.1's (a proxy on the same host is listed explicitly).
+    trusted_proxies: tuple[str, ...] = ()
+    metrics_token: str = ""  # Bearer token a scraper may present for /metrics (else operators only)
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,10 @@ class PresenceSettings:
     burst: int = 40
     watch_history: int = 2048  # deltas kept for `?since=` resume
     watcher_backlog: int = 256  # frames queued for one slow watcher before it is resynced
+    max_watchers: int = 20_000  # watch sockets on this node; beyond → 1013
+    watchers_per_address: int = 100  # watch sockets per client address on this node; beyond → 4429
+    watch_messages_per_s: float = 2.0  # what one watch socket may send (pings), sustained …
+    watch_burst: int = 10  # … and at once; beyond → 4429
 
 
 @dataclass(frozen=True)
@@ -90,9 +99,13 @@ class MediaSettings:
 
 @dataclass(frozen=True)
 class AuthSettings:
-    login_attempts: int = 5  # wrong passwords per username and address before a lock-out
-    lockout_s: float = 300.0
+    login_attempts: int = 5  # attempts per username and client address before a lock-out
+    lockout_s: float = 300.0  # how long that lasts, and the window attempts are counted in
+    user_attempts: int = 20  # attempts per username from all addresses before the back-off
+    user_backoff_max_s: float = 60.0  # the back-off doubles per further attempt up to this
     session_hours: float = 12.0
+    password_workers: int = 2  # threads hashing passwords (scrypt: 128 MiB and ~0.4 s each)
+    password_queue: int = 8  # logins waiting for one of them; beyond → 503 + Retry-After
 
 
 @dataclass(frozen=True)
@@ -219,10 +232,30 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f'hub.backend must be "memory" or "redis", not {hub.backend!r}')
     if not 0 <= hub.port <= 65535:
         raise ConfigError(f"hub.port out of range: {hub.port}")
+    for entry in hub.trusted_proxies:
+        try:
+            TrustedProxies([entry])
+        except ValueError as exc:
+            raise ConfigError(f"hub.trusted_proxies: {exc}") from None
+    if hub.demo_stations < 0:
+        raise ConfigError(f"hub.demo_stations must be 0 or more, not {hub.demo_stations}")
     presence = settings.presence
     if presence.heartbeat_s <= 0 or presence.timeout_s <= presence.heartbeat_s:
         raise ConfigError("presence.timeout_s must be greater than presence.heartbeat_s > 0")
+    for key in ("max_watchers", "watchers_per_address", "watch_burst"):
+        if getattr(presence, key) < 1:
+            raise ConfigError(f"presence.{key} must be at least 1")
+    if presence.watch_messages_per_s <= 0:
+        raise ConfigError("presence.watch_messages_per_s must be greater than 0")
     _validate_schedule(settings.schedule)
+    auth = settings.auth
+    if auth.login_attempts < 1 or auth.password_workers < 1 or auth.password_queue < 0:
+        raise ConfigError("auth.login_attempts and auth.password_workers must be at least 1, "
+                          "auth.password_queue at least 0")
+    if auth.user_attempts < 2 * auth.login_attempts:
+        # One address may count up to 2 × login_attempts - 1 in a window (a lock-out straddling
+        # two windows); below that, one guesser alone could slow the operator down everywhere.
+        raise ConfigError("auth.user_attempts must be at least twice auth.login_attempts")
     media = settings.media
     if media.udp_ports:
         low, _, high = media.udp_ports.partition("-")

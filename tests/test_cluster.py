@@ -366,3 +366,50 @@ async def test_at_office_hours_one_node_announces_stations_nobody_holds(tmp_path
     finally:
         for running in reversed(started):
             await stop_hub(running)
+
+
+async def test_an_addressed_station_listens_to_the_pendopo_through_another_node(nodes: Any) -> None:
+    """Talk-back in a cluster: the operator talks on node A, the station asks node B (which
+    finds the station by its token in Redis and redirects to A); talk.stop given on B ends
+    the session on A."""
+    from aiortc import RTCSessionDescription
+
+    from hub.media.seams_peers import close_peer_connection
+    from tests.media.test_talkback import (
+        OPERATOR,
+        PASSWORD,
+        listen,
+        listener_offer,
+        operator_client,
+        publish_pendopo,
+    )
+
+    a, b = await nodes("node-a"), await nodes("node-b")
+    await a.hub.auth.add_operator(OPERATOR, PASSWORD)
+    station_id = "35.09.02"
+    token = await a.token(station_id)
+    on_a, on_b = await operator_client(a.http), await operator_client(b.http)
+    publisher, _ = await publish_pendopo(on_a)
+    listener, offer = await listener_offer()
+    try:
+        async def routed_to_a() -> bool:
+            return bool(await b.hub.router.owner_url("pendopo") == a.http)
+
+        await wait_until(routed_to_a, 5, "B to know that A holds the Pendopo's stream")
+        assert (await listen(b.http, token, offer))[0] == 403  # not addressed yet
+        assert (await on_a.post(f"/api/v1/stations/{station_id}/talk", json={"active": True})).status_code == 200
+        status, heard = await listen(b.http, token, offer)
+        assert status == 201 and heard is not None
+        assert heard.location.startswith(a.http)  # answered by the node that holds the stream
+        await listener.setRemoteDescription(RTCSessionDescription(heard.sdp, "answer"))
+        session_id = heard.location.rsplit("/", 1)[1]
+        assert a.hub.media.session(session_id) is not None
+
+        assert (await on_b.post(f"/api/v1/stations/{station_id}/talk", json={"active": False})).status_code == 200
+        await wait_until(lambda: a.hub.media.session(session_id) is None, 5, "talk.stop on B to end A's session")
+        assert (await listen(b.http, token, offer))[0] == 403
+    finally:
+        await on_a.aclose()
+        await on_b.aclose()
+        await close_peer_connection(listener)
+        await close_peer_connection(publisher)

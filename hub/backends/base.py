@@ -90,9 +90,11 @@ class CredentialStore(ABC):
     @abstractmethod
     async def token_hash(self, station: str) -> str | None: ...
 
+    @abstractmethod
     async def station_for_token_hash(self, token_hash: str) -> str | None:
-        """The station a token belongs to (talk-back listeners send only their token)."""
-        return None
+        """The station whose *current* token this is (talk-back listeners send only their
+        token). Abstract on purpose: a default of None once made every talk-back listener
+        of a Redis cluster a 401."""
 
     async def token_hashes(self, stations: list[str]) -> dict[str, str | None]:
         """Many at once (the hub re-checks connected stations' tokens); override to batch."""
@@ -116,11 +118,51 @@ class CredentialStore(ABC):
     @abstractmethod
     async def revoke_session(self, session_id: str) -> None: ...
 
+    async def sessions(self, session_ids: list[str]) -> dict[str, tuple[str, float] | None]:
+        """Many at once (the hub re-checks the sessions its sockets use); override to batch."""
+        return {session_id: await self.session(session_id) for session_id in session_ids}
+
+    @abstractmethod
+    async def revoke_operator_sessions(self, name: str) -> int:
+        """End every session of operator ``name`` (on every node); how many there were."""
+
+    @abstractmethod
+    async def remove_operator(self, name: str) -> bool:
+        """Remove the operator and end their sessions; False if there was no such operator."""
+
+    @abstractmethod
+    async def sweep_expired(self, now: float) -> int:
+        """Delete sessions that expired by ``now`` (and stale login counters); how many sessions."""
+
+    # Login throttling (the policy is hub.core.login_throttle; the store only counts and
+    # remembers, so every node and a restarted hub see the same numbers). Keys are opaque.
+
+    @abstractmethod
+    async def count_login_attempt(self, key: str, now: float, window_s: float) -> int:
+        """Count one attempt under ``key`` and return the count in its window, atomically (two
+        nodes counting at once get different numbers). The window opens at the first attempt
+        and lasts ``window_s``, fixed (later attempts do not extend it)."""
+
+    @abstractmethod
+    async def lock_login(self, key: str, until: float, now: float) -> None:
+        """Lock ``key`` until ``until`` (a longer lock already there is kept)."""
+
+    @abstractmethod
+    async def login_locks(self, keys: list[str], now: float) -> dict[str, float]:
+        """Of ``keys``, those locked at ``now``, with the time their lock ends."""
+
+    @abstractmethod
+    async def clear_login(self, key: str) -> None:
+        """Forget the count and lock of ``key`` (a successful login from that address)."""
+
     @abstractmethod
     async def audit(self, at: float, actor: str, action: str, detail: str) -> None: ...
 
     @abstractmethod
-    async def audit_log(self, limit: int = 200) -> list[dict[str, Any]]: ...
+    async def audit_log(self, limit: int = 200, before: int | None = None) -> list[dict[str, Any]]:
+        """Up to ``limit`` entries ``{id, at, actor, action, detail}``, newest first, only those
+        with an ``id`` below ``before`` when given. Ids grow with every entry, so paging with
+        ``before`` = the last id seen walks the whole log even while entries are added."""
 
     async def close(self) -> None:
         return None

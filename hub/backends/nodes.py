@@ -9,6 +9,9 @@ to route) and a cluster a :class:`RedisRouter`, chosen once with the rest of the
 * ``await owner_url(station_id)`` — the base ``public_url`` of the node where the station is
   *live* (publishing media), or None when that is this node, or nobody, or unknown. The WHEP
   route answers ``307`` to ``owner_url + request path`` when it is not None;
+* ``await stream_here(stream, here)`` — a stream outside the registry (the Pendopo's
+  talk-back, which has no presence record) started or stopped publishing on this node, so
+  ``owner_url`` finds it too;
 * ``readiness()`` — extra ``/readyz`` checks (``{"redis": bool}`` for a cluster).
 
 Theory of operation (cluster)
@@ -64,6 +67,8 @@ class Router(Protocol):
 
     async def owner_url(self, station_id: str) -> str | None: ...
 
+    async def stream_here(self, stream: str, here: bool) -> None: ...
+
     def readiness(self) -> dict[str, bool]: ...
 
     async def join(self, hooks: ClusterHooks) -> None: ...
@@ -77,6 +82,9 @@ class LocalRouter:
     """One node: everything is here."""
 
     async def owner_url(self, station_id: str) -> str | None:
+        return None
+
+    async def stream_here(self, stream: str, here: bool) -> None:
         return None
 
     def readiness(self) -> dict[str, bool]:
@@ -96,10 +104,17 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+_RELEASE_STREAM = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
 
 
 class RedisRouter:
     NODES = PREFIX + "nodes"
+    # stream → node, for streams without a presence record (the Pendopo's talk-back). An
+    # entry of a dead node is harmless: owner_url checks that the node is alive.
+    STREAMS = PREFIX + "streams"
 
     def __init__(self, bus: RedisBus, store: RedisPresenceStore, node: str, ttl_s: float,
                  public_url: Callable[[], str], clock: Callable[[], float] = time.time) -> None:
@@ -114,6 +129,7 @@ class RedisRouter:
         self.hooks: ClusterHooks | None = None
         self.connected_at = 0.0  # monotonic time the link last became healthy
         self._release = self.client.register_script(_RELEASE)
+        self._release_stream = self.client.register_script(_RELEASE_STREAM)
 
     @staticmethod
     def alive_key(node: str) -> str:
@@ -126,9 +142,13 @@ class RedisRouter:
             return None
         try:
             record = await self.store.load(station_id)  # bounded inside
-            if not record or record.get("state") != "live" or record.get("node") in (None, self.node):
+            if record:
+                owner = record.get("node") if record.get("state") == "live" else None
+            else:
+                found = await self.link.bounded(self.client.hget(self.STREAMS, station_id))
+                owner = text(found) if found else None
+            if owner is None or owner == self.node:
                 return None
-            owner = record["node"]
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.exists(self.alive_key(owner))
                 pipe.hget(self.NODES, owner)
@@ -139,6 +159,16 @@ class RedisRouter:
         if not alive or not entry:
             return None
         return str(unpack(entry)["url"]).rstrip("/") or None
+
+    async def stream_here(self, stream: str, here: bool) -> None:
+        try:
+            if here:
+                await self.link.bounded(self.client.hset(self.STREAMS, stream, self.node))
+            else:  # only our own entry: another node may have taken the stream over
+                await self.link.bounded(self._release_stream(keys=[self.STREAMS], args=[stream, self.node]))
+        except ROUND_ERRORS as exc:
+            self.link.lost(exc)
+            log.warning("could not record where %s is published: %s", stream, exc)
 
     def readiness(self) -> dict[str, bool]:
         return {"redis": self.link.healthy}

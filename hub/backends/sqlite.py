@@ -17,6 +17,10 @@ CREATE TABLE IF NOT EXISTS station_tokens (station TEXT PRIMARY KEY, hash TEXT N
 CREATE INDEX IF NOT EXISTS station_tokens_hash ON station_tokens(hash);
 CREATE TABLE IF NOT EXISTS operators (name TEXT PRIMARY KEY, hash TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, operator TEXT NOT NULL, expires REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS sessions_operator ON sessions(operator);
+CREATE INDEX IF NOT EXISTS sessions_expires ON sessions(expires);
+CREATE TABLE IF NOT EXISTS login_attempts (key TEXT PRIMARY KEY, count INTEGER NOT NULL, window_ends REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS login_locks (key TEXT PRIMARY KEY, until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY, at REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL
 );
@@ -82,12 +86,63 @@ class SqliteCredentials(CredentialStore):
     async def revoke_session(self, session_id: str) -> None:
         self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
+    async def sessions(self, session_ids: list[str]) -> dict[str, tuple[str, float] | None]:
+        found: dict[str, tuple[str, float] | None] = dict.fromkeys(session_ids)
+        for start in range(0, len(session_ids), 500):  # under SQLite's limit of bound parameters
+            chunk = session_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT id, operator, expires FROM sessions WHERE id IN ({marks})", chunk)
+            found.update({row["id"]: (row["operator"], row["expires"]) for row in rows})
+        return found
+
+    async def revoke_operator_sessions(self, name: str) -> int:
+        return self._db.execute("DELETE FROM sessions WHERE operator = ?", (name,)).rowcount
+
+    async def remove_operator(self, name: str) -> bool:
+        with self._db:  # one transaction: no session outlives its operator
+            self._db.execute("BEGIN IMMEDIATE")
+            removed = self._db.execute("DELETE FROM operators WHERE name = ?", (name,)).rowcount > 0
+            self._db.execute("DELETE FROM sessions WHERE operator = ?", (name,))
+        return removed
+
+    async def sweep_expired(self, now: float) -> int:
+        swept = self._db.execute("DELETE FROM sessions WHERE expires <= ?", (now,)).rowcount
+        self._db.execute("DELETE FROM login_attempts WHERE window_ends <= ?", (now,))
+        self._db.execute("DELETE FROM login_locks WHERE until <= ?", (now,))
+        return swept
+
+    async def count_login_attempt(self, key: str, now: float, window_s: float) -> int:
+        # One statement, so two processes counting at once each get their own number.
+        row = self._db.execute(
+            "INSERT INTO login_attempts(key, count, window_ends) VALUES (:key, 1, :ends) "
+            "ON CONFLICT(key) DO UPDATE SET "
+            "count = CASE WHEN window_ends <= :now THEN 1 ELSE count + 1 END, "
+            "window_ends = CASE WHEN window_ends <= :now THEN excluded.window_ends ELSE window_ends END "
+            "RETURNING count",
+            {"key": key, "now": now, "ends": now + window_s}).fetchone()
+        return int(row["count"])
+
+    async def lock_login(self, key: str, until: float, now: float) -> None:
+        self._db.execute("INSERT INTO login_locks(key, until) VALUES (?, ?) "
+                         "ON CONFLICT(key) DO UPDATE SET until = max(until, excluded.until)", (key, until))
+
+    async def login_locks(self, keys: list[str], now: float) -> dict[str, float]:
+        rows = self._db.execute(f"SELECT key, until FROM login_locks WHERE key IN ({','.join('?' * len(keys))}) "
+                                "AND until > ?", [*keys, now])
+        return {row["key"]: row["until"] for row in rows}
+
+    async def clear_login(self, key: str) -> None:
+        self._db.execute("DELETE FROM login_attempts WHERE key = ?", (key,))
+        self._db.execute("DELETE FROM login_locks WHERE key = ?", (key,))
+
     async def audit(self, at: float, actor: str, action: str, detail: str) -> None:
         self._db.execute("INSERT INTO audit(at, actor, action, detail) VALUES (?, ?, ?, ?)",
                          (at, actor, action, detail))
 
-    async def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT at, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,))
+    async def audit_log(self, limit: int = 200, before: int | None = None) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT id, at, actor, action, detail FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?",
+            (2**63 - 1 if before is None else before, limit))
         return [dict(row) for row in rows]
 
     async def close(self) -> None:

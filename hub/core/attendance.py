@@ -271,13 +271,30 @@ def month_days(month: str) -> list[dt.date]:
     return [dt.date(year, number, d) for d in range(1, count + 1)]
 
 
+# What makes a spreadsheet read a cell as a formula (OWASP "CSV Injection"); tab and CR too,
+# because some spreadsheets strip them and then see the "=" behind.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """``value`` as a cell a spreadsheet shows as text: a string that begins like a formula
+    gets a leading ``'`` (OWASP's advice). Station names and activity titles are typed by
+    whoever runs a station, and our CSV is public open data opened in Excel or LibreOffice,
+    where ``=HYPERLINK(...)`` would run. Numbers pass through: we write them, and a negative
+    number is no formula. Only for CSV: JSON is data, not a spreadsheet, and stays as typed."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
 def rows_to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """RFC 4180 CSV (CRLF, quoted where needed) with a header row; None or missing → empty."""
+    """RFC 4180 CSV (CRLF, quoted where needed) with a header row; None or missing → empty;
+    every text cell passed through :func:`spreadsheet_safe`."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+        writer.writerow(["" if row.get(c) is None else spreadsheet_safe(row.get(c)) for c in columns])
     return out.getvalue()
 
 

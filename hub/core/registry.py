@@ -118,6 +118,10 @@ def _kind_of_id(station_id: str) -> str:
 
 
 def registry_to_csv(registry: Iterable[Station]) -> str:
+    """The registry file itself, read back by :func:`parse_registry`. Not passed through the
+    formula guard of the public CSV (``attendance.spreadsheet_safe``): this file is the hub's
+    own configuration, written from what an administrator imported, and a ``'`` added here
+    would become part of the name at the next import."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import hmac
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,6 +15,7 @@ from starlette.routing import Route
 
 from hub.core import attendance
 from hub.errors import NotAuthenticated, NotFound, ProtocolViolation
+from hub.routes import bodies
 from hub.routes.roles import allow
 from hub.services.auth import CSRF_COOKIE, SESSION_COOKIE
 from jaga.wire import MAX_TEXT
@@ -38,6 +41,33 @@ def _tabular(request: Request, key: str, rows: list[dict[str, Any]], columns: li
     return JSONResponse({**extra, key: rows})
 
 
+async def _audit_read(request: Request, subject: str) -> None:
+    """An operator's read of non-public stations' data, audited once per operator, subject and
+    period (hub/core/audit.py): ``subject`` is a station id, or a list's path."""
+    operator = request.scope.get("jaga.operator")
+    if operator is None:
+        return
+    hub = request.app.state.hub
+    now = hub.clock()
+    if hub.read_audit.claim(operator, subject, now):
+        try:
+            await hub.credentials.audit(now, operator, "read", subject)
+        except BaseException:
+            hub.read_audit.release(operator, subject)  # not written: the next read tries again
+            raise
+
+
+async def _audit_station_read(request: Request, station: Any) -> None:
+    if not station.public:
+        await _audit_read(request, station.id)
+
+
+async def _audit_list_read(request: Request, stations: Iterable[Any]) -> None:
+    """A list carrying non-public stations: one entry for the list, not one per station in it."""
+    if any(station is not None and not station.public for station in stations):
+        await _audit_read(request, request.url.path)
+
+
 def _visible_station(request: Request, station_id: str) -> Any:
     hub = request.app.state.hub
     station = hub.registry.get(station_id)
@@ -51,7 +81,9 @@ async def list_stations(request: Request) -> Response:
     hub = request.app.state.hub
     operator = _operator(request)
     now = hub.clock()
-    rows = [hub.watchers.station_object(s, operator, now) for s in hub.registry.visible(operator)]
+    stations = hub.registry.visible(operator)
+    await _audit_list_read(request, stations)
+    rows = [hub.watchers.station_object(s, operator, now) for s in stations]
     return _tabular(request, "stations", rows, STATION_COLUMNS, {"seq": hub.watchers.last_seq})
 
 
@@ -59,6 +91,7 @@ async def list_stations(request: Request) -> Response:
 async def get_station(request: Request) -> Response:
     hub = request.app.state.hub
     station = _visible_station(request, request.path_params["station"])
+    await _audit_station_read(request, station)
     item = hub.watchers.station_object(station, _operator(request), hub.clock())
     item["today"] = (await hub.reports.daily(hub.schedule.local_date(hub.clock()), [station]))[0]
     rules = hub.schedule.rules(station)  # office hours, for the watch page's "outside hours" message
@@ -71,6 +104,7 @@ async def get_station(request: Request) -> Response:
 async def thumbnail(request: Request) -> Response:
     hub = request.app.state.hub
     station = _visible_station(request, request.path_params["station"])
+    await _audit_station_read(request, station)
     found = hub.stations.thumbnails.get(station.id)
     if found is None:
         raise NotFound("no thumbnail yet", code="no_thumbnail")
@@ -97,7 +131,12 @@ async def attendance_daily(request: Request) -> Response:
     hub = request.app.state.hub
     day = _date_param(request, hub.schedule.local_date(hub.clock()))
     station_id = request.query_params.get("station")  # one station's row (the calendar heatmap)
-    stations = [_visible_station(request, station_id)] if station_id else hub.registry.visible(_operator(request))
+    if station_id:
+        stations = [_visible_station(request, station_id)]
+        await _audit_station_read(request, stations[0])
+    else:
+        stations = hub.registry.visible(_operator(request))
+        await _audit_list_read(request, stations)
     rows = await hub.reports.daily(day, stations)
     return _tabular(request, "rows", rows, DAILY_COLUMNS, {"date": day.isoformat()})
 
@@ -113,7 +152,9 @@ async def attendance_monthly(request: Request) -> Response:
         days = attendance.month_days(month)
     except ValueError:
         raise ProtocolViolation("month must be YYYY-MM", code="bad_query") from None
-    rows = await hub.reports.monthly(days, hub.registry.visible(_operator(request)), group)
+    stations = hub.registry.visible(_operator(request))
+    await _audit_list_read(request, stations)
+    rows = await hub.reports.monthly(days, stations, group)
     columns = list(rows[0]) if rows else ["group"]
     return _tabular(request, "rows", rows, columns, {"month": month, "group": group})
 
@@ -123,17 +164,13 @@ async def activities(request: Request) -> Response:
     hub = request.app.state.hub
     day = _date_param(request, hub.schedule.local_date(hub.clock()))
     rows = await hub.reports.activities(day, hub.registry.visible(_operator(request)))
+    await _audit_list_read(request, (hub.registry.get(row["id"]) for row in rows))
     return _tabular(request, "activities", rows, ["id", "name", "title", "start", "end", "live"],
                     {"date": day.isoformat()})
 
 
 async def _credentials(request: Request) -> tuple[str, str, str]:
-    if request.headers.get("content-type", "").startswith("application/json"):
-        body = await request.json()
-        if not isinstance(body, dict):
-            raise ProtocolViolation("body must be a JSON object")
-    else:
-        body = dict(await request.form())
+    body = await bodies.form_or_json(request)  # bounded: a 50 MB login is refused at 16 KiB
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username or len(username) > 64:
         raise ProtocolViolation("username and password are required", code="missing_field")
@@ -175,6 +212,7 @@ async def logout(request: Request) -> Response:
     hub = request.app.state.hub
     operator = hub.auth.require_operator(request, csrf=True)
     await hub.auth.logout(request.cookies.get(SESSION_COOKIE))
+    await hub.operator_access.end_session(request.scope["jaga.session"])  # here now; other nodes at a checkpoint
     await hub.credentials.audit(hub.clock(), operator, "logout", "")
     response = JSONResponse({"ok": True})
     response.delete_cookie(SESSION_COOKIE)
@@ -234,21 +272,35 @@ async def talk(request: Request) -> Response:
     return JSONResponse({"station": station.id, "active": active})
 
 
+AUDIT_PAGE = 200  # entries per page unless ?limit= says otherwise
+AUDIT_PAGE_MAX = 1000
+_ID_MAX = 2**63 - 1  # SQLite's largest integer id
+
+
+def _int_param(request: Request, name: str, low: int, high: int) -> int | None:
+    text = request.query_params.get(name)
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        raise ProtocolViolation(f"{name} must be an integer from {low} to {high}", code="bad_query")
+    return int(text)
+
+
 @allow("operator")
 async def audit_log(request: Request) -> Response:
+    """Newest first, a page at a time: ``?limit=`` entries (200, at most 1000) with an id below
+    ``?before=``; ``next`` is the ``before`` of the following page, null on the last."""
     hub = request.app.state.hub
     hub.auth.require_operator(request)
-    return JSONResponse({"entries": await hub.credentials.audit_log()})
+    limit = _int_param(request, "limit", 1, AUDIT_PAGE_MAX) or AUDIT_PAGE
+    before = _int_param(request, "before", 1, _ID_MAX)
+    entries = await hub.credentials.audit_log(limit + 1, before)  # one more: is there a next page?
+    page = entries[:limit]
+    return JSONResponse({"entries": page, "next": page[-1]["id"] if len(entries) > limit else None})
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ProtocolViolation("body must be JSON", code="malformed") from None
-    if not isinstance(body, dict):
-        raise ProtocolViolation("body must be a JSON object", code="malformed")
-    return body
+    return await bodies.json_object(request)  # bounded (hub/routes/bodies.py)
 
 
 @allow("public", "operator")
@@ -264,10 +316,19 @@ async def readyz(request: Request) -> Response:
                         status_code=200 if all(checks.values()) else 503)
 
 
-@allow("public", "operator")
+@allow("operator")  # or a scraper presenting `hub.metrics_token` (docs/operations.md)
 async def metrics(request: Request) -> Response:
     hub = request.app.state.hub
+    # The counts include non-public stations (connected, live), which the public must not see.
+    if not _operator(request) and not _metrics_token_ok(request, hub.settings.hub.metrics_token):
+        raise NotAuthenticated("metrics need an operator session or Authorization: Bearer <hub.metrics_token>")
     return Response(hub.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _metrics_token_ok(request: Request, expected: str) -> bool:
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(
+        presented.strip().encode(), expected.encode())
 
 
 routes = [

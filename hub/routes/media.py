@@ -2,7 +2,8 @@
 
     POST    /whip/{station}            station token (Bearer); "pendopo": an operator session
     POST    /whep/{station}            public station: anyone; otherwise an operator session
-                                       (404 to others); "pendopo": operators and stations
+                                       (404 to others); "pendopo": operators, and the stations
+                                       an active talk.start addresses (403 to other stations)
     DELETE  /whip|whep/{station}/{id}  the same credential that created the session
     PATCH   /whip|whep/{station}/{id}  405: no trickle ICE or ICE restart (RFC 9725 §4.3.1);
                                        offers and answers carry all candidates
@@ -20,11 +21,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hub.errors import Forbidden, NotAuthenticated, NotFound, ProtocolViolation, TooLarge, UnsupportedMediaType
+from hub.core.talk import PENDOPO
+from hub.errors import Forbidden, NotAuthenticated, NotFound, ProtocolViolation, UnsupportedMediaType
+from hub.routes.bodies import media_type, read_bounded
 from hub.routes.roles import allow
 from hub.services.auth import hash_token
 
-PENDOPO = "pendopo"  # the control room's talk-back publisher; not in the registry
 SDP = "application/sdp"
 CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -50,17 +52,9 @@ def _headers(hub: Any, **extra: str) -> dict[str, str]:
 
 async def _read_offer(request: Request, limit: int) -> str:
     """The SDP body, refused early if it is not SDP or larger than ``limit`` bytes."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != SDP:
+    if media_type(request) != SDP:
         raise UnsupportedMediaType(f"Content-Type must be {SDP}")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"SDP offer is {declared} bytes; the limit is {limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise TooLarge(f"SDP offer exceeds the limit of {limit} bytes")
+    body = await read_bounded(request, limit, "SDP offer")
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
@@ -79,21 +73,29 @@ async def _publisher_owner(request: Request, hub: Any, station_id: str) -> str:
         operator = hub.auth.operator_for(request)
         if operator is None:
             raise NotAuthenticated("publishing as pendopo needs an operator session")
+        hub.auth.require_operator(request, csrf=True)  # the cookie alone is not enough (CSRF)
         return f"operator:{operator}"
-    if hub.registry.get(station_id) is None:
-        raise NotFound(f"unknown station {station_id}")
+    # Unknown, private and public stations answer alike (401, same body) to a caller without
+    # the station's valid token: a 404 for unknown ids alone would list the private offices.
+    # The token is looked up first either way, so the answer takes as long for both.
     token = _bearer(request)
-    if token is None or not await hub.auth.check_station_token(station_id, token):
+    valid = token is not None and await hub.auth.check_station_token(station_id, token)
+    if not valid or hub.registry.get(station_id) is None:
         raise NotAuthenticated("WHIP needs Authorization: Bearer <station token>")
     return f"station:{station_id}"
 
 
-async def _viewer_owner(request: Request, hub: Any, station_id: str) -> str:
+async def _viewer_owner(request: Request, hub: Any, station_id: str, *, opening: bool = True) -> str:
     """Public stations: anyone; others: operators. A station that is not visible to the
     caller answers 404, as the rest of the API does (its existence is not disclosed).
-    The Pendopo's talk-back is for operators and for stations (their own Bearer token)."""
+    The Pendopo's talk-back is for operators, and for a station (its own Bearer token) only
+    while a talk.start addresses it (``opening``: a new session; ending one's own needs not)."""
     operator = hub.auth.operator_for(request)
+    station = hub.registry.get(station_id)
+    if operator is not None and station is not None and station.public and not hub.auth.has_csrf(request):
+        operator = None  # the public portal sends the cookie but no CSRF token: a view as anyone's
     if operator is not None:
+        hub.auth.require_operator(request, csrf=True)  # the cookie alone is not enough (CSRF)
         if station_id != PENDOPO and hub.registry.get(station_id) is None:
             raise NotFound(f"unknown station {station_id}")
         return f"operator:{operator}"
@@ -102,6 +104,10 @@ async def _viewer_owner(request: Request, hub: Any, station_id: str) -> str:
         listener = await _station_for_token(hub, token) if token else None
         if listener is None:
             raise NotAuthenticated("the Pendopo talk-back needs a station token or an operator session")
+        if opening and not hub.stations.talks.may_listen(listener):
+            # The talk-back is one stream for whoever is addressed: any other station would
+            # overhear what the Pendopo says to another office.
+            raise Forbidden("the Pendopo is not talking to this station", code="not_addressed")
         return f"station:{listener}"
     station = hub.registry.get(station_id)
     if station is None or not station.public:
@@ -127,13 +133,16 @@ async def whip_post(request: Request) -> Response:
     owner = await _publisher_owner(request, hub, station_id)
     offer = await _read_offer(request, hub.settings.media.max_sdp_bytes)
     session = await hub.media.publish(station_id, offer, owner=owner, client_addr=_client(request))
+    _opened_by_operator(request, hub, owner, session.id)
     token = _bearer(request)
     if owner.startswith("station:") and token:
         hub.whip_tokens.opened(session.id, station_id, hash_token(token))
+    if station_id == PENDOPO:  # the regent's voice to the offices: who spoke, and when
+        await hub.credentials.audit(hub.clock(), owner.partition(":")[2], "talk.publish", PENDOPO)
     return _created(hub, request, session)
 
 
-@allow("public", "operator")
+@allow("public", "operator", "station")  # station: the Pendopo's talk-back, while addressed
 async def whep_post(request: Request) -> Response:
     hub = request.app.state.hub
     station_id = request.path_params["station"]
@@ -144,10 +153,17 @@ async def whep_post(request: Request) -> Response:
         return Response(status_code=307, headers=_headers(hub, Location=owner_url + request.url.path + query))
     offer = await _read_offer(request, hub.settings.media.max_sdp_bytes)
     session = await hub.media.view(station_id, offer, owner=owner, client_addr=_client(request))
+    _opened_by_operator(request, hub, owner, session.id)
     station = hub.registry.get(station_id)
     if station is not None and not station.public:  # every view of a non-public office is audited
         await hub.credentials.audit(hub.clock(), owner.partition(":")[2], "view", station_id)
     return _created(hub, request, session)
+
+
+def _opened_by_operator(request: Request, hub: Any, owner: str, media_session_id: str) -> None:
+    """An operator's media session ends with their login session (logout, expiry, revocation)."""
+    if owner.startswith("operator:"):
+        hub.operator_access.media_opened(media_session_id, request.scope["jaga.session"])
 
 
 async def _session_owned_by_caller(request: Request, kind: str) -> Any:
@@ -159,20 +175,23 @@ async def _session_owned_by_caller(request: Request, kind: str) -> Any:
     if kind == "whip":
         owner = await _publisher_owner(request, hub, station_id)
     else:
-        owner = await _viewer_owner(request, hub, station_id)
+        owner = await _viewer_owner(request, hub, station_id, opening=False)
     if owner != session.owner:
         raise Forbidden("this media session belongs to someone else")
     return session
 
 
 def _session_endpoints(kind: str) -> tuple[Any, Any]:
-    @allow("public", "operator", "station")
+    # Whoever may open such a session may end it (its creator only: _session_owned_by_caller).
+    roles = ("station", "operator") if kind == "whip" else ("public", "operator", "station")
+
+    @allow(*roles)
     async def delete(request: Request) -> Response:
         session = await _session_owned_by_caller(request, kind)
         await request.app.state.hub.media.end(session.id)
         return Response(status_code=200, headers=dict(CORS))
 
-    @allow("public", "operator", "station")
+    @allow(*roles)
     async def patch(request: Request) -> Response:
         await _session_owned_by_caller(request, kind)
         return Response(status_code=405, headers={**CORS, "Allow": "DELETE, OPTIONS"})
@@ -180,7 +199,7 @@ def _session_endpoints(kind: str) -> tuple[Any, Any]:
     return delete, patch
 
 
-@allow("public", "operator", "station")
+@allow("public", "operator")  # CORS preflights carry no credentials
 async def preflight(request: Request) -> Response:
     hub = request.app.state.hub
     allowed = "DELETE, PATCH, OPTIONS" if "session" in request.path_params else "POST, OPTIONS"

@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import json
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.errors import ClientError, RateLimited, Unavailable
 from hub.routes import media
@@ -30,10 +32,62 @@ class SessionMiddleware:
             hub = scope["app"].state.hub if "app" in scope else None
             cookie = _cookie(scope, SESSION_COOKIE)
             if cookie and hub is not None:
-                found = await hub.auth.resolve_session(cookie)
+                try:
+                    found = await hub.auth.resolve_session(cookie)
+                except Unavailable as exc:
+                    # This runs outside the app's error handlers (it wraps them), so an
+                    # exception here would be a 500: answer as they would, 503 + Retry-After.
+                    hub.metrics.errors.labels(exc.code).inc()
+                    await _unavailable(scope, send, exc)
+                    return
                 if found:
                     scope["jaga.operator"], scope["jaga.session"] = found
         await self.app(scope, receive, send)
+
+
+async def _unavailable(scope: Scope, send: Send, exc: Unavailable) -> None:
+    body = json.dumps({"error": {"code": exc.code, "message": exc.message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"retry-after", str(max(1, round(exc.retry_after))).encode())]
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    elif "websocket.http.response" in scope.get("extensions", {}):  # a refused handshake, with a reason
+        await send({"type": "websocket.http.response.start", "status": exc.http_status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1013, "reason": "try again later"})
+
+
+# For everything that is not a page (JSON, CSV, JPEG, SDP): nothing in it may run or load,
+# and no browser may guess a type other than the one declared (a thumbnail sniffed as HTML).
+# Pages send their own, stricter-for-pages policy (hub.routes.pages) and keep it.
+API_SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
+)
+
+
+class SecurityHeaders:
+    """Adds :data:`API_SECURITY_HEADERS` to every HTTP response that lacks them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in API_SECURITY_HEADERS if name not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def _cookie(scope: Scope, name: str) -> str | None:

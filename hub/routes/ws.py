@@ -14,10 +14,12 @@ from starlette.routing import WebSocketRoute
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from hub.core.origin import same_origin
+from hub.core.watch_admission import Refusal
 from hub.errors import ClientError, NotAuthenticated, ProtocolViolation, RateLimited, TooLarge, Unavailable
 from hub.routes import uvicorn_seams
 from hub.routes.roles import allow
-from hub.services.stations import StationSession
+from hub.services.stations import StationSession, TokenBucket
 from hub.services.watchers import Watcher
 from jaga import wire
 
@@ -154,6 +156,32 @@ async def watch_socket(websocket: WebSocket, asgi_send: Any) -> None:
     if codec is None:
         return
     operator = websocket.scope.get("jaga.operator") is not None
+    origin = websocket.headers.get("origin")
+    if operator and origin is not None and not same_origin(origin, scheme=websocket.url.scheme,
+                                                           host=websocket.headers.get("host"),
+                                                           public_url=hub.settings.public_url):
+        # A page on another site opened this socket with the operator's cookie (CSWSH).
+        hub.metrics.errors.labels("forbidden_origin").inc()
+        await SocketPeer(websocket, codec).close(4403, "the operator view needs a same-origin page")
+        return
+    address = websocket.client.host if websocket.client else "unknown"
+    refused = hub.watchers.admission.admit(address)
+    if refused is not None:
+        hub.metrics.errors.labels(refused.value).inc()
+        if refused is Refusal.NODE_FULL:
+            await SocketPeer(websocket, codec).close(1013, "this node has all the watchers it can take")
+        else:
+            await SocketPeer(websocket, codec).close(4429, "too many watch sockets from this address")
+        return
+    try:
+        await _watch(hub, websocket, asgi_send, codec, operator)
+    finally:
+        hub.watchers.admission.release(address)
+
+
+async def _watch(hub: Any, websocket: WebSocket, asgi_send: Any, codec: wire.Codec, operator: bool) -> None:
+    presence = hub.settings.presence
+    bucket = TokenBucket(presence.watch_messages_per_s, presence.watch_burst, presence.watch_burst, hub.clock())
     since_text = websocket.query_params.get("since", "")
     since = int(since_text) if since_text.isdigit() else None
 
@@ -163,6 +191,9 @@ async def watch_socket(websocket: WebSocket, asgi_send: Any) -> None:
                       direct=writer.write if writer is not None else None)
     watchers = hub.watchers
     watchers.attach(watcher, since)
+    # The operator view ends with the session that opened it (logout, expiry, revocation).
+    session_id = websocket.scope.get("jaga.session") if operator else None
+    handle = hub.operator_access.watch_opened(session_id, _closer(websocket, codec, watcher)) if session_id else 0
     try:
         # Only reads here: a write that fails means the peer is gone, and the server then
         # delivers a disconnect to this receive. No extra task per watcher (memory, CPU).
@@ -175,6 +206,11 @@ async def watch_socket(websocket: WebSocket, asgi_send: Any) -> None:
             if len(frame) > wire.MAX_FRAME:
                 await SocketPeer(websocket, codec).close(1009, "frame too big")
                 return
+            if not bucket.take(hub.clock()):
+                hub.metrics.errors.labels(RateLimited.code).inc()
+                watcher.push(codec.encode(wire.error(RateLimited.code, "too many messages")))
+                await SocketPeer(websocket, codec).close(RateLimited.close_code, "too many messages")
+                return
             try:
                 codec.decode(frame, wire.WATCH_MESSAGES)
                 reply = {"t": "pong", "server_time": hub.clock()}
@@ -186,6 +222,15 @@ async def watch_socket(websocket: WebSocket, asgi_send: Any) -> None:
         return
     finally:
         watchers.detach(watcher)
+        if session_id:
+            hub.operator_access.watch_closed(session_id, handle)
+
+
+def _closer(websocket: WebSocket, codec: wire.Codec, watcher: Watcher) -> Any:
+    async def close() -> None:
+        watcher.close()  # nothing more is sent; the reader sees the disconnect and detaches
+        await SocketPeer(websocket, codec).close(NotAuthenticated.close_code, "operator session ended")
+    return close
 
 
 routes = [

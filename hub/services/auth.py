@@ -2,28 +2,35 @@
 
 * Station tokens are 256-bit random strings; only their SHA-256 is stored (a slow hash adds
   nothing to a secret with that much entropy) and they are compared in constant time.
-* Operator passwords are stored with scrypt (n=2**14, r=8, p=1) and a per-password salt.
+* Operator passwords are stored with scrypt (:mod:`hub.services.passwords`), hashed in a
+  small, bounded thread pool, never on the event loop.
 * A login creates a server-side session (so logout really ends it on every node). The cookie
   carries the session id and an HMAC of it; a second, script-readable cookie carries the
   CSRF token, which state-changing operator requests echo in ``X-CSRF-Token``.
-* Wrong passwords are counted per username and per address; past the limit both are locked
-  out for ``lockout_s``.
+* Attempts are counted per username and address and, with a gentler back-off, per username
+  (:mod:`hub.core.login_throttle`); the counters live in the credential store, so every node
+  and a restarted hub share them. Every refused or failed attempt is audited.
+* A new password, a removed operator or ``operators revoke`` ends the operator's sessions in
+  the store; :mod:`hub.services.operator_access` then closes what they held open.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
 import time
 from collections.abc import Callable, Mapping, MutableMapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hub.backends.base import CredentialStore
-from hub.errors import Forbidden, NotAuthenticated, RateLimited
+from hub.core.login_throttle import LoginThrottle
+from hub.errors import Forbidden, NotAuthenticated, RateLimited, Unavailable
+from hub.services.passwords import PasswordHasher, hash_password, needs_rehash, password_matches
 from hub.settings import AuthSettings
+
+__all__ = ["CSRF_COOKIE", "CSRF_HEADER", "SESSION_COOKIE", "AuthService", "hash_password", "hash_token",
+           "mint_token", "password_matches", "set_operator_password", "token_matches"]
 
 SESSION_COOKIE = "jaga_session"
 CSRF_COOKIE = "jaga_csrf"
@@ -40,9 +47,6 @@ class Connection(Protocol):
     def headers(self) -> Mapping[str, str]: ...
 
 
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
-
-
 def mint_token() -> str:
     return secrets.token_urlsafe(32)
 
@@ -55,62 +59,16 @@ def token_matches(token: str, stored: str | None) -> bool:
     return stored is not None and hmac.compare_digest(hash_token(token), stored)
 
 
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
-    return "scrypt${n}${r}${p}${salt}${digest}".format(
-        **_SCRYPT, salt=base64.b64encode(salt).decode(), digest=base64.b64encode(digest).decode()
-    )
+async def set_operator_password(store: CredentialStore, name: str, password_hash: str) -> int:
+    """Add an operator or give them a new password; a new password ends their sessions (an
+    old cookie must not outlive the password it was issued for). How many sessions ended."""
+    await store.set_operator(name, password_hash)
+    return await store.revoke_operator_sessions(name)
 
 
-def password_matches(password: str, stored: str | None) -> bool:
-    if stored is None:
-        # Spend the same time as a real check so a missing user is not told apart.
-        hashlib.scrypt(password.encode(), salt=b"0" * 16, dklen=32, **_SCRYPT)
-        return False
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), dklen=len(expected),
-                                n=int(n), r=int(r), p=int(p))
-    except ValueError:
-        return False
-    return scheme == "scrypt" and hmac.compare_digest(actual, expected)
-
-
-@dataclass
-class _Failures:
-    count: int = 0
-    locked_until: float = 0.0
-
-
-class LoginThrottle:
-    """Counts wrong passwords per key (username, address); pure, with an injected clock."""
-
-    def __init__(self, limit: int, lockout_s: float) -> None:
-        self.limit = limit
-        self.lockout_s = lockout_s
-        self._failures: dict[str, _Failures] = {}
-
-    def check(self, keys: list[str], now: float) -> None:
-        for key in keys:
-            entry = self._failures.get(key)
-            if entry and entry.locked_until > now:
-                raise RateLimited("too many wrong passwords; try again later", retry_after=entry.locked_until - now)
-
-    def failed(self, keys: list[str], now: float) -> None:
-        for key in keys:
-            entry = self._failures.setdefault(key, _Failures())
-            if entry.locked_until and entry.locked_until <= now:
-                entry.count = 0
-                entry.locked_until = 0.0
-            entry.count += 1
-            if entry.count >= self.limit:
-                entry.locked_until = now + self.lockout_s
-
-    def succeeded(self, keys: list[str]) -> None:
-        for key in keys:
-            self._failures.pop(key, None)
+def _bytes(text: str) -> bytes:
+    # compare_digest on str accepts ASCII only (a non-ASCII cookie or header was a 500).
+    return text.encode("utf-8", "replace")
 
 
 class AuthService:
@@ -120,7 +78,9 @@ class AuthService:
         self.settings = settings
         self._secret = secret
         self._clock = clock
-        self.throttle = LoginThrottle(settings.login_attempts, settings.lockout_s)
+        self.throttle = LoginThrottle(settings.login_attempts, settings.lockout_s, settings.user_attempts,
+                                      settings.user_backoff_max_s)
+        self.passwords = PasswordHasher(settings.password_workers, settings.password_queue)
 
     # Stations
 
@@ -144,22 +104,53 @@ class AuthService:
     # Operators
 
     async def add_operator(self, name: str, password: str) -> None:
-        await self.store.set_operator(name, hash_password(password))
+        """Add an operator or set a new password (which ends their sessions)."""
+        await set_operator_password(self.store, name, await self.passwords.hash(password))
 
     async def login(self, username: str, password: str, address: str) -> tuple[str, str]:
-        """Return (session cookie value, csrf token) or raise NotAuthenticated / RateLimited."""
+        """Return (session cookie value, csrf token) or raise NotAuthenticated / RateLimited
+        (locked out) / Unavailable (the password pool is full, or the store is away)."""
         now = self._clock()
-        keys = [f"user:{username.lower()}", f"addr:{address}"]
-        self.throttle.check(keys, now)
-        if not password_matches(password, await self.store.operator_hash(username)):
-            self.throttle.failed(keys, now)
-            await self.store.audit(now, f"anon@{address}", "login.failed", username[:64])
+        store, throttle = self.store, self.throttle
+        pair, user = throttle.keys(username, address)
+        retry_after = throttle.retry_after(await store.login_locks([pair, user], now), now)
+        if retry_after is None:
+            pair_count = await store.count_login_attempt(pair, now, self.settings.lockout_s)
+            # Past the limit: raced the lock an earlier attempt set; not counted for the name.
+            user_count = 0 if throttle.over_limit(pair_count) else \
+                await store.count_login_attempt(user, now, self.settings.lockout_s)
+            locks = throttle.locks_after(pair, pair_count, user, user_count, now)
+            for key, until in locks.items():
+                await store.lock_login(key, until, now)
+            if throttle.over_limit(pair_count):
+                retry_after = throttle.retry_after(locks, now)
+        if retry_after is not None:
+            await store.audit(now, f"anon@{address}", "login.refused", username[:64])
+            raise RateLimited("too many login attempts; try again later", retry_after=retry_after)
+        stored = await store.operator_hash(username)
+        try:
+            matches = await self.passwords.matches(password, stored)
+        except Unavailable:
+            await store.audit(now, f"anon@{address}", "login.busy", username[:64])
+            raise
+        if not matches:
+            await store.audit(now, f"anon@{address}", "login.failed", username[:64])
             raise NotAuthenticated("wrong username or password")
-        self.throttle.succeeded(keys)
+        assert stored is not None
+        await store.clear_login(pair)  # this address is forgiven; the name's counter runs on
+        if needs_rehash(stored):
+            await self._rehash(username, password)
         session_id = secrets.token_urlsafe(24)
-        await self.store.save_session(session_id, username, now + self.settings.session_hours * 3600)
-        await self.store.audit(now, username, "login", address)
+        await store.save_session(session_id, username, now + self.settings.session_hours * 3600)
+        await store.audit(now, username, "login", address)
         return f"{session_id}.{self._sign(session_id)}", self.csrf_token(session_id)
+
+    async def _rehash(self, name: str, password: str) -> None:
+        """Store the password again at today's cost (same password: sessions stay)."""
+        try:
+            await self.store.set_operator(name, await self.passwords.hash(password))
+        except Unavailable:
+            pass  # the pool is busy: the next login upgrades it
 
     async def logout(self, cookie: str | None) -> None:
         session_id = self._verified_session_id(cookie)
@@ -167,20 +158,31 @@ class AuthService:
             await self.store.revoke_session(session_id)
 
     async def resolve_session(self, cookie: str | None) -> tuple[str, str] | None:
-        """(operator name, session id) for a valid, unexpired session cookie; else None."""
+        """(operator name, session id) for a valid, unexpired session cookie; else None.
+        An expired session found here is deleted (the timer's sweep catches the rest)."""
         session_id = self._verified_session_id(cookie)
         if not session_id:
             return None
         found = await self.store.session(session_id)
-        if found is None or found[1] < self._clock():
+        if found is not None and found[1] <= self._clock():
+            await self.store.revoke_session(session_id)
             return None
-        return found[0], session_id
+        return (found[0], session_id) if found else None
+
+    async def live_sessions(self, session_ids: list[str]) -> set[str]:
+        """Of ``session_ids``, those still valid (not logged out, revoked or expired)."""
+        now = self._clock()
+        found = await self.store.sessions(session_ids)
+        return {session_id for session_id, row in found.items() if row is not None and row[1] > now}
+
+    async def sweep(self) -> int:
+        return await self.store.sweep_expired(self._clock())
 
     def csrf_token(self, session_id: str) -> str:
         return self._sign("csrf:" + session_id)
 
     def check_csrf(self, session_id: str, presented: str | None) -> None:
-        if not presented or not hmac.compare_digest(presented, self.csrf_token(session_id)):
+        if not presented or not hmac.compare_digest(_bytes(presented), _bytes(self.csrf_token(session_id))):
             raise Forbidden("missing or wrong CSRF token", code="csrf")
 
     def _sign(self, value: str) -> str:
@@ -190,7 +192,7 @@ class AuthService:
         if not cookie or "." not in cookie:
             return None
         session_id, signature = cookie.rsplit(".", 1)
-        return session_id if hmac.compare_digest(signature, self._sign(session_id)) else None
+        return session_id if hmac.compare_digest(_bytes(signature), _bytes(self._sign(session_id))) else None
 
     # Request helpers (the session middleware stores what it resolved in the scope)
 
@@ -199,6 +201,13 @@ class AuthService:
         operator: str | None = request.scope.get("jaga.operator")  # set by the session middleware
         return operator
 
+    def has_csrf(self, request: Connection) -> bool:
+        """The request echoes its session's CSRF token (False without a session)."""
+        session_id = request.scope.get("jaga.session")
+        presented = request.headers.get(CSRF_HEADER)
+        return bool(session_id and presented and
+                    hmac.compare_digest(_bytes(presented), _bytes(self.csrf_token(session_id))))
+
     def require_operator(self, request: Connection, *, csrf: bool = False) -> str:
         operator = self.operator_for(request)
         if operator is None:
@@ -206,3 +215,6 @@ class AuthService:
         if csrf:
             self.check_csrf(request.scope["jaga.session"], request.headers.get(CSRF_HEADER))
         return operator
+
+    def close(self) -> None:
+        self.passwords.close()

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from hub.backends.nodes import LocalRouter, Router
 from hub.core.registry import Registry
 from hub.services.stations import StationsService
 
@@ -21,8 +22,9 @@ class MediaPresence:
     runs as its own task (the relay must not wait on the presence lock)."""
 
     def __init__(self, registry: Registry, stations: StationsService, thumbnail_s: float,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, router: Router | None = None) -> None:
         self.registry = registry
+        self.router: Router = router or LocalRouter()
         self.stations = stations
         self.thumbnail_s = thumbnail_s
         self.clock = clock
@@ -36,10 +38,14 @@ class MediaPresence:
     def publishing_started(self, station_id: str) -> None:
         if station_id in self.registry:
             self._spawn(self.stations.set_publishing(station_id, True))
+        else:  # the Pendopo's talk-back: no presence, but other nodes must find it for WHEP
+            self._spawn(self.router.stream_here(station_id, True))
 
     def publishing_stopped(self, station_id: str) -> None:
         if station_id in self.registry:
             self._spawn(self.stations.set_publishing(station_id, False))
+        else:
+            self._spawn(self.router.stream_here(station_id, False))
 
     def wants_thumbnail(self, station_id: str) -> bool:
         """Only for publishers without an agent sending thumbnails (OBS, a browser): decoding

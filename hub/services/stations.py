@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,10 +20,12 @@ from hub.backends.base import Bus, PresenceStore
 from hub.core.presence import OFFLINE, PresenceTable, Transition
 from hub.core.registry import Registry, Station
 from hub.core.schedule import Schedule, wall_status
+from hub.core.talk import TalkTable
 from hub.errors import NotAuthenticated, ProtocolViolation, RateLimited
 from hub.ledger.base import BufferedLedger, LedgerWrite
 from hub.services.auth import AuthService, hash_token
 from hub.services.metrics import Metrics
+from hub.services.thumbnails import ThumbnailIntake
 from hub.settings import Settings
 from jaga import wire
 
@@ -87,11 +89,16 @@ class StationsService:
         self.table = PresenceTable(settings.presence.heartbeat_s, settings.presence.timeout_s)
         self.sessions: dict[int, StationSession] = {}
         self.thumbnails: dict[str, tuple[bytes, float]] = {}
+        self.thumbnail_intake = ThumbnailIntake(settings.media.thumbnail_s, clock)
         self.agent_thumbnail_at: dict[str, float] = {}
         self._next_id = 0
         self._lock = asyncio.Lock()
         self._statuses: dict[str, str] = {}  # the wall status last announced per station
         self._next_sweep = 0.0
+        self.talks = TalkTable()  # who may listen to the Pendopo (see hub.core.talk)
+        # Ends a station's sessions of the Pendopo's stream after talk.stop; the app wires it
+        # to the media relay, which this service does not know.
+        self.on_talk_stopped: Callable[[str], Awaitable[None]] = _nothing
 
     # Session lifecycle (called by the WebSocket edge)
 
@@ -128,8 +135,8 @@ class StationsService:
         station_id = session.station.id
         if kind == "ping":
             await session.peer.send({"t": "pong", "server_time": now})
-        elif kind == "thumb":
-            await self.store_thumbnail(station_id, message["jpeg"])
+        elif kind == "thumb":  # never stored as sent: gated, then a fresh JPEG of its pixels
+            await self.store_thumbnail(station_id, await self.thumbnail_intake.take(station_id, message["jpeg"]))
             self.agent_thumbnail_at[station_id] = now
         async with self._lock:
             await self._commit(self.table.seen(station_id, session.id, now))
@@ -171,7 +178,19 @@ class StationsService:
 
     async def talk(self, station_id: str, active: bool, sender: str) -> None:
         message = {"t": "talk.start" if active else "talk.stop", "from": sender}
+        # Applied here before it goes on the bus: this node (usually the one the operator
+        # talks through, and publishes on) lets the station listen before it is told to.
+        await self._apply_talk([station_id], message)
         await self.bus.publish(COMMANDS_CHANNEL, wire.encode_msgpack({"targets": [station_id], "message": message}))
+
+    async def _apply_talk(self, targets: list[str], message: dict[str, Any]) -> None:
+        """Every node's talk table follows the talk commands (the bus echoes ours: idempotent)."""
+        for station_id in targets:
+            if message["t"] == "talk.start":
+                self.talks.start(station_id, str(message.get("from") or ""), self.clock())
+            else:
+                self.talks.stop(station_id)
+                await self.on_talk_stopped(station_id)  # also where the start was never seen
 
     async def deliver_commands(self) -> None:
         subscription = self.bus.subscribe(COMMANDS_CHANNEL)
@@ -182,6 +201,8 @@ class StationsService:
                     if command["replaced_by"] != self.node:
                         await self._replaced_elsewhere(command["targets"][0], command["at"])
                     continue
+                if command["message"]["t"] in ("talk.start", "talk.stop"):
+                    await self._apply_talk(command["targets"], command["message"])
                 targets = set(command["targets"])
                 for session in list(self.sessions.values()):
                     if session.station.id in targets:
@@ -271,8 +292,11 @@ class StationsService:
 
     async def shutdown(self) -> None:
         for session in list(self.sessions.values()):
-            await session.peer.close(1001, "hub shutting down")
+            # 1012 "service restart", as uvicorn already closed the others: a stopped hub is
+            # expected back, and agents then retry at once and re-make their WHIP sessions.
+            await session.peer.close(1012, "hub shutting down")
         self.sessions.clear()
+        self.thumbnail_intake.close()
 
     # The one path every change takes
 
@@ -341,3 +365,7 @@ class StationsService:
         record = self.table.get(station_id)
         return {"state": record.state, "since": record.since, "reason": record.reason,
                 "status": self._statuses.get(station_id), "activity": record.activity, "node": self.node}
+
+
+async def _nothing(station_id: str) -> None:
+    return None

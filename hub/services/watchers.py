@@ -34,9 +34,11 @@ from hub.backends.base import Bus, PresenceStore
 from hub.core import wsframe
 from hub.core.registry import Registry, Station
 from hub.core.schedule import Schedule, wall_status
+from hub.core.watch_admission import WatchAdmission
 from hub.services import eager
 from hub.services.metrics import Metrics
 from hub.services.stations import EVENTS_CHANNEL
+from hub.settings import PresenceSettings
 from jaga import wire
 
 log = logging.getLogger("jaga.watchers")
@@ -156,7 +158,7 @@ class WatchService:
     def __init__(self, registry: Registry, schedule: Schedule, store: PresenceStore, bus: Bus,
                  metrics: Metrics, history: int, backlog: int,
                  viewers: Callable[[str], int], thumb_at: Callable[[str], float | None],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, admission: WatchAdmission | None = None) -> None:
         self.registry = registry
         self.schedule = schedule
         self.store = store
@@ -170,6 +172,9 @@ class WatchService:
         self.last_seq = 0
         self.history: deque[tuple[int, str, bytes]] = deque(maxlen=history)
         self.watchers: set[Watcher] = set()
+        # Sockets per client address and on the node; the WebSocket edge admits and releases.
+        defaults = PresenceSettings()
+        self.admission = admission or WatchAdmission(defaults.max_watchers, defaults.watchers_per_address)
         # Event frames given to watchers: written pre-framed vs handed to the ASGI send (or
         # queued/dropped for a slow watcher). Exported as jaga_watch_frames{path}.
         self.frames_direct = 0

@@ -75,6 +75,25 @@ async def test_events_cross_nodes_byte_for_byte(redis_backend: Backend) -> None:
     assert await take(on_b, 1) == [b"\x93\x01\x02\xc0"]
 
 
+async def test_an_audit_log_from_before_paging_is_kept_in_order(redis_backend: Backend) -> None:
+    """Older hubs kept the audit log as a plain list (``jaga:audit``); its entries move to
+    the paged log, oldest first, before anything is read or written."""
+    import json
+
+    from hub.backends.redis_credentials import RedisCredentials
+
+    store = redis_backend.credentials()
+    assert isinstance(store, RedisCredentials)
+    for i in range(3):  # LPUSH: newest first, as the old store wrote them
+        await store.client.lpush(RedisCredentials.LEGACY_AUDIT,
+                                 json.dumps({"at": 1000.0 + i, "actor": "budi", "action": "login", "detail": str(i)}))
+    await store.audit(2000.0, "sari", "logout", "")
+    log = await store.audit_log()
+    assert [(e["actor"], e["detail"]) for e in log] == [("sari", ""), ("budi", "2"), ("budi", "1"), ("budi", "0")]
+    assert [e["id"] for e in log] == sorted((e["id"] for e in log), reverse=True)
+    assert not await store.client.exists(RedisCredentials.LEGACY_AUDIT)
+
+
 # Redis going away (a server of the test's own, stopped and started again)
 
 

@@ -56,7 +56,8 @@ def test_attempts_reset_only_after_a_stable_connection() -> None:
 
 
 def test_hub_restart_reconnects_from_the_first_window_jittered() -> None:
-    outcome = classify(1001, "", 5.0)
+    assert classify(1001, "", 5.0).kind == "restart"  # "going away": an older hub, or a proxy
+    outcome = classify(1012, "", 5.0)  # "service restart": what `jaga-hub serve` sends when it stops
     assert outcome.kind == "restart"
     assert next_delay(outcome, 6, POLICY, Fixed(1.0)) == (2.0, 1)
     assert next_delay(outcome, 6, POLICY, Fixed(0.25)) == (0.5, 1)

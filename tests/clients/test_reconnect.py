@@ -132,3 +132,36 @@ def test_first_attempt_delays_are_what_the_spread_test_assumes() -> None:
     draws = [policy.delay(0, rng) for _ in range(10_000)]
     assert 0 <= min(draws) and max(draws) < JITTER_S
     assert abs(sum(draws) / len(draws) - JITTER_S / 2) < 0.05
+
+
+async def test_a_jaga_hub_serve_restart_is_a_restart_to_the_agent(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM to a real `jaga-hub serve`: its close code is the one the agent takes for a
+    restart (retry from the first window, re-make the WHIP session), not a lost connection."""
+    from clients.presence import Outcome
+    from tests.kit import HubProcess
+
+    process = HubProcess(tmp_path / "hub")
+    await process.start()
+    try:
+        agent = await start_agent(agent_config(tmp_path, process.http, STATION, process.token(STATION), media=True))
+        outcomes: list[Outcome] = []
+        report = agent.presence._report  # every outcome passes here: a spy on it
+
+        def spy(outcome: Outcome) -> None:
+            outcomes.append(outcome)
+            report(outcome)
+
+        monkeypatch.setattr(agent.presence, "_report", spy)
+        try:
+            await agent.wait_until(lambda a: a.state == "live", timeout(15))
+            welcomes = agent.presence.welcomes
+            await asyncio.to_thread(process.stop)
+            await wait_until(lambda: outcomes, 10, "the agent to see the hub go")
+            assert (outcomes[0].kind, outcomes[0].detail) == ("restart", "hub shutting down"), outcomes[0]
+            await process.start()
+            await agent.wait_until(lambda a: a.presence.welcomes > welcomes and a.state == "live", timeout(15))
+        finally:
+            await agent.stop()
+    finally:
+        process.stop()

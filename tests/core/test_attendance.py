@@ -22,6 +22,7 @@ from hub.core.attendance import (
     monthly,
     monthly_columns,
     rows_to_csv,
+    spreadsheet_safe,
 )
 from hub.core.registry import Station
 from hub.core.schedule import Schedule
@@ -509,6 +510,25 @@ def test_rows_to_csv() -> None:
     )
     assert text == 'a,b,c\r\n1,,"say ""hi"", ok"\r\n2.5,,x\r\n'
     assert list(csv.reader(io.StringIO(text)))[1] == ["1", "", 'say "hi", ok']
+
+
+@pytest.mark.parametrize("text", ["=HYPERLINK(\"http://x\",\"klik\")", "+1+2", "-2+3", "@SUM(A1)",
+                                  "\tx", "\rx", "=", "'=already"])
+def test_spreadsheet_safe_neutralises_formula_text(text: str) -> None:
+    """OWASP CSV injection: a cell a spreadsheet would evaluate gets a leading quote."""
+    assert spreadsheet_safe(text) == ("'" + text if text[0] in "=+-@\t\r" else text)
+
+
+@pytest.mark.parametrize("value", ["Rapat desa", "", "2026-08-18T08:00:00+07:00", " =x", "a=b", -5, 2.5, 0, None])
+def test_spreadsheet_safe_leaves_data_alone(value: object) -> None:
+    # Numbers are written by us, not typed by a station: a negative number is no formula.
+    assert spreadsheet_safe(value) == value
+
+
+def test_rows_to_csv_neutralises_every_text_cell() -> None:
+    text = rows_to_csv([{"title": '=HYPERLINK("http://evil","klik")', "name": "@x", "late_s": -1.5}],
+                       ["title", "name", "late_s"])
+    assert list(csv.reader(io.StringIO(text)))[1] == ["'=HYPERLINK(\"http://evil\",\"klik\")", "'@x", "-1.5"]
 
 
 def test_daily_rows_to_csv() -> None:

@@ -116,7 +116,7 @@ async def test_reconnect_storm_of_the_whole_registry_is_spread_by_jitter(tmp_pat
     agents = await start_agents(hub, tmp_path, tokens, set(), backoff_base_s=window_s, backoff_cap_s=4.0)
     try:
         await wait_until(lambda: all(a.state == "online" for a in agents), 60, "303 agents online", every=0.05)
-        hub.stop()  # a clean restart: every agent is told 1001 and retries with jitter
+        hub.stop()  # a clean restart: every agent is told 1012 and retries with jitter
         restarted_at = hub.intervals()[-1]["end"] or 0.0
         await hub.start()
         await wait_until(lambda: all(a.state == "online" for a in agents), 60, "303 agents back", every=0.05)
