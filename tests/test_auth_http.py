@@ -322,6 +322,9 @@ async def test_an_operator_request_while_redis_is_down_is_503_with_retry_after(t
             response = await http.get("/api/v1/auth/me")
             assert response.status_code == 503, response.text
             assert response.json()["error"]["code"] == "unavailable" and int(response.headers["retry-after"]) > 0
+            # A WHEP client on another origin must be able to read the same answer.
+            whep = await http.post("/whep/35.09.01", content=b"v=0", headers={"Content-Type": "application/sdp"})
+            assert whep.status_code == 503 and whep.headers["access-control-allow-origin"] == "*"
             cookie = http.cookies["jaga_session"]
         with pytest.raises(InvalidStatus) as refused:  # the watch handshake too
             await Client.open(f"{running.ws}/ws/watch", JSON, additional_headers={"Cookie": f"jaga_session={cookie}"})

@@ -50,6 +50,8 @@ async def _unavailable(scope: Scope, send: Send, exc: Unavailable) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                (b"retry-after", str(max(1, round(exc.retry_after))).encode())]
     if scope["type"] == "http":
+        if scope.get("path", "").startswith(("/whip/", "/whep/")):  # as client_error does
+            headers += [(k.lower().encode(), v.encode()) for k, v in media.CORS.items()]
         await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
     elif "websocket.http.response" in scope.get("extensions", {}):  # a refused handshake, with a reason
