@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Locator, Page, WebSocketRoute, expect
 
-from tests.kit import RunningHub, timeout
+from tests.kit import RunningHub, timeout, wait_until
 from tests.web.browser import open_page
 from tests.web.helpers import (
     PRIVATE_ID,
@@ -94,6 +94,10 @@ async def test_watch_page_states_low_data_and_privacy(browser: Browser, web_hub:
     try:
         await client.send({"t": "thumb", "jpeg": make_jpeg(seed=2)})
         await client.send({"t": "activity.start", "title": XSS})
+        # The hub handles the frame after the send returns: reload once it has, or the page
+        # may ask before the activity exists.
+        await wait_until(lambda: (web_hub.hub.watchers.view.get("35.09.01", {}).get("activity") or {}).get("title")
+                         == XSS, message="the activity on the hub")
         await page.reload()  # the page polls every 10 s; a reload asks now
         await expect(page.locator("#message-title")).to_have_text("Kantor terhubung, belum siaran")
         await expect(page.locator("#activity")).to_contain_text(XSS)
