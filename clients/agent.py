@@ -18,13 +18,17 @@ Five long-lived tasks share one small state (this class), each simple on its own
 - ``status``: the one-line status on a console, and every minute in the log.
 
 Hub messages: ``announce`` (logged and shown), ``talk.start``/``talk.stop`` (WHEP-view the
-Pendopo and play it), ``error`` (logged). Nothing here blocks the event loop for long:
-device opening, JPEG encoding and HTTP run in worker threads.
+Pendopo and play it), ``question`` (a citizen's question of this station, approved or changed:
+kept on the board of :mod:`clients.questions`, shown on the page at 127.0.0.1:``questions_port``
+and printed once when newly approved; every welcome reloads the hub's list), ``error``
+(logged). Nothing here blocks the event loop for long: device opening, JPEG encoding and
+HTTP run in worker threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import sys
@@ -33,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from clients import control, publisher, talkback, whip
+from clients import control, publisher, questions, talkback, whip
 from clients.backoff import BackoffPolicy, Uniform, retry_after_delay
 from clients.config import StationConfig, StationConfigError
 from clients.hours import OfficeHours, ServerClock, wants_media
@@ -88,6 +92,10 @@ class Agent:
         self._presence_task: asyncio.Task[None] | None = None
         self.welcomed = asyncio.Event()  # set by the first welcome
         self._control: asyncio.Server | None = None
+        self.questions = questions.QuestionBoard()
+        self.questions_port: int | None = None  # the page's port once it listens
+        self._questions_page: asyncio.Server | None = None
+        self._questions_load: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -97,6 +105,11 @@ class Agent:
                  "always on" if config.always_on else "office hours")
         if config.control_port:
             self._control = await control.serve(config.control_port, self._control_command)
+        if config.questions_port:
+            self._questions_page = await questions.serve(config.questions_port, self._questions_state)
+            if self._questions_page is not None:
+                self.questions_port = questions.bound_port(self._questions_page)
+                log.info("pertanyaan warga: http://127.0.0.1:%d/", self.questions_port)
         self._presence_task = asyncio.create_task(self.presence.run())
         jobs = [self._hours_loop(), self._status_loop()]
         if config.media:
@@ -114,6 +127,7 @@ class Agent:
         """Media first (DELETE), then a clean WebSocket close: the hub logs live → online → offline."""
         log.info("stopping")
         talk = [self._talk_task] if self._talk_task else []
+        talk += [self._questions_load] if self._questions_load else []
         others = [t for t in self._tasks if t is not self._presence_task]
         for task in [*others, *talk]:
             task.cancel()
@@ -130,6 +144,9 @@ class Agent:
         if self._control is not None:
             self._control.close()
             self._control = None
+        if self._questions_page is not None:
+            self._questions_page.close()
+            self._questions_page = None
 
     # --- state for tests and the status line -----------------------------------------------
 
@@ -164,6 +181,8 @@ class Agent:
             "camera": self.camera_status, "activity": self.activity,
             "clock_offset_s": round(self.server_clock.offset, 3) if self.server_clock.known else None,
             "last_error": self.media_error or self.presence.last_error,
+            "questions": len(self.questions),
+            "questions_url": f"http://127.0.0.1:{self.questions_port}/" if self.questions_port else None,
         }
 
     def status_line(self) -> str:
@@ -207,6 +226,7 @@ class Agent:
         self.welcomed.set()
         self._wake_hours.set()
         self._thumb_now.set()
+        self._load_questions()
 
     async def _on_message(self, message: dict[str, Any]) -> None:
         kind = message["t"]
@@ -218,6 +238,10 @@ class Agent:
             self._start_talk()
         elif kind == "talk.stop":
             await self._stop_talk()
+        elif kind == "question":
+            newly = self.questions.apply(message.get("q"))
+            if newly is not None:
+                self._tell_question(newly)
         elif kind == "error" and message.get("code") == "thumb_dropped":
             # Our extra thumbnail right after a reconnection can come sooner than the hub takes
             # them; the next one on the period is taken. Nothing for a person to do.
@@ -226,6 +250,43 @@ class Agent:
             log.error("hub error %s: %s", message.get("code"), message.get("message"))
         elif kind != "pong":
             log.debug("ignored hub message %s", kind)
+        self._changed()
+
+    # --- citizens' questions ----------------------------------------------------------------
+
+    def _tell_question(self, question: questions.ShownQuestion) -> None:
+        console.info("Pertanyaan warga: %s — %s", questions.printable(question.text),
+                     questions.printable(question.who))
+
+    def _questions_state(self) -> dict[str, Any]:
+        return {"station": self.config.station, "online": self.presence.online, "questions": self.questions.views()}
+
+    def _load_questions(self) -> None:
+        """After each welcome: the hub's list, since events only carry what changed while connected."""
+        if self._questions_load is not None:
+            self._questions_load.cancel()
+        self._questions_load = asyncio.create_task(self._fetch_questions())
+
+    async def _fetch_questions(self) -> None:
+        since = self.questions.version
+        url = self.config.http_url(f"/api/v1/stations/{self.config.station}/questions")
+        try:
+            status, body = await whip.get(url, self.config.network.connect_timeout_s)
+        except whip.MediaHttpError as exc:
+            log.warning("questions not loaded: %s", exc)
+            return
+        if status != 200:  # a hub without questions, or a private station: events still come
+            log.info("questions not loaded: %s answered HTTP %d", url, status)
+            return
+        try:
+            views = json.loads(body)["questions"]
+            if not isinstance(views, list):
+                raise TypeError("questions is not a list")
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("questions not loaded: unexpected answer from %s (%s)", url, exc)
+            return
+        for question in self.questions.load(views, since):
+            self._tell_question(question)
         self._changed()
 
     def _start_talk(self) -> None:

@@ -14,6 +14,7 @@ Example::
     always_on = false
     log_file = "jaga-station.log"
     control_port = 47110         # 127.0.0.1 only: `jaga-station activity start "..."`
+    questions_port = 47111       # 127.0.0.1 only: the citizens' questions page; 0 = off
 
     [video]                      # defaults suit a 1 Mbps uplink
     width = 640
@@ -43,6 +44,7 @@ from typing import Any, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 DEFAULT_CONTROL_PORT = 47110
+DEFAULT_QUESTIONS_PORT = 47111
 SOURCES = ("test", "camera", "screen")
 
 
@@ -99,6 +101,7 @@ class StationConfig:
     log_backups: int = 5
     status_s: float = 5.0  # status line refresh on a console
     control_port: int = DEFAULT_CONTROL_PORT  # 0 → no control socket
+    questions_port: int = DEFAULT_QUESTIONS_PORT  # the questions page on 127.0.0.1; 0 → off
     video: VideoConfig = field(default_factory=VideoConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     devices: DevicesConfig = field(default_factory=DevicesConfig)
@@ -214,6 +217,10 @@ def validate(config: StationConfig) -> StationConfig:
         raise StationConfigError("thumbnail_s must be > 0")
     if not 0 <= config.control_port <= 65535:
         raise StationConfigError("control_port out of range")
+    if not 0 <= config.questions_port <= 65535:
+        raise StationConfigError("questions_port out of range")
+    if config.questions_port and config.questions_port == config.control_port:
+        raise StationConfigError("questions_port and control_port must differ")
     net = config.network
     for server in net.ice_servers:
         if not server.startswith(("stun:", "turn:", "turns:")):

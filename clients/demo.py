@@ -29,6 +29,8 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
+from clients.config import DEFAULT_QUESTIONS_PORT
+
 DEFAULT_STATIONS = 4
 
 
@@ -113,14 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     password = secrets.token_urlsafe(12)
     hub_cli(config, "operators", "add", "demo", "--password-stdin", stdin=password + "\n")
     agent_configs = []
-    for station in stations:
+    for index, station in enumerate(stations):
+        # The first agent serves the citizens' questions page on the default port; the others
+        # would only find it taken.
+        questions_port = DEFAULT_QUESTIONS_PORT if index == 0 else 0
         token = hub_cli(config, "stations", "token", station).strip().splitlines()[-1]
         safe = station.replace(".", "_")
         (demo_dir / f"{safe}.token").write_text(token + "\n", encoding="utf-8")
         toml = demo_dir / f"{safe}.toml"
         toml.write_text(
             f'hub = "{url}"\nstation = "{station}"\ntoken_file = "{safe}.token"\nsource = "test"\n'
-            f'always_on = true\ncontrol_port = 0\nlog_file = "{safe}.log"\n\n[network]\n'
+            f'always_on = true\ncontrol_port = 0\nquestions_port = {questions_port}\nlog_file = "{safe}.log"\n\n'
+            '[network]\n'
             f"ice_servers = {ice_servers!r}\nhost_addresses = {host_addresses!r}\n".replace("'", '"'),
             encoding="utf-8")
         agent_configs.append(toml)
@@ -154,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  public portal : {url}/")
         print(f"  Pendopo wall  : {url}/wall   (login: demo / {password})")
         print(f"  reports       : {url}/laporan")
+        if stations:
+            print(f"  questions     : http://127.0.0.1:{DEFAULT_QUESTIONS_PORT}/   ({stations[0]}'s agent page)")
         print(f"  logs          : {hub_log_path} and {demo_dir}/<station>.log")
         print("Ctrl-C stops everything.")
         print("=" * 72 + "\n", flush=True)

@@ -28,13 +28,14 @@ from hub.core.watch_admission import WatchAdmission
 from hub.errors import ClientError, ConfigError, RegistryError, Unavailable
 from hub.ledger.base import BufferedLedger
 from hub.media.relay import MediaRelay
-from hub.routes import api, media, pages, uvicorn_seams, ws
+from hub.routes import api, media, pages, questions, uvicorn_seams, ws
 from hub.routes.middleware import SecurityHeaders, SessionMiddleware, client_error
 from hub.routes.proxies import RealClientMiddleware
 from hub.services.auth import AuthService
 from hub.services.media_presence import MediaPresence
 from hub.services.metrics import Metrics, add_node_gauges
 from hub.services.operator_access import OperatorAccess
+from hub.services.questions import QuestionsService
 from hub.services.reports import ReportsService
 from hub.services.stations import StationsService
 from hub.services.watchers import WatchService
@@ -106,6 +107,9 @@ class Hub:
                                      viewers=self._viewers, thumb_at=self._thumb_at, clock=clock,
                                      admission=WatchAdmission(settings.presence.max_watchers,
                                                               settings.presence.watchers_per_address))
+        self.questions = QuestionsService(settings.questions, self.registry, self.backend.questions, self.bus,
+                                          self.credentials, self.presence_store, session_secret(settings),
+                                          watchers=self.watchers, stations=self.stations, clock=clock)
         self._tasks: list[asyncio.Task[None]] = []
         add_node_gauges(self.metrics, self.stations, self.ledger, self.watchers, self.media)
 
@@ -136,7 +140,8 @@ class Hub:
         await self.router.join(ClusterHooks(self.stations.republish, self.stations.node_lost,
                                             self.watchers.resync, self.ledger.flush))
         self._tasks = [asyncio.create_task(coro) for coro in (
-            self.watchers.run(), self.stations.deliver_commands(), self._timers(), self.router.run())]
+            self.watchers.run(), self.stations.deliver_commands(), self.questions.run(), self._timers(),
+            self.router.run())]
         await asyncio.wait_for(self.watchers.ready.wait(), 10)
 
     async def _timers(self) -> None:
@@ -182,6 +187,7 @@ class Hub:
         await self.router.leave()
         await self.bus.close()
         await self.ledger.inner.close()
+        await self.backend.questions.close()
         await self.credentials.close()
         self.auth.close()
 
@@ -197,7 +203,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> St
         finally:
             await hub.stop()
 
-    routes = [*api.routes, *ws.routes, *media.routes, *pages.routes]
+    routes = [*api.routes, *questions.routes, *ws.routes, *media.routes, *pages.routes]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ClientError: client_error})
     app.state.hub = hub
     app.add_middleware(SessionMiddleware)

@@ -83,8 +83,8 @@ class RateLimited(ClientError):
     http_status = 429
     close_code = 4429
 
-    def __init__(self, message: str, retry_after: float = 1.0) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, retry_after: float = 1.0, code: str | None = None) -> None:
+        super().__init__(message, code)
         self.retry_after = retry_after
 
 

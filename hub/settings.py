@@ -109,6 +109,26 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class QuestionsSettings:
+    """Citizens' questions on watch pages (docs/questions.md)."""
+
+    enabled: bool = True
+    difficulty: int = 18  # proof-of-work bits
+    challenge_ttl_s: float = 300.0
+    per_address_per_min: int = 6  # carriers put many phones behind one address: not too low
+    per_device_per_min: int = 2
+    slow_mode_s: float = 0.0  # default per station; operators change it per station
+    duplicate_window_s: float = 600.0
+    ban_address_s: float = 600.0  # a ban holds the address briefly: addresses are shared
+    reserved_names: tuple[str, ...] = ("bupati", "wakil bupati", "admin", "administrator", "pendopo",
+                                       "operator", "moderator", "pemkab", "camat", "kepala desa",
+                                       "lurah")
+    held_words: tuple[str, ...] = ()
+    station_moderation: tuple[str, ...] = ()  # stations whose own token may moderate their questions
+    max_pending: int = 500  # per station; beyond → 503 queue_full
+
+
+@dataclass(frozen=True)
 class Settings:
     hub: HubSettings = field(default_factory=HubSettings)
     stations: StationsSettings = field(default_factory=StationsSettings)
@@ -116,6 +136,7 @@ class Settings:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    questions: QuestionsSettings = field(default_factory=QuestionsSettings)
     base_dir: str = "."  # the config file's folder: relative paths are resolved against it
 
     @property
@@ -256,6 +277,7 @@ def validate(settings: Settings) -> Settings:
         # One address may count up to 2 × login_attempts - 1 in a window (a lock-out straddling
         # two windows); below that, one guesser alone could slow the operator down everywhere.
         raise ConfigError("auth.user_attempts must be at least twice auth.login_attempts")
+    _validate_questions(settings.questions)
     media = settings.media
     if media.udp_ports:
         low, _, high = media.udp_ports.partition("-")
@@ -265,6 +287,19 @@ def validate(settings: Settings) -> Settings:
         if not server.startswith(("stun:", "turn:", "turns:")):
             raise ConfigError(f"media.ice_servers entry must be a stun:/turn: URL, not {server!r}")
     return settings
+
+
+def _validate_questions(questions: QuestionsSettings) -> None:
+    if not 0 <= questions.difficulty <= 32:
+        raise ConfigError("questions.difficulty must be between 0 and 32 bits")
+    for key in ("per_address_per_min", "per_device_per_min", "max_pending"):
+        if getattr(questions, key) < 1:
+            raise ConfigError(f"questions.{key} must be at least 1")
+    if questions.challenge_ttl_s <= 0:
+        raise ConfigError("questions.challenge_ttl_s must be greater than 0")
+    for key in ("slow_mode_s", "duplicate_window_s", "ban_address_s"):
+        if getattr(questions, key) < 0:
+            raise ConfigError(f"questions.{key} must be 0 or more")
 
 
 def _validate_schedule(schedule: ScheduleSettings) -> None:

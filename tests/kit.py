@@ -20,12 +20,17 @@ short heartbeats, every day a working day, its own ``data_dir``), as a mapping;
 the test's own event loop on a real uvicorn, port 0; :class:`HubProcess` runs ``jaga-hub
 serve`` as a separate process (for ``kill -9`` and crash recovery) on the same configuration,
 written to a ``config.toml``; :func:`run_cli` runs any other ``jaga-hub`` command.
+
+**Citizens' questions.** :func:`ask` asks as a watch page does (challenge, proof solved here
+by :func:`solve_proof` from the documented rule, not the hub's code); :func:`operator_client`
+logs an operator in with the CSRF header set; :func:`moderate` applies one action.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import inspect
 import json
 import os
@@ -39,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
+import httpx
 import uvicorn
 
 from hub.app import Hub, create_app
@@ -246,6 +252,11 @@ async def start_hub(settings: Settings, clock: Any = None, port: int = 0,
     return RunningHub(hub, bound, server, task)
 
 
+def cluster_node(redis_url: str, name: str, ttl_s: float = 1.0) -> dict[str, Any]:
+    """The ``[hub]`` keys of one node of a cluster on ``redis_url``."""
+    return {"backend": "redis", "redis_url": redis_url, "node_id": name, "node_ttl_s": ttl_s}
+
+
 async def stop_hub(running: RunningHub) -> None:
     running.server.should_exit = True
     await asyncio.wait_for(running.task, timeout(20))
@@ -329,3 +340,56 @@ class HubProcess(_OnLoopback):
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
             self.process.wait(timeout(20))
+
+
+# -- citizens' questions (docs/questions.md) -------------------------------------------------
+
+OPERATOR, OPERATOR_PASSWORD = "budi", "rahasia-sekali"
+
+
+def solve_proof(token: str, difficulty: int) -> str:
+    """A nonce for a question challenge, computed as docs/questions.md says (not with the hub's
+    own code): ``sha256(token + ":" + nonce)`` with ``difficulty`` leading zero bits. Give test
+    hubs a low ``questions.difficulty`` (4–8) so this is quick."""
+    nonce = 0
+    while True:
+        digest = int.from_bytes(hashlib.sha256(f"{token}:{nonce}".encode()).digest(), "big")
+        if 256 - digest.bit_length() >= difficulty:
+            return str(nonce)
+        nonce += 1
+
+
+async def proof_for(http: httpx.AsyncClient, station: str, headers: dict[str, str] | None = None) -> dict[str, str]:
+    """A fresh challenge from the hub, solved: the ``proof`` of one question."""
+    response = await http.get(f"/api/v1/stations/{station}/questions/challenge", headers=headers)
+    assert response.status_code == 200, response.text
+    challenge = response.json()
+    return {"token": challenge["token"], "nonce": solve_proof(challenge["token"], challenge["difficulty"])}
+
+
+async def ask(http: httpx.AsyncClient, station: str, text: str, name: str = "",
+              headers: dict[str, str] | None = None) -> httpx.Response:
+    """Ask as a watch page does: fetch a challenge, solve it, post the question with it."""
+    proof = await proof_for(http, station, headers)
+    return await http.post(f"/api/v1/stations/{station}/questions",
+                           json={"text": text, "name": name, "proof": proof}, headers=headers)
+
+
+async def operator_client(running: _OnLoopback, hub: Hub | None = None, name: str = OPERATOR) -> httpx.AsyncClient:
+    """An ``httpx`` client logged in as operator ``name`` (created through ``hub`` — any node of
+    a cluster — if it does not exist), with the CSRF header set. Close it with ``aclose()``."""
+    if hub is not None and name not in await hub.credentials.operators():
+        await hub.auth.add_operator(name, OPERATOR_PASSWORD)
+    client = httpx.AsyncClient(base_url=running.http)
+    login = await client.post("/api/v1/auth/login", json={"username": name, "password": OPERATOR_PASSWORD})
+    assert login.status_code == 200, login.text
+    client.headers["X-CSRF-Token"] = login.json()["csrf"]
+    return client
+
+
+async def moderate(operator: httpx.AsyncClient, question_id: str, action: str, **extra: Any) -> dict[str, Any]:
+    """One moderation action through the API; the question's moderator view."""
+    response = await operator.post(f"/api/v1/questions/{question_id}", json={"action": action, **extra})
+    assert response.status_code == 200, response.text
+    view: dict[str, Any] = response.json()["question"]
+    return view

@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from tests.kit import (
     TEST_REGISTRY,
     HubProcess,
     RunningHub,
+    cluster_node,
     hub_settings,
     run_cli,
     start_hub,
@@ -51,7 +52,7 @@ pytestmark = pytest.mark.redis
 
 def node(url: str, name: str) -> dict[str, Any]:
     """The [hub] keys of a cluster node."""
-    return {"backend": "redis", "redis_url": url, "node_id": name, "node_ttl_s": TTL_S}
+    return cluster_node(url, name, TTL_S)
 
 
 def node_settings(tmp_path: Path, name: str, url: str) -> Settings:
@@ -60,21 +61,6 @@ def node_settings(tmp_path: Path, name: str, url: str) -> Settings:
 
 async def start_node(tmp_path: Path, name: str, url: str) -> RunningHub:
     return await start_hub(node_settings(tmp_path, name, url))
-
-
-@pytest.fixture
-async def nodes(tmp_path: Path, redis_url: str) -> AsyncIterator[Callable[[str], Awaitable[RunningHub]]]:
-    started: list[RunningHub] = []
-
-    async def start(name: str) -> RunningHub:
-        started.append(await start_node(tmp_path, name, redis_url))
-        return started[-1]
-
-    try:
-        yield start
-    finally:
-        for running in reversed(started):
-            await stop_hub(running)
 
 
 async def ready(running: RunningHub) -> bool:

@@ -30,11 +30,13 @@ rule itself is tested in tests/media/test_routes.py. The same table is in docs/s
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -42,7 +44,7 @@ from starlette.routing import Route
 
 from hub.app import create_app
 from hub.routes.roles import ROLES, allow, declared
-from tests.kit import RunningHub, hub_settings
+from tests.kit import RunningHub, hub_settings, start_hub, stop_hub
 from tests.wsclient import JSON, Client, station
 
 PUBLIC_ID = "35.09.01"  # the "station" caller's own station
@@ -82,6 +84,25 @@ PROBES: dict[tuple[str, str], list[Probe]] = {
         Probe(f"/api/v1/stations/{PRIVATE_ID}/thumbnail.jpg", hidden=True, expect={"public": 404}),
     ],
     ("POST", "/api/v1/stations/{station}/talk"): [Probe(f"/api/v1/stations/{PUBLIC_ID}/talk", {})],
+    ("GET", "/api/v1/stations/{station}/questions/challenge"): [
+        Probe(f"/api/v1/stations/{PUBLIC_ID}/questions/challenge"),
+        Probe(f"/api/v1/stations/{PRIVATE_ID}/questions/challenge", hidden=True, expect={"public": 404}),
+    ],
+    ("GET", "/api/v1/stations/{station}/questions"): [
+        Probe(f"/api/v1/stations/{PUBLIC_ID}/questions"),
+        Probe(f"/api/v1/stations/{PRIVATE_ID}/questions", hidden=True, expect={"public": 404}),
+    ],
+    # Without a proof: 400 `proof` for everyone (asking is public; the proof is not a role).
+    ("POST", "/api/v1/stations/{station}/questions"): [Probe(f"/api/v1/stations/{PUBLIC_ID}/questions", {})],
+    ("POST", "/api/v1/stations/{station}/questions/{qid}/vote"): [
+        Probe(f"/api/v1/stations/{PUBLIC_ID}/questions/no-such-question/vote", {})],
+    ("POST", "/api/v1/stations/{station}/questions/slow-mode"): [
+        Probe(f"/api/v1/stations/{PUBLIC_ID}/questions/slow-mode", {})],
+    # The "station" caller's station is in questions.station_moderation (the hub fixture below):
+    # its token opens its own queue; another station's token is refused (403).
+    ("GET", "/api/v1/questions"): [Probe("/api/v1/questions", own=True, expect={"public": 401, "other": 403})],
+    ("POST", "/api/v1/questions/{qid}"): [
+        Probe("/api/v1/questions/no-such-question", {}, own=True, expect={"public": 401, "other": 403})],
     ("GET", "/api/v1/attendance/daily"): [
         Probe("/api/v1/attendance/daily"),
         Probe(f"/api/v1/attendance/daily?station={PRIVATE_ID}", hidden=True),
@@ -178,6 +199,16 @@ def test_an_undeclared_route_or_method_is_caught(tmp_path: Path) -> None:
 
 
 # -- calling every probe as every caller -------------------------------------------------------
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
+    """The shared hub, with the "station" caller's own staff moderating its questions."""
+    running = await start_hub(hub_settings(tmp_path, questions={"station_moderation": [PUBLIC_ID]}))
+    try:
+        yield running
+    finally:
+        await stop_hub(running)
 
 
 async def operator_client(hub: RunningHub, name: str = "budi") -> httpx.AsyncClient:

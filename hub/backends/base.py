@@ -9,7 +9,8 @@ A backend is chosen once, from ``hub.backend``, by :mod:`hub.backends.factory`. 
 * a :class:`CredentialStore` — station token hashes, operator password hashes, operator
   sessions and the audit log, so every node accepts the same credentials.
 * an attendance ledger (see :mod:`hub.ledger.base`);
-* a router: the node registry and where a station's media is (see :mod:`hub.backends.nodes`).
+* a router: the node registry and where a station's media is (see :mod:`hub.backends.nodes`);
+* a :class:`QuestionStore` — citizens' questions, votes, bans and slow mode (docs/questions.md).
 
 Every queue is bounded. A subscriber that falls behind loses messages and is told so
 (:attr:`Subscription.overflowed`); its owner resynchronises from the presence store.
@@ -18,9 +19,12 @@ Every queue is bounded. A subscriber that falls behind loses messages and is tol
 from __future__ import annotations
 
 import asyncio
+import builtins
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
+
+from hub.core.questions import Question
 
 
 class Subscription:
@@ -163,6 +167,55 @@ class CredentialStore(ABC):
         """Up to ``limit`` entries ``{id, at, actor, action, detail}``, newest first, only those
         with an ``id`` below ``before`` when given. Ids grow with every entry, so paging with
         ``before`` = the last id seen walks the whole log even while entries are added."""
+
+    async def close(self) -> None:
+        return None
+
+
+class QuestionStore(ABC):
+    """Questions (:class:`hub.core.questions.Question`), one vote per device, bans and per
+    station slow mode, shared by every node. The store keeps; the rules are in
+    :mod:`hub.core.questions` and :class:`hub.services.questions.QuestionsService`."""
+
+    @abstractmethod
+    async def add(self, q: Question) -> None: ...
+
+    @abstractmethod
+    async def get(self, question_id: str) -> Question | None: ...
+
+    @abstractmethod
+    async def update(self, q: Question) -> None:
+        """Store ``q`` over the question with its id (nothing if there is none). Every field but
+        ``votes``, which only :meth:`vote` changes: ``q`` was read before the moderator acted,
+        and writing its count back would take away the votes cast meanwhile."""
+
+    @abstractmethod
+    async def list(self, station: str | None, states: Sequence[str],
+                   limit: int = 500) -> builtins.list[Question]:
+        """Questions in ``states`` (of ``station``, or of all when None), newest first."""
+
+    @abstractmethod
+    async def count_pending(self, station: str) -> int: ...
+
+    @abstractmethod
+    async def vote(self, question_id: str, device: str) -> int | None:
+        """Count ``device``'s vote, atomically; the new vote count, or None if this device
+        already voted for this question (or there is no such question)."""
+
+    @abstractmethod
+    async def ban(self, kind: str, value: str, until: float) -> None:
+        """Ban a sender (``kind`` "device" or "address") until ``until`` (unix seconds)."""
+
+    @abstractmethod
+    async def banned(self, device: str, address: str, now: float) -> bool:
+        """Whether ``device`` or ``address`` is under a ban at ``now``."""
+
+    @abstractmethod
+    async def set_slow_mode(self, station: str, seconds: float) -> None: ...
+
+    @abstractmethod
+    async def slow_mode(self, station: str) -> float | None:
+        """The station's slow mode in seconds; None = never set (the configured default)."""
 
     async def close(self) -> None:
         return None

@@ -3,7 +3,8 @@
 // whose snapshot and deltas cover every station: on a slow phone one station's status every
 // POLL_MS is far cheaper. The player runs only while the station is live and low-data mode is
 // off; otherwise the page shows a clear message or the latest thumbnail.
-import { KIND_LABEL, STATUS_LABEL, badge, clockOf, clockOfEpoch, el, formatDuration, formatPercent, getJSON, thumbnailUrl } from "/static/common.js";
+import { KIND_LABEL, STATUS_LABEL, WatchFeed, badge, clockOf, clockOfEpoch, el, formatDuration, formatPercent, getJSON, thumbnailUrl } from "/static/common.js";
+import { QuestionsBox } from "/static/questions.js";
 import { WhepError, WhepPlayer } from "/static/whep.js";
 
 const POLL_MS = 10000;
@@ -168,6 +169,30 @@ function renderDetails() {
   $("report-link").href = `/laporan?station=${encodeURIComponent(station.id)}`;
 }
 
+// --- questions (Tanya) ----------------------------------------------------------------------
+// Live updates come as `question` events on /ws/watch. The socket is opened with ?since=<seq>
+// of the station list (gzip, a few KB) so the hub sends only events, not its snapshot of every
+// station; each time it (re)connects the list is loaded again, so nothing missed stays missing.
+
+let questions = null;
+
+async function startQuestions() {
+  questions = new QuestionsBox(stationId);
+  try {
+    if (!(await questions.load())) return; // questions are off here
+  } catch { /* the feed's first connect loads again */ }
+  let seq = null;
+  try { seq = (await getJSON("/api/v1/stations")).seq; } catch { /* then a snapshot, ignored */ }
+  const feed = new WatchFeed((message) => {
+    if (message.t === "question") questions.apply(message.q);
+  }, (state) => {
+    // Events between the first load and the socket's opening: loading again covers them.
+    if (state === "up") questions.load().catch(() => {});
+  });
+  if (typeof seq === "number") feed.seq = seq;
+  feed.open();
+}
+
 async function poll() {
   clearTimeout(pollTimer);
   try {
@@ -175,6 +200,7 @@ async function poll() {
     $("station").hidden = false;
     renderDetails();
     render();
+    if (!questions) startQuestions();
   } catch (error) {
     if (error.status === 404) {
       stopPlayer();

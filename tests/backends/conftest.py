@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from hub.backends.base import Bus, CredentialStore, PresenceStore
+from hub.backends.base import Bus, CredentialStore, PresenceStore, QuestionStore
 from hub.ledger.base import Ledger
 
 NODE = "node-1"
@@ -82,6 +82,19 @@ class Backend:
             ledger = RedisLedger(self._link(), node)
         self._closers.append(ledger)
         return ledger
+
+    def questions(self) -> QuestionStore:
+        """A question store; another call is another instance on the same file or Redis."""
+        if self.name == "memory":
+            from hub.backends.sqlite_questions import SqliteQuestions
+
+            store: QuestionStore = SqliteQuestions(self.tmp_path / "jaga.db")
+        else:
+            from hub.backends.redis_questions import RedisQuestions
+
+            store = RedisQuestions(self._link())
+        self._closers.append(store)
+        return store
 
     async def close(self) -> None:
         for part in reversed(self._closers):

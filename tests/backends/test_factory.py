@@ -10,7 +10,9 @@ from hub.backends.memory import MemoryBus, MemoryPresenceStore
 from hub.backends.nodes import LocalRouter, RedisRouter
 from hub.backends.redis import RedisBus, RedisPresenceStore
 from hub.backends.redis_credentials import RedisCredentials
+from hub.backends.redis_questions import RedisQuestions
 from hub.backends.sqlite import SqliteCredentials
+from hub.backends.sqlite_questions import SqliteQuestions
 from hub.ledger.redis import RedisLedger
 from hub.ledger.sqlite import SqliteLedger
 from hub.settings import Settings, settings_from_mapping
@@ -32,6 +34,7 @@ def url() -> str:
 async def close(backend: Backend) -> None:
     await backend.bus.close()
     await backend.ledger.close()
+    await backend.questions.close()
     await backend.credentials.close()
 
 
@@ -43,8 +46,9 @@ async def test_memory_settings_give_a_single_node(tmp_path: Path) -> None:
         assert isinstance(backend.credentials, SqliteCredentials)
         assert isinstance(backend.ledger, SqliteLedger)
         assert isinstance(backend.router, LocalRouter)
+        assert isinstance(backend.questions, SqliteQuestions)
         assert backend.shared is False
-        assert (tmp_path / "var" / "jaga.db").exists()  # credentials and ledger in data_dir
+        assert (tmp_path / "var" / "jaga.db").exists()  # credentials, ledger and questions in data_dir
     finally:
         await close(backend)
 
@@ -57,9 +61,10 @@ async def test_redis_settings_give_a_cluster_node_on_one_client(tmp_path: Path) 
         assert isinstance(backend.credentials, RedisCredentials)
         assert isinstance(backend.ledger, RedisLedger)
         assert isinstance(backend.router, RedisRouter)
+        assert isinstance(backend.questions, RedisQuestions)
         assert backend.shared is True
         links = {id(part.link) for part in (backend.bus, backend.presence, backend.credentials, backend.ledger,
-                                            backend.router)}
+                                            backend.router, backend.questions)}
         assert len(links) == 1  # one client, one health flag for every part
         assert backend.router.node == "node-1" and backend.router.public_url() == url()
     finally:

@@ -10,11 +10,13 @@ import pytest
 
 from hub.backends.redis import RedisBus, RedisPresenceStore
 from hub.backends.redis_link import RedisLink
-from hub.errors import LedgerUnavailable
+from hub.backends.redis_questions import RedisQuestions
+from hub.errors import LedgerUnavailable, Unavailable
 from hub.ledger.redis import RedisLedger
 from tests.backends.conftest import Backend
 from tests.backends.test_bus import settled, take
 from tests.backends.test_ledger import HISTORY, T0, move, write
+from tests.backends.test_questions import question
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -149,4 +151,23 @@ async def test_the_bus_notices_a_dead_connection(outage: RedisServer) -> None:
         assert not link.healthy and not listener.overflowed  # the recovery resyncs, not the listener
     finally:
         await bus.close()
+        await link.release()
+
+
+async def test_questions_answer_503_while_redis_is_away_and_keep_what_was_asked(outage: RedisServer) -> None:
+    """No local fallback for questions: one nobody else could see or moderate is worse than a retry."""
+    link = RedisLink(outage.url).hold()
+    store = RedisQuestions(link)
+    try:
+        await store.add(question())
+        outage.stop()
+        with pytest.raises(Unavailable):
+            await store.vote("q1", "device-a")
+        assert not link.healthy
+        outage.start()
+        link.restored()
+        assert await store.get("q1") == question()  # the AOF kept it
+        assert await store.vote("q1", "device-a") == 1
+    finally:
+        await store.close()
         await link.release()

@@ -21,7 +21,7 @@ def agent_config(tmp_path: Path, hub: RunningHub | str, station: str, token: str
     raw: dict[str, Any] = {
         "hub": hub.http if isinstance(hub, RunningHub) else hub,
         "station": station, "token_file": str(token_file), "source": "test", "always_on": True,
-        "control_port": 0, "thumbnail_s": 10.0, "status_s": 0.5,
+        "control_port": 0, "questions_port": 0, "thumbnail_s": 10.0, "status_s": 0.5,
         "video": {"width": 320, "height": 180, "fps": 10, "bitrate_kbps": 300},
         "network": network,
     }

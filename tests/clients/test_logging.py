@@ -71,7 +71,7 @@ async def test_a_live_agent_process_keeps_ice_chatter_off_its_console(hub: Runni
     config = tmp_path / "station.toml"
     config.write_text(
         f'hub = "{hub.http}"\nstation = "{STATION}"\ntoken_file = "token.txt"\nsource = "test"\n'
-        'always_on = true\ncontrol_port = 0\nlog_file = "agent.log"\n\n'
+        'always_on = true\ncontrol_port = 0\nquestions_port = 0\nlog_file = "agent.log"\n\n'
         '[video]\nwidth = 320\nheight = 180\nfps = 10\nbitrate_kbps = 300\n\n'
         '[network]\nhost_addresses = ["127.0.0.1"]\n', encoding="utf-8")
     log_file = tmp_path / "agent.log"

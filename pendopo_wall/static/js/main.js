@@ -1,8 +1,8 @@
 // The Pendopo wall: wires the store, the watch socket and the views together.
 //
-// Views: overview (#ringkasan), alarms (#alarm) and the live grid (#langsung); the focus
-// dialog opens over any of them. Keyboard: 1/2/3 views, / search, D dense, L layout, T tour,
-// N/P (or →/←) page, F full screen, Esc closes dialogs.
+// Views: overview (#ringkasan), alarms (#alarm), the live grid (#langsung) and citizens'
+// questions (#pertanyaan); the focus dialog opens over any of them. Keyboard: 1/2/3/4 views,
+// / search, D dense, L layout, T tour, N/P (or →/←) page, F full screen, Esc closes dialogs.
 
 import { logout, whoami } from "./api.js";
 import { Alarms } from "./alarms.js";
@@ -11,11 +11,12 @@ import { Focus } from "./focus.js";
 import { KINDS, STATUSES, clockWIB, kecamatanLabel, kindLabel, statusLabel, NO_KECAMATAN } from "./format.js";
 import { LiveGrid } from "./grid.js";
 import { Overview } from "./overview.js";
+import { QuestionsView } from "./questions.js";
 import { StationStore } from "./store.js";
 import { WatchClient } from "./watch.js";
 
 const $ = (id) => document.getElementById(id);
-const VIEWS = { ringkasan: "overview", alarm: "alarms", langsung: "live" };
+const VIEWS = { ringkasan: "overview", alarm: "alarms", langsung: "live", pertanyaan: "questions" };
 const LINK_TEXT = {
   connecting: "Menghubungkan…",
   open: "Tersambung",
@@ -57,6 +58,7 @@ async function main() {
     onOpen: open,
     soundToggle: $("alarm-sound"),
   });
+  const questions = new QuestionsView({ store });
 
   // Counters and filters
 
@@ -164,6 +166,7 @@ async function main() {
       1: () => showView("overview"),
       2: () => showView("alarms"),
       3: () => showView("live"),
+      4: () => showView("questions"),
       "/": () => { showView("overview"); $("search").focus(); },
       d: () => { showView("overview"); setDense(!overview.dense); },
       l: () => { showView("live"); grid.cycleLayout(); },
@@ -185,8 +188,9 @@ async function main() {
 
   const watch = new WatchClient({
     seq: () => (store.ready ? store.seq : 0),
-    onMessage: (message) => store.apply(message),
+    onMessage: (message) => (message.t === "question" ? questions.apply(message.q) : store.apply(message)),
     onState: (state) => {
+      if (state === "open") questions.load(); // again at every reconnect: events missed meanwhile
       $("link-state").textContent = LINK_TEXT[state] || state;
       $("link-state").dataset.state = state;
       if (state === "unauthorised") location.assign("/login?next=/wall");
@@ -195,7 +199,7 @@ async function main() {
   watch.start();
 
   // A handle for the end-to-end tests and for debugging from the console.
-  window.jagaWall = { store, grid, focus, alarms, overview };
+  window.jagaWall = { store, grid, focus, alarms, overview, questions };
 }
 
 function isTyping(target) {
