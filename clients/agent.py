@@ -20,7 +20,9 @@ Five long-lived tasks share one small state (this class), each simple on its own
 Hub messages: ``announce`` (logged and shown), ``talk.start``/``talk.stop`` (WHEP-view the
 Pendopo and play it), ``question`` (a citizen's question of this station, approved or changed:
 kept on the board of :mod:`clients.questions`, shown on the page at 127.0.0.1:``questions_port``
-and printed once when newly approved; every welcome reloads the hub's list), ``error``
+and printed once when newly approved; every welcome reloads the hub's list; it also wakes
+the poll of the moderation queue, :mod:`clients.moderation`, where the hub lets this office
+moderate from that page), ``error``
 (logged). Nothing here blocks the event loop for long: device opening, JPEG encoding and
 HTTP run in worker threads.
 """
@@ -37,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from clients import control, publisher, questions, talkback, whip
+from clients import control, moderation, publisher, questions, talkback, whip
 from clients.backoff import BackoffPolicy, Uniform, retry_after_delay
 from clients.config import StationConfig, StationConfigError
 from clients.hours import OfficeHours, ServerClock, wants_media
@@ -96,6 +98,10 @@ class Agent:
         self.questions_port: int | None = None  # the page's port once it listens
         self._questions_page: asyncio.Server | None = None
         self._questions_load: asyncio.Task[None] | None = None
+        self.moderation = moderation.ModerationQueue()
+        self._moderation_wake = asyncio.Event()  # a question event or the page's action: poll now
+        self._reannounce: asyncio.Task[bool] | None = None  # the kegiatan, again after a welcome
+        self._welcome_seen = asyncio.Event()  # set by every welcome: ask again whether we moderate
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -106,7 +112,8 @@ class Agent:
         if config.control_port:
             self._control = await control.serve(config.control_port, self._control_command)
         if config.questions_port:
-            self._questions_page = await questions.serve(config.questions_port, self._questions_state)
+            self._questions_page = await questions.serve(config.questions_port, self._questions_state,
+                                                         act=self._moderate)
             if self._questions_page is not None:
                 self.questions_port = questions.bound_port(self._questions_page)
                 log.info("pertanyaan warga: http://127.0.0.1:%d/", self.questions_port)
@@ -114,6 +121,8 @@ class Agent:
         jobs = [self._hours_loop(), self._status_loop()]
         if config.media:
             jobs += [self._media_loop(), self._thumb_loop()]
+        if self._questions_page is not None:
+            jobs.append(self._moderation_loop())
         self._tasks = [self._presence_task, *(asyncio.create_task(job) for job in jobs)]
 
     async def run(self) -> None:
@@ -226,7 +235,12 @@ class Agent:
         self.welcomed.set()
         self._wake_hours.set()
         self._thumb_now.set()
+        self._welcome_seen.set()
         self._load_questions()
+        if self.activity is not None:
+            # A restarted hub forgot the kegiatan; one that kept it ignores the same title again.
+            # Either way its recording continues instead of ending after recording.resume_s.
+            self._reannounce = asyncio.create_task(self._send_activity(self.activity))
 
     async def _on_message(self, message: dict[str, Any]) -> None:
         kind = message["t"]
@@ -242,6 +256,7 @@ class Agent:
             newly = self.questions.apply(message.get("q"))
             if newly is not None:
                 self._tell_question(newly)
+            self._moderation_wake.set()  # it may have left the queue (moderated on the wall)
         elif kind == "error" and message.get("code") == "thumb_dropped":
             # Our extra thumbnail right after a reconnection can come sooner than the hub takes
             # them; the next one on the period is taken. Nothing for a person to do.
@@ -259,7 +274,31 @@ class Agent:
                      questions.printable(question.who))
 
     def _questions_state(self) -> dict[str, Any]:
-        return {"station": self.config.station, "online": self.presence.online, "questions": self.questions.views()}
+        return {"station": self.config.station, "online": self.presence.online, "questions": self.questions.views(),
+                "moderation": self.moderation.view()}
+
+    async def _moderation_loop(self) -> None:
+        """Whether this office moderates, and its pending questions (see :mod:`clients.moderation`)."""
+        while True:
+            await self.wait_until(lambda a: a.presence.online, None)
+            self._welcome_seen.clear()
+            self._moderation_wake.clear()
+            await moderation.poll(self.config, self.moderation)
+            self._changed()
+            if self.moderation.enabled is False:
+                await self._welcome_seen.wait()  # the hub's settings change only with a restart
+                continue
+            try:
+                await asyncio.wait_for(self._moderation_wake.wait(), moderation.POLL_S)
+            except TimeoutError:
+                pass
+
+    async def _moderate(self, question_id: str, action: str) -> tuple[int, dict[str, Any]]:
+        """A decision from the page's buttons, forwarded with this station's token."""
+        status, answer = await moderation.forward(self.config, self.moderation, question_id, action)
+        self._moderation_wake.set()
+        self._changed()
+        return status, answer
 
     def _load_questions(self) -> None:
         """After each welcome: the hub's list, since events only carry what changed while connected."""
@@ -322,15 +361,18 @@ class Agent:
             if not title:
                 return {"ok": False, "error": "title is empty"}
             self.activity = title
-            sent = await self.presence.send({"t": "activity.start", "title": title[:500]})
+            sent = await self._send_activity(title)
             log.info("kegiatan dimulai: %s", title)
-            return {"ok": True, "sent": sent, **({} if sent else {"note": "not connected; not announced"})}
+            return {"ok": True, "sent": sent, **({} if sent else {"note": "not connected; announced on connect"})}
         if command == "activity.stop":
             self.activity = None
             sent = await self.presence.send({"t": "activity.stop"})
             log.info("kegiatan selesai")
             return {"ok": True, "sent": sent}
         return {"ok": False, "error": f"unknown command {command!r}"}
+
+    async def _send_activity(self, title: str) -> bool:
+        return await self.presence.send({"t": "activity.start", "title": title[:500]})
 
     # --- office hours ---------------------------------------------------------------------
 

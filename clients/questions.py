@@ -24,19 +24,31 @@ answers ``GET /`` (the list rendered on the server, every user text through
 ``textContent``, never ``innerHTML``) and ``GET /questions.json``. A ``Host`` other than the
 loopback names is refused, so a web page elsewhere cannot read the list through DNS
 rebinding, and the CSP forbids inline script.
+
+Where the hub lets this office moderate (:mod:`clients.moderation`), the state also carries
+``"moderation": {"pending": [...], "error"}`` and the page shows a *Menunggu moderasi* section
+with *Setujui* / *Tolak* buttons, and *Terjawab* / *Tolak* on the approved ones. The buttons
+``POST /moderate`` ``{"id", "action"}`` to this server with the page's token (a random value
+per server, in a ``<meta>`` of the page) in ``X-Jaga-Token``; :func:`clients.moderation.refused`
+guards it and the agent's ``act`` forwards it to the hub. Without an ``act`` (or for any
+other path) a POST is 405 as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import http
 import ipaddress
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from clients import moderation
 
 log = logging.getLogger("jaga.station.questions")
 
@@ -169,7 +181,8 @@ class QuestionBoard:
 
 # --- the page -------------------------------------------------------------------------------
 
-State = Callable[[], dict[str, Any]]  # {"station", "online", "questions": [view…]}
+State = Callable[[], dict[str, Any]]  # {"station", "online", "questions": [view…], "moderation"?}
+Act = Callable[[str, str], Awaitable[tuple[int, dict[str, Any]]]]  # (id, action) → (status, answer)
 
 HEADERS = {
     "Cache-Control": "no-store",
@@ -194,10 +207,76 @@ li { background: #fff; border-radius: 8px; padding: .75rem 1rem; margin: 0 0 .6r
 li.answered { opacity: .6; }
 .badge { background: #2e7d32; color: #fff; border-radius: 4px; padding: 0 .4rem; font-size: .85rem; }
 .empty { color: #555; }
+#moderation { background: #fff8e1; border: 2px solid #f9a825; border-radius: 8px; padding: .5rem 1rem 1rem;
+              margin: 0 0 1.25rem; }
+#moderation h2 { font-size: 1.15rem; margin: .25rem 0; }
+#moderation-status, #action-status { color: #555; margin: .25rem 0 .6rem; min-height: 1.2em; }
+.held { background: #b00020; color: #fff; border-radius: 4px; padding: 0 .4rem; font-size: .85rem; }
+.activity { color: #555; font-size: .9rem; }
+button.act { font-size: 1rem; padding: .3rem .8rem; border-radius: 6px; border: 1px solid #888; cursor: pointer; }
+button.approve { background: #2e7d32; color: #fff; border-color: #2e7d32; }
+button.answered { background: #1565c0; color: #fff; border-color: #1565c0; }
 """
 
 SCRIPT = """'use strict';
 // Re-render the list every few seconds from /questions.json; user text only via textContent.
+// Moderation buttons POST to this agent with the page's token; the agent forwards to the hub.
+const TOKEN = document.querySelector('meta[name="jaga-token"]').content;
+const ACTIONS = {approve: 'Setujui', reject: 'Tolak', answered: 'Terjawab'};
+function span(className, text) {
+  const element = document.createElement('span');
+  element.className = className;
+  element.textContent = text;
+  return element;
+}
+function button(id, action) {
+  const element = document.createElement('button');
+  element.type = 'button';
+  element.className = 'act ' + action;
+  element.dataset.id = id;
+  element.dataset.action = action;
+  element.textContent = ACTIONS[action];
+  return element;
+}
+function renderModeration(moderation) {
+  let section = document.getElementById('moderation');
+  if (!moderation) {
+    if (section) section.remove();
+    return;
+  }
+  if (!section) {
+    section = document.createElement('section');
+    section.id = 'moderation';
+    const title = document.createElement('h2');
+    title.textContent = 'Menunggu moderasi';
+    const status = document.createElement('p');
+    status.id = 'moderation-status';
+    const action = document.createElement('p');
+    action.id = 'action-status';
+    const pending = document.createElement('ol');
+    pending.id = 'pending';
+    section.append(title, status, action, pending);
+    document.getElementById('questions').before(section);
+  }
+  document.getElementById('moderation-status').textContent = moderation.error;
+  const list = document.getElementById('pending');
+  list.replaceChildren();
+  if (!moderation.pending.length) {
+    const empty = document.createElement('li');
+    empty.className = 'empty';
+    empty.textContent = 'Tidak ada pertanyaan yang menunggu.';
+    list.append(empty);
+  }
+  for (const q of moderation.pending) {
+    const item = document.createElement('li');
+    item.dataset.id = q.id;
+    item.append(span('text', q.text), span('name', '\u2014 ' + (q.name || 'Warga')));
+    if (q.held) item.append(span('held', 'ditahan: ' + q.held));
+    if (q.activity) item.append(span('activity', 'kegiatan: ' + q.activity));
+    item.append(button(q.id, 'approve'), button(q.id, 'reject'));
+    list.append(item);
+  }
+}
 function render(state) {
   const list = document.getElementById('questions');
   const status = document.getElementById('status');
@@ -229,10 +308,33 @@ function render(state) {
       badge.className = 'badge';
       badge.textContent = 'sudah dijawab';
       item.append(badge);
+    } else if (state.moderation) {
+      item.append(button(q.id, 'answered'), button(q.id, 'reject'));
     }
     list.append(item);
   }
+  renderModeration(state.moderation);
 }
+document.addEventListener('click', async (event) => {
+  const target = event.target.closest('button[data-action]');
+  if (!target) return;
+  target.disabled = true;
+  const note = document.getElementById('action-status');
+  try {
+    const response = await fetch('/moderate', {
+      method: 'POST', cache: 'no-store',
+      headers: {'Content-Type': 'application/json', 'X-Jaga-Token': TOKEN},
+      body: JSON.stringify({id: target.dataset.id, action: target.dataset.action}),
+    });
+    const answer = await response.json();
+    if (note) note.textContent = answer.ok ? ACTIONS[target.dataset.action] + ': terkirim ke hub'
+                                           : 'Gagal: ' + answer.message;
+  } catch (e) {
+    if (note) note.textContent = 'Agen jaga-station tidak menjawab';
+  }
+  target.disabled = false;
+  refresh();
+});
 async function refresh() {
   try {
     const response = await fetch('/questions.json', {cache: 'no-store'});
@@ -246,12 +348,37 @@ setInterval(refresh, REFRESH_MS);
 """.replace("REFRESH_MS", str(REFRESH_MS))
 
 
-def render_page(state: dict[str, Any]) -> str:
-    """The whole page, the list rendered here (every user text escaped), so it reads without script."""
+def _button(question_id: str, action: str) -> str:
+    return (f'<button type="button" class="act {action}" data-id="{html.escape(question_id)}" '
+            f'data-action="{action}">{moderation.ACTIONS[action]}</button>')
+
+
+def render_moderation(view: dict[str, Any]) -> str:
+    """The *Menunggu moderasi* section (every user text escaped); its buttons need the script."""
+    items = []
+    for q in view.get("pending", []):
+        held = f'<span class="held">ditahan: {html.escape(q["held"])}</span>' if q["held"] else ""
+        activity = f'<span class="activity">kegiatan: {html.escape(q["activity"])}</span>' if q["activity"] else ""
+        items.append(f'<li data-id="{html.escape(q["id"])}"><span class="text">{html.escape(q["text"])}</span>'
+                     f'<span class="name">&mdash; {html.escape(q["name"] or "Warga")}</span>{held}{activity}'
+                     f'{_button(q["id"], "approve")}{_button(q["id"], "reject")}</li>')
+    if not items:
+        items.append('<li class="empty">Tidak ada pertanyaan yang menunggu.</li>')
+    return (f'<section id="moderation"><h2>Menunggu moderasi</h2>'
+            f'<p id="moderation-status">{html.escape(str(view.get("error") or ""))}</p><p id="action-status"></p>'
+            f'<ol id="pending">{"".join(items)}</ol></section>\n')
+
+
+def render_page(state: dict[str, Any], page_token: str = "") -> str:
+    """The whole page, the list rendered here (every user text escaped), so it reads without
+    script; the moderation section only where this office moderates."""
     station = html.escape(str(state.get("station", "")))
+    moderating = state.get("moderation")
     items = []
     for q in state.get("questions", []):
         badge = ' <span class="badge">sudah dijawab</span>' if q["state"] == "answered" else ""
+        if moderating and q["state"] != "answered":
+            badge = _button(q["id"], "answered") + _button(q["id"], "reject")
         items.append(f'<li class="{html.escape(q["state"])}" data-id="{html.escape(q["id"])}">'
                      f'<span class="votes">&#9650; {int(q["votes"])}</span>'
                      f'<span class="text">{html.escape(q["text"])}</span>'
@@ -263,8 +390,10 @@ def render_page(state: dict[str, Any]) -> str:
               '<p id="status" class="offline">Tidak terhubung ke hub: daftar mungkin tidak terbaru</p>')
     return (f'<!doctype html>\n<html lang="id"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<meta name="jaga-token" content="{html.escape(page_token)}">'
             f'<title>Pertanyaan warga — {station}</title><style>{STYLE}</style></head>\n'
             f'<body><h1>Pertanyaan warga — {station}</h1>{status}\n'
+            f'{render_moderation(moderating) if moderating else ""}'
             f'<ol id="questions">{"".join(items)}</ol>\n'
             f'<script src="/questions.js"></script></body></html>\n')
 
@@ -281,8 +410,16 @@ def _plain(status: str, text: str, head_only: bool = False, extra: dict[str, str
     return _response(status, "text/plain; charset=utf-8", text.encode() + b"\n", head_only, extra)
 
 
-def respond(head: bytes, state: State) -> bytes:
-    """The whole answer to one request head (request line and headers, without the body)."""
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]  # names lowercased
+
+
+def parse_head(head: bytes) -> Request | bytes:
+    """One request head (request line and headers, without the blank line), or the answer
+    refusing it: 400, 505, or 421 for a ``Host`` that is not a loopback name."""
     try:
         lines = head.decode("latin-1").split("\r\n")
         method, target, version = lines[0].split(" ")
@@ -299,18 +436,54 @@ def respond(head: bytes, state: State) -> bytes:
     hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     if hostname.lower() not in LOOPBACK_NAMES:
         return _plain("421 Misdirected Request", "open http://127.0.0.1:<port>/ on this PC")
-    if method not in ("GET", "HEAD"):
-        return _plain("405 Method Not Allowed", "GET only", method == "HEAD", {"Allow": "GET, HEAD"})
-    head_only = method == "HEAD"
-    path = target.split("?", 1)[0]
+    return Request(method, target.split("?", 1)[0], headers)
+
+
+def respond(request: Request, state: State, page_token: str = "") -> bytes:
+    """The answer to a GET or HEAD (anything else: 405)."""
+    if request.method not in ("GET", "HEAD"):
+        return _plain("405 Method Not Allowed", "GET only", request.method == "HEAD", {"Allow": "GET, HEAD"})
+    head_only = request.method == "HEAD"
+    path = request.path
     if path == "/":
-        return _response("200 OK", "text/html; charset=utf-8", render_page(state()).encode(), head_only)
+        return _response("200 OK", "text/html; charset=utf-8", render_page(state(), page_token).encode(), head_only)
     if path == "/questions.json":
         body = json.dumps(state(), ensure_ascii=False).encode()
         return _response("200 OK", "application/json", body, head_only)
     if path == "/questions.js":
         return _response("200 OK", "text/javascript; charset=utf-8", SCRIPT.encode(), head_only)
     return _plain("404 Not Found", "not found", head_only)
+
+
+def _json(status: int, answer: dict[str, Any]) -> bytes:
+    line = f"{status} {http.HTTPStatus(status).phrase}"
+    return _response(line, "application/json", json.dumps(answer, ensure_ascii=False).encode())
+
+
+async def moderate(request: Request, reader: asyncio.StreamReader, act: Act, page_token: str) -> bytes:
+    """``POST /moderate`` ``{"id", "action"}`` from the page's buttons: guarded (403, see
+    :func:`clients.moderation.refused`), bounded, then handed to ``act``."""
+    why = moderation.refused(request.headers, page_token)
+    if why is not None:
+        log.warning("questions page: refused a POST (%s; Origin %.100r)", why, request.headers.get("origin"))
+        return _json(403, {"ok": False, "message": "Ditolak: buka halaman ini dari http://127.0.0.1 di PC ini."})
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        return _json(415, {"ok": False, "message": "JSON only"})
+    length = request.headers.get("content-length", "")
+    if not length.isdigit():
+        return _json(411, {"ok": False, "message": "Content-Length required"})
+    if int(length) > moderation.MAX_BODY:
+        return _json(413, {"ok": False, "message": "request too large"})
+    body = await asyncio.wait_for(reader.readexactly(int(length)), REQUEST_TIMEOUT_S)
+    try:
+        asked = json.loads(body)
+        question_id, action = asked["id"], asked["action"]
+        if not isinstance(question_id, str) or not isinstance(action, str):
+            raise TypeError("id and action are strings")
+    except (ValueError, KeyError, TypeError):
+        return _json(400, {"ok": False, "message": 'expected {"id", "action"}'})
+    status, answer = await act(question_id, action)
+    return _json(status, answer)
 
 
 def require_loopback(host: str) -> None:
@@ -323,20 +496,32 @@ def require_loopback(host: str) -> None:
         raise ValueError(f"the questions page binds to a loopback address only, not {host!r}")
 
 
-async def serve(port: int, state: State, host: str = "127.0.0.1") -> asyncio.Server | None:
+async def serve(port: int, state: State, host: str = "127.0.0.1", act: Act | None = None) -> asyncio.Server | None:
     """Serve the page on ``host``:``port`` (loopback only, else ValueError); None (logged) when
     the port is taken. Port 0 picks a free one (tests); the config's 0 means *off* and never
-    gets here."""
+    gets here. With ``act``, the page's moderation buttons are taken (``POST /moderate``)."""
     require_loopback(host)
+    page_token = secrets.token_urlsafe(32)  # new with every server: only this page knows it
+
+    async def answer_to(head: bytes, reader: asyncio.StreamReader) -> bytes:
+        request = parse_head(head)
+        if isinstance(request, bytes):
+            return request
+        if request.method == "POST" and request.path == "/moderate" and act is not None:
+            return await moderate(request, reader, act, page_token)
+        return respond(request, state, page_token)
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_S)
-            answer = respond(head[:-4], state)
+            answer = await answer_to(head[:-4], reader)
         except asyncio.LimitOverrunError:
             answer = _plain("431 Request Header Fields Too Large", "request too large")
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             answer = b""
+        except Exception:  # a bug here must not end the page, nor leave the browser waiting
+            log.exception("questions page: request failed")
+            answer = _plain("500 Internal Server Error", "internal error")
         try:
             if answer:
                 writer.write(answer)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import time
 import urllib.error
 import urllib.request
@@ -37,10 +38,11 @@ class Unreachable(MediaHttpError):
 
 
 class HttpError(MediaHttpError):
-    def __init__(self, status: int, message: str, retry_after: float | None) -> None:
+    def __init__(self, status: int, message: str, retry_after: float | None, body: bytes = b"") -> None:
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
         self.retry_after = retry_after
+        self.body = body  # the answer's first bytes (the hub's ``{"error": {code, message}}``)
 
 
 @dataclass(frozen=True)
@@ -74,14 +76,14 @@ class _KeepRedirects(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_KeepRedirects)
 
 
-def _request(url: str, method: str, token: str | None, body: bytes | None, timeout: float
-             ) -> tuple[int, dict[str, str], list[str], bytes]:
+def _request(url: str, method: str, token: str | None, body: bytes | None, timeout: float,
+             content_type: str = "application/sdp") -> tuple[int, dict[str, str], list[str], bytes]:
     """One request, following up to ``MAX_REDIRECTS`` 307/308 with the same method, body and
     token: a cluster node answers a WHEP for a stream held by another node with 307 to that
     node (the hub names it; an https URL is never followed to plain http)."""
     for _ in range(MAX_REDIRECTS):
         try:
-            status, headers, links, answered = _request_once(url, method, token, body, timeout)
+            status, headers, links, answered = _request_once(url, method, token, body, timeout, content_type)
             location = headers.get("Location") or headers.get("location")
             if location:  # relative to the node that answered, not to the first one asked
                 headers["Location"] = urljoin(url, location)
@@ -102,11 +104,11 @@ class _Redirect(Exception):
         self.location = location
 
 
-def _request_once(url: str, method: str, token: str | None, body: bytes | None, timeout: float
-                  ) -> tuple[int, dict[str, str], list[str], bytes]:
+def _request_once(url: str, method: str, token: str | None, body: bytes | None, timeout: float,
+                  content_type: str = "application/sdp") -> tuple[int, dict[str, str], list[str], bytes]:
     headers = {"User-Agent": USER_AGENT}
     if body is not None:
-        headers["Content-Type"] = "application/sdp"
+        headers["Content-Type"] = content_type
     if token:
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
@@ -118,8 +120,9 @@ def _request_once(url: str, method: str, token: str | None, body: bytes | None, 
         location = exc.headers.get("Location") if exc.headers else None
         if exc.code in (307, 308) and location:
             raise _Redirect(exc.code, location) from None
-        text = exc.read()[:300].decode("utf-8", "replace")
-        raise HttpError(exc.code, text or exc.reason, _retry_after(exc.headers.get("Retry-After"))) from None
+        raw = exc.read(4096)
+        text = raw[:300].decode("utf-8", "replace")
+        raise HttpError(exc.code, text or exc.reason, _retry_after(exc.headers.get("Retry-After")), raw) from None
     except urllib.error.URLError as exc:
         reason = exc.reason
         refused = isinstance(reason, ConnectionRefusedError)
@@ -155,3 +158,17 @@ async def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return status, body
     except HttpError as exc:
         return exc.status, str(exc).encode()
+
+
+async def call_json(url: str, method: str, token: str | None, payload: object | None = None,
+                    timeout: float = 5.0) -> tuple[int, bytes]:
+    """A JSON request to the hub's API with the station's token (the office's moderation);
+    an HTTP error returns its status and the first bytes of its body. :class:`Unreachable`
+    when there is no answer at all."""
+    body = None if payload is None else json.dumps(payload).encode()
+    try:
+        status, _, _, answer = await asyncio.to_thread(_request, url, method, token, body, timeout,
+                                                       "application/json")
+        return status, answer
+    except HttpError as exc:
+        return exc.status, exc.body

@@ -28,14 +28,16 @@ from hub.core.watch_admission import WatchAdmission
 from hub.errors import ClientError, ConfigError, RegistryError, Unavailable
 from hub.ledger.base import BufferedLedger
 from hub.media.relay import MediaRelay
-from hub.routes import api, media, pages, questions, uvicorn_seams, ws
+from hub.routes import api, jejak, media, pages, questions, recordings, uvicorn_seams, ws
 from hub.routes.middleware import SecurityHeaders, SessionMiddleware, client_error
 from hub.routes.proxies import RealClientMiddleware
 from hub.services.auth import AuthService
+from hub.services.jejak import JejakService
 from hub.services.media_presence import MediaPresence
-from hub.services.metrics import Metrics, add_node_gauges
+from hub.services.metrics import Metrics, add_node_gauges, add_recording_gauges
 from hub.services.operator_access import OperatorAccess
 from hub.services.questions import QuestionsService
+from hub.services.recordings import RecordingsService
 from hub.services.reports import ReportsService
 from hub.services.stations import StationsService
 from hub.services.watchers import WatchService
@@ -110,8 +112,18 @@ class Hub:
         self.questions = QuestionsService(settings.questions, self.registry, self.backend.questions, self.bus,
                                           self.credentials, self.presence_store, session_secret(settings),
                                           watchers=self.watchers, stations=self.stations, clock=clock)
+        self.jejak = JejakService(settings, self.stations.thumbnails, clock)  # the day's evidence
+        # Every kegiatan recorded by remux (docs/recordings.md): told of activities and
+        # publishing by the stations service, tapping the relay's streams on this node.
+        self.recordings = RecordingsService(settings.recording, settings.recording_path, self.registry,
+                                            self.backend.recordings, self.credentials, self.media.stream,
+                                            timezone=settings.schedule.timezone, clock=clock,
+                                            shared=self.backend.shared)
+        self.stations.on_activity = self.recordings.notify_activity
+        self.stations.on_publishing = self.recordings.notify_publishing
         self._tasks: list[asyncio.Task[None]] = []
         add_node_gauges(self.metrics, self.stations, self.ledger, self.watchers, self.media)
+        add_recording_gauges(self.metrics, self.recordings.metrics)
 
     def _viewers(self, station_id: str) -> int:
         return self.media.viewer_count(station_id)
@@ -137,11 +149,15 @@ class Hub:
         recovered = await self.ledger.inner.recover(node)
         if recovered:
             log.warning("closed %d intervals left open by a crash at their last checkpoint", recovered)
+        try:  # recordings a crash left open: continued or finished (an index outage must not stop the hub)
+            await self.recordings.start()
+        except Exception:
+            log.exception("recordings left open were not recovered")
         await self.router.join(ClusterHooks(self.stations.republish, self.stations.node_lost,
                                             self.watchers.resync, self.ledger.flush))
         self._tasks = [asyncio.create_task(coro) for coro in (
             self.watchers.run(), self.stations.deliver_commands(), self.questions.run(), self._timers(),
-            self.router.run())]
+            self.router.run(), self.recordings.run())]
         await asyncio.wait_for(self.watchers.ready.wait(), 10)
 
     async def _timers(self) -> None:
@@ -162,6 +178,14 @@ class Hub:
                                   len(self.ledger.pending), self.ledger.last_error)
             except Exception:
                 log.exception("timer tick failed")
+            try:  # apart: a disk problem must not hold up presence or the ledger
+                await self.jejak.tick()
+            except Exception:
+                log.exception("jejak tick failed")
+            try:
+                await self.recordings.tick()
+            except Exception:
+                log.exception("recordings tick failed")
             await asyncio.sleep(tick_s)
 
     async def _end_operator_sessions(self) -> None:
@@ -176,6 +200,8 @@ class Hub:
 
     async def stop(self) -> None:
         await self.stations.shutdown()
+        with contextlib.suppress(Exception):  # parts closed while their streams still exist
+            await self.recordings.stop()
         if self.media is not None:
             await self.media.close()
         for task in self._tasks:
@@ -188,6 +214,7 @@ class Hub:
         await self.bus.close()
         await self.ledger.inner.close()
         await self.backend.questions.close()
+        await self.backend.recordings.close()
         await self.credentials.close()
         self.auth.close()
 
@@ -203,14 +230,16 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> St
         finally:
             await hub.stop()
 
-    routes = [*api.routes, *questions.routes, *ws.routes, *media.routes, *pages.routes]
+    routes = [*api.routes, *jejak.routes, *recordings.routes, *questions.routes, *ws.routes, *media.routes,
+              *pages.routes]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ClientError: client_error})
     app.state.hub = hub
     app.add_middleware(SessionMiddleware)
     app.add_middleware(SecurityHeaders)  # nosniff and a CSP on API answers too, errors included
-    # Pages, scripts and station lists shrink 3-10x; JPEGs and SDP gain nothing.
+    # Pages, scripts and station lists shrink 3-10x; JPEGs, SDP and video gain nothing.
     app.add_middleware(GZipMiddleware, minimum_size=1024,
-                       exclude_content_types=("text/event-stream", "image/jpeg", "application/sdp"))
+                       exclude_content_types=("text/event-stream", "image/jpeg", "application/sdp",
+                                              "video/webm", "video/mp4"))
     # Before anything reads scope["client"]: the real client behind trusted reverse proxies.
     app.add_middleware(RealClientMiddleware, trusted=TrustedProxies(settings.hub.trusted_proxies))
     # Outermost, so it sees the server's own send (the watch fan-out's fast path needs it).

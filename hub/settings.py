@@ -129,6 +129,20 @@ class QuestionsSettings:
 
 
 @dataclass(frozen=True)
+class RecordingSettings:
+    """Recording every kegiatan by remux, and the day's thumbnails (docs/recordings.md)."""
+
+    enabled: bool = True
+    dir: str = "var/recordings"  # relative to the config file's folder
+    kinds: tuple[str, ...] = ("opd", "kecamatan", "desa", "kelurahan")  # whose activities are recorded
+    retention_days: float = 365.0
+    max_bytes: int = 0  # total kept; 0 = no limit; beyond, the oldest are deleted
+    min_free_bytes: int = 2_000_000_000  # below this free space recording stops (alarm)
+    resume_s: float = 120.0  # a publisher or hub back within this continues the same recording
+    jejak_minutes: float = 5.0  # thumbnail evidence interval; 0 = off
+
+
+@dataclass(frozen=True)
 class Settings:
     hub: HubSettings = field(default_factory=HubSettings)
     stations: StationsSettings = field(default_factory=StationsSettings)
@@ -137,11 +151,16 @@ class Settings:
     media: MediaSettings = field(default_factory=MediaSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     questions: QuestionsSettings = field(default_factory=QuestionsSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
     base_dir: str = "."  # the config file's folder: relative paths are resolved against it
 
     @property
     def data_path(self) -> Path:
         return self.resolve(self.hub.data_dir)
+
+    @property
+    def recording_path(self) -> Path:
+        return self.resolve(self.recording.dir)
 
     @property
     def registry_path(self) -> Path:
@@ -278,6 +297,7 @@ def validate(settings: Settings) -> Settings:
         # two windows); below that, one guesser alone could slow the operator down everywhere.
         raise ConfigError("auth.user_attempts must be at least twice auth.login_attempts")
     _validate_questions(settings.questions)
+    _validate_recording(settings.recording)
     media = settings.media
     if media.udp_ports:
         low, _, high = media.udp_ports.partition("-")
@@ -300,6 +320,17 @@ def _validate_questions(questions: QuestionsSettings) -> None:
     for key in ("slow_mode_s", "duplicate_window_s", "ban_address_s"):
         if getattr(questions, key) < 0:
             raise ConfigError(f"questions.{key} must be 0 or more")
+
+
+def _validate_recording(recording: RecordingSettings) -> None:
+    for kind in recording.kinds:
+        if kind not in STATION_KINDS:
+            raise ConfigError(f"recording.kinds: {kind!r} is not one of {', '.join(STATION_KINDS)}")
+    if not recording.dir:
+        raise ConfigError("recording.dir must not be empty")
+    for key in ("retention_days", "max_bytes", "min_free_bytes", "resume_s", "jejak_minutes"):
+        if getattr(recording, key) < 0:
+            raise ConfigError(f"recording.{key} must be 0 or more")
 
 
 def _validate_schedule(schedule: ScheduleSettings) -> None:

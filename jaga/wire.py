@@ -160,6 +160,6 @@ def announce(text: str, sender: str) -> dict[str, Any]:
 
 def question(view: dict[str, Any]) -> dict[str, Any]:
     """A citizen's question changed (docs/questions.md "Events"). ``view`` is its public view
-    ``{id, text, name, votes, state, asked_at}`` for public watchers and the station's agent,
-    its moderator view (also ``station, activity, held, decided_by, decided_at``) for operators."""
+    ``{id, text, name, votes, state, asked_at, activity}`` for public watchers and the station's
+    agent, its moderator view (also ``station, held, decided_by, decided_at``) for operators."""
     return {"t": "question", "q": view}

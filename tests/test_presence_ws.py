@@ -116,3 +116,17 @@ async def test_public_watcher_never_sees_private_station(hub: RunningHub) -> Non
         assert (await http.get("/api/v1/stations/opd.bakesbangpol")).status_code == 404
     await private.close()
     await public.close()
+
+
+async def test_the_same_kegiatan_announced_again_changes_nothing(hub: RunningHub) -> None:
+    # The agent announces its kegiatan after every welcome; only a new title is a new one.
+    watcher = await Client.open(f"{hub.ws}/ws/watch", JSON)
+    await watcher.recv()
+    client, _ = await station(hub.ws, "35.09.01", await hub.token("35.09.01"))
+    for title in ("Musyawarah Desa", "Musyawarah Desa", "Posyandu"):
+        await client.send({"t": "activity.start", "title": title})
+    events: list[dict[str, Any]] = []
+    await watcher.recv_until(lambda m: m["t"] == "activity" and m["title"] == "Posyandu", into=events)
+    assert [m["title"] for m in events if m["t"] == "activity"] == ["Musyawarah Desa", "Posyandu"]
+    titles = [a["title"] for a in await hub.hub.ledger.inner.activities(0, 2e9) if a["station"] == "35.09.01"]
+    assert titles == ["Musyawarah Desa", "Posyandu"]

@@ -19,7 +19,7 @@ from tests.wsclient import JSON, Client
 pytestmark = pytest.mark.redis
 
 STATION = "35.09.01.2001"
-PUBLIC_KEYS = {"id", "text", "name", "votes", "state", "asked_at"}
+PUBLIC_KEYS = {"id", "text", "name", "votes", "state", "asked_at", "activity"}
 
 
 async def watcher(node: RunningHub, session: str | None = None) -> Client:

@@ -52,6 +52,7 @@ OTHER_ID = "35.09.02"  # the "other" caller's station
 PRIVATE_ID = "opd.bakesbangpol"
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9"
 CALLERS = ("public", "operator", "station", "other")
+JEJAK_DAY = "2026-01-02"
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,15 @@ PROBES: dict[tuple[str, str], list[Probe]] = {
         Probe(f"/api/v1/stations/{PUBLIC_ID}/thumbnail.jpg"),
         Probe(f"/api/v1/stations/{PRIVATE_ID}/thumbnail.jpg", hidden=True, expect={"public": 404}),
     ],
+    ("GET", "/api/v1/stations/{station}/jejak"): [
+        Probe(f"/api/v1/stations/{PUBLIC_ID}/jejak"),
+        Probe(f"/api/v1/stations/{PRIVATE_ID}/jejak", hidden=True, expect={"public": 404}),
+    ],
+    ("GET", "/api/v1/stations/{station}/jejak/{date}/{hhmm}.jpg"): [  # pictures put there by the test
+        Probe(f"/api/v1/stations/{PUBLIC_ID}/jejak/{JEJAK_DAY}/0800.jpg", expect={"public": 200}),
+        Probe(f"/api/v1/stations/{PRIVATE_ID}/jejak/{JEJAK_DAY}/0800.jpg", hidden=True,
+              expect={"public": 404, "operator": 200}),
+    ],
     ("POST", "/api/v1/stations/{station}/talk"): [Probe(f"/api/v1/stations/{PUBLIC_ID}/talk", {})],
     ("GET", "/api/v1/stations/{station}/questions/challenge"): [
         Probe(f"/api/v1/stations/{PUBLIC_ID}/questions/challenge"),
@@ -108,6 +118,23 @@ PROBES: dict[tuple[str, str], list[Probe]] = {
         Probe(f"/api/v1/attendance/daily?station={PRIVATE_ID}", hidden=True),
     ],
     ("GET", "/api/v1/attendance/monthly"): [Probe("/api/v1/attendance/monthly")],
+    # Recordings (docs/recordings.md): an unknown id is 404 to everyone alike; a private
+    # station's list is 404 to the public; the actions and the status are operators'.
+    ("GET", "/api/v1/recordings"): [
+        Probe("/api/v1/recordings"),
+        Probe(f"/api/v1/recordings?station={PRIVATE_ID}", hidden=True, expect={"public": 404, "station": 404}),
+    ],
+    ("GET", "/api/v1/recordings.csv"): [Probe("/api/v1/recordings.csv")],
+    ("GET", "/api/v1/recordings/status"): [Probe("/api/v1/recordings/status", expect={"public": 401, "station": 401})],
+    ("GET", "/api/v1/recordings/{recording}"): [Probe("/api/v1/recordings/no-such-recording")],
+    ("POST", "/api/v1/recordings/{recording}/visibility"): [
+        Probe("/api/v1/recordings/no-such-recording/visibility", {}, expect={"public": 401, "operator": 404})],
+    ("POST", "/api/v1/stations/{station}/recording"): [
+        Probe(f"/api/v1/stations/{PUBLIC_ID}/recording", {}, expect={"public": 401, "operator": 400})],
+    ("GET", "/recordings/{recording}.webm"): [Probe("/recordings/no-such-recording.webm")],
+    ("GET", "/recordings/{recording}.mp4"): [Probe("/recordings/no-such-recording.mp4")],
+    ("GET", "/rekaman"): [Probe("/rekaman")],
+    ("GET", "/rekaman/{recording}"): [Probe("/rekaman/no-such-recording")],
     ("GET", "/api/v1/activities"): [Probe("/api/v1/activities")],
     ("POST", "/api/v1/auth/login"): [Probe("/api/v1/auth/login", {})],
     ("POST", "/api/v1/auth/logout"): [Probe("/api/v1/auth/logout", fresh_operator=True)],
@@ -266,6 +293,9 @@ async def test_http_and_websocket_role_matrix(hub: RunningHub) -> None:
     cookie = "; ".join(f"{name}={value}" for name, value in operator.cookies.items())
     for station_id in (PUBLIC_ID, PRIVATE_ID):  # so thumbnails answer 200 to whoever may see them
         hub.hub.stations.thumbnails[station_id] = (JPEG, hub.hub.clock())
+        jejak = hub.hub.jejak.path(station_id, JEJAK_DAY, "0800")  # and a kept picture answers 200
+        jejak.parent.mkdir(parents=True, exist_ok=True)
+        jejak.write_bytes(JPEG)
     # The Pendopo talks to the "station" caller's office: that station may now listen (WHEP pendopo).
     talking = await operator.post(f"/api/v1/stations/{PUBLIC_ID}/talk", json={"active": True})
     assert talking.status_code == 200, talking.text

@@ -10,7 +10,8 @@ A backend is chosen once, from ``hub.backend``, by :mod:`hub.backends.factory`. 
   sessions and the audit log, so every node accepts the same credentials.
 * an attendance ledger (see :mod:`hub.ledger.base`);
 * a router: the node registry and where a station's media is (see :mod:`hub.backends.nodes`);
-* a :class:`QuestionStore` — citizens' questions, votes, bans and slow mode (docs/questions.md).
+* a :class:`QuestionStore` — citizens' questions, votes, bans and slow mode (docs/questions.md);
+* a :class:`RecordingStore` — the index of recordings (docs/recordings.md).
 
 Every queue is bounded. A subscriber that falls behind loses messages and is told so
 (:attr:`Subscription.overflowed`); its owner resynchronises from the presence store.
@@ -22,6 +23,7 @@ import asyncio
 import builtins
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from hub.core.questions import Question
@@ -216,6 +218,72 @@ class QuestionStore(ABC):
     @abstractmethod
     async def slow_mode(self, station: str) -> float | None:
         """The station's slow mode in seconds; None = never set (the configured default)."""
+
+    async def close(self) -> None:
+        return None
+
+
+RECORDING_STATES = ("recording", "finishing", "done", "failed")
+OPEN_STATES = ("recording", "finishing")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One recording of one activity (docs/recordings.md). Times are unix seconds; paths are
+    relative to ``[recording] dir``."""
+
+    id: str
+    station: str
+    title: str
+    start: float
+    end: float | None  # None while open
+    duration_s: float = 0.0
+    bytes: int = 0
+    video_codec: str = ""
+    audio_codec: str = ""
+    state: str = "recording"  # "recording" | "finishing" | "done" | "failed"
+    visible: bool = True  # public stations' recordings are public unless hidden
+    hidden_reason: str = ""
+    reason: str = "activity"  # why it was recorded: "activity" | "operator:<name>"
+    parts: tuple[str, ...] = ()  # the part files (until finished)
+    path: str = ""  # the finished file, "" before
+    day: str = ""  # YYYY-MM-DD of ``start`` in the hub's timezone (set by the service)
+
+
+class RecordingStore(ABC):
+    """The recordings' index, shared by every node. Lists are newest first (``start``, then
+    ``id``, both descending, so both backends order ties alike)."""
+
+    @abstractmethod
+    async def add(self, r: Recording) -> None: ...
+
+    @abstractmethod
+    async def update(self, r: Recording) -> None:
+        """Store ``r`` over the recording with its id (nothing if there is none)."""
+
+    @abstractmethod
+    async def get(self, recording_id: str) -> Recording | None: ...
+
+    @abstractmethod
+    async def list(self, station: str | None = None, day: str | None = None, limit: int = 500,
+                   before: float | None = None) -> builtins.list[Recording]:
+        """Recordings (of ``station``, of ``day``), newest first, only those that started
+        before ``before`` when given (paging: pass the last ``start`` seen)."""
+
+    @abstractmethod
+    async def oldest(self, limit: int = 500) -> builtins.list[Recording]:
+        """The ``limit`` oldest recordings, oldest first (retention)."""
+
+    @abstractmethod
+    async def open_recordings(self) -> builtins.list[Recording]:
+        """Those in state ``recording`` or ``finishing`` (crash recovery)."""
+
+    @abstractmethod
+    async def delete(self, recording_id: str) -> None:
+        """Retention only (the service audits it)."""
+
+    @abstractmethod
+    async def total_bytes(self) -> int: ...
 
     async def close(self) -> None:
         return None

@@ -4,9 +4,9 @@ Like LiveKit's ``CreateRouter``, :func:`build_backend` returns a local backend w
 and a shared one with it; the rest of the hub asks the :class:`Backend` it got (its parts, and
 :attr:`Backend.shared`), never which kind it is.
 
-* ``memory`` — an in-memory bus and presence store, credentials, ledger and questions in the SQLite file
-  under ``data_dir``, a :class:`LocalRouter`. Nothing is shared with another process.
-* ``redis`` — bus, presence, credentials, ledger and questions on one :class:`RedisLink`, and a
+* ``memory`` — an in-memory bus and presence store, credentials, ledger, questions and the recordings' index in the
+  SQLite file under ``data_dir``, a :class:`LocalRouter`. Nothing is shared with another process.
+* ``redis`` — bus, presence, credentials, ledger, questions and recordings on one :class:`RedisLink`, and a
   :class:`RedisRouter` (node registry, node loss, recovery, WHEP routing). Every node sees the
   same state; a station may move between nodes.
 """
@@ -18,15 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.backends.base import Bus, CredentialStore, PresenceStore, QuestionStore
+from hub.backends.base import Bus, CredentialStore, PresenceStore, QuestionStore, RecordingStore
 from hub.backends.memory import MemoryBus, MemoryPresenceStore
 from hub.backends.nodes import LocalRouter, RedisRouter, Router
 from hub.backends.redis import RedisBus, RedisPresenceStore
 from hub.backends.redis_credentials import RedisCredentials
 from hub.backends.redis_link import RedisLink
 from hub.backends.redis_questions import RedisQuestions
+from hub.backends.redis_recordings import RedisRecordings
 from hub.backends.sqlite import SqliteCredentials
 from hub.backends.sqlite_questions import SqliteQuestions
+from hub.backends.sqlite_recordings import SqliteRecordings
 from hub.ledger.base import Ledger
 from hub.ledger.redis import RedisLedger
 from hub.ledger.sqlite import SqliteLedger
@@ -43,6 +45,7 @@ class Backend:
     ledger: Ledger
     router: Router
     questions: QuestionStore  # citizens' questions, votes, bans, slow mode (docs/questions.md)
+    recordings: RecordingStore  # the recordings' index (docs/recordings.md)
     # State is shared across nodes: a station may be held by another node, so a connection
     # here replaces one there, and only one node may announce the stations nobody holds.
     shared: bool
@@ -64,13 +67,13 @@ def build_backend(settings: Settings, public_url: Callable[[], str],
         database = _database(settings)
         return Backend(MemoryBus(), MemoryPresenceStore(), SqliteCredentials(database),
                        SqliteLedger(database, settings.node_id), LocalRouter(), SqliteQuestions(database),
-                       shared=False)
+                       SqliteRecordings(database), shared=False)
     link = RedisLink(settings.hub.redis_url)  # one client for every part (see hub.backends.redis)
     bus = RedisBus(link)
     presence = RedisPresenceStore(link, bus)
     return Backend(bus, presence, RedisCredentials(link), RedisLedger(link, settings.node_id),
                    RedisRouter(bus, presence, settings.node_id, settings.hub.node_ttl_s, public_url, clock),
-                   RedisQuestions(link), shared=True)
+                   RedisQuestions(link), RedisRecordings(link), shared=True)
 
 
 def build_credentials(settings: Settings) -> CredentialStore:

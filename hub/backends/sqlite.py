@@ -6,11 +6,14 @@ hub reads them. Queries are tiny and local; they run on the event loop directly.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from hub.backends.base import CredentialStore
+from hub.errors import Unavailable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS station_tokens (station TEXT PRIMARY KEY, hash TEXT NOT NULL);
@@ -25,6 +28,18 @@ CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY, at REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL
 );
 """
+
+
+@contextlib.contextmanager
+def unavailable_on_error(db: sqlite3.Connection, what: str) -> Iterator[None]:
+    """sqlite3 errors (a locked or full disk) become the hub's 503, with any open transaction
+    rolled back so the connection stays usable."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise Unavailable(f"{what} unavailable (sqlite: {exc})", retry_after=5.0) from None
 
 
 def open_database(path: Path) -> sqlite3.Connection:

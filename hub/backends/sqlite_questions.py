@@ -22,14 +22,13 @@ from __future__ import annotations
 import builtins
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hub.backends.base import QuestionStore
-from hub.backends.sqlite import open_database
+from hub.backends.sqlite import open_database, unavailable_on_error
 from hub.core.questions import PENDING, Question
-from hub.errors import Unavailable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS questions (
@@ -74,15 +73,8 @@ class SqliteQuestions(QuestionStore):
         self._db = open_database(path)
         self._db.executescript(SCHEMA)
 
-    @contextlib.contextmanager
-    def _translated(self) -> Iterator[None]:
-        """sqlite3 errors (a locked or full disk) become the hub's 503, rolled back."""
-        try:
-            yield
-        except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise Unavailable(f"question store unavailable (sqlite: {exc})", retry_after=5.0) from None
+    def _translated(self) -> contextlib.AbstractContextManager[None]:
+        return unavailable_on_error(self._db, "question store")
 
     async def add(self, q: Question) -> None:
         with self._translated():

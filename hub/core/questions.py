@@ -62,14 +62,15 @@ class Question:
 
 
 def public_view(q: Question) -> dict[str, Any]:
+    """What anybody may read. ``activity`` (the title it was asked under) is public record:
+    a station's history can be read per activity (``?activity=``)."""
     return {"id": q.id, "text": q.text, "name": q.name, "votes": q.votes, "state": q.state,
-            "asked_at": q.asked_at}
+            "asked_at": q.asked_at, "activity": q.activity}
 
 
 def moderator_view(q: Question) -> dict[str, Any]:
     view = public_view(q)
-    view.update(station=q.station, activity=q.activity, held=q.held, decided_by=q.decided_by,
-                decided_at=q.decided_at)
+    view.update(station=q.station, held=q.held, decided_by=q.decided_by, decided_at=q.decided_at)
     return view
 
 

@@ -69,6 +69,11 @@ class MediaRelay:
         station = self._stations.get(station_id)
         return station is not None and station.active is not None
 
+    def stream(self, station_id: str) -> StationStream | None:
+        """The station's stream while it is live here (the recorder taps it), else None."""
+        station = self._stations.get(station_id)
+        return station.stream if station is not None and station.live else None
+
     def viewer_count(self, station_id: str) -> int:
         station = self._stations.get(station_id)
         return len(station.viewers) if station else 0

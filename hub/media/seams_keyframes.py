@@ -22,7 +22,7 @@ quietly in production:
 12. ``depayload``: ``aiortc.codecs.depayload``, which picks its depayloader by the codec's
     case-sensitive name ("VP8", "H264"), to rebuild one keyframe for a thumbnail.
 
-Consumers: ``peers`` (1, 3), ``relay`` (2), ``station_stream`` (12).
+Consumers: ``peers`` (1, 3), ``relay`` (2), ``station_stream`` and ``recorder`` (12).
 """
 
 from __future__ import annotations
@@ -110,8 +110,15 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
 # --- 12. rebuilding an encoded frame from RTP payloads ----------------------------------
 
 
+_DEPAYLOAD_CODECS: dict[str, RTCRtpCodecParameters] = {}  # per mime type: the recorder calls this per packet
+
+
 def depayload(mime_type: str, payload: bytes) -> bytes:
     """One RTP payload's share of the encoded frame (VP8 descriptor / H.264 FU-A removed)."""
-    kind, _, subtype = mime_type.partition("/")
-    # aiortc picks the depayloader by the codec's name, which is case-sensitive ("VP8")
-    return aiortc_depayload(RTCRtpCodecParameters(mimeType=f"{kind}/{subtype.upper()}", clockRate=90000), payload)
+    codec = _DEPAYLOAD_CODECS.get(mime_type)
+    if codec is None:
+        kind, _, subtype = mime_type.partition("/")
+        # aiortc picks the depayloader by the codec's name, which is case-sensitive ("VP8")
+        codec = _DEPAYLOAD_CODECS[mime_type] = RTCRtpCodecParameters(mimeType=f"{kind}/{subtype.upper()}",
+                                                                     clockRate=90000)
+    return aiortc_depayload(codec, payload)

@@ -16,6 +16,10 @@ is emptied, every egress starts a new era (video at the new source's next keyfra
 it is asked for), and each viewer's sequence numbers and timestamps run on without a jump
 backwards (see ``viewer_egress``).
 
+Taps (recorders, ``hub.media.recorder``): every forwarded packet of the source is also
+handed, synchronously, to each function added with ``add_tap``; with none, the hot path
+pays one attribute check per packet.
+
 Thumbnails: at most one keyframe every ``thumbnail_s`` is decoded to a JPEG in a worker
 thread; if none arrived when one is due, the source is asked for a keyframe. Stations whose
 agent sends its own thumbnails get none from the relay (no decode, no keyframe request).
@@ -39,6 +43,8 @@ from hub.media.viewer_egress import StreamClock, ViewerEgress
 logger = logging.getLogger(__name__)
 
 KINDS = ("audio", "video")
+# a recorder's tap: (kind, sequence number, timestamp, marker, payload)
+RtpTap = Callable[[str, int, int, int, bytes], None]
 # One decode at a time, process-wide: with one thread per due thumbnail (the default
 # executor's six), hundreds of publishers made the worker threads and the event loop
 # fight over the GIL and one core, and the hub's CPU per publisher jumped (ingest benchmark).
@@ -73,6 +79,8 @@ class StationStream:
         self._next_thumbnail_at = 0.0
         self._thumbnail_keyframe_asked = False
         self._thumbnail_job: asyncio.Future[bytes | None] | None = None
+        # recorders' taps: called with every forwarded packet (a tuple: taps may leave mid-call)
+        self._taps: tuple[RtpTap, ...] = ()
 
     # --- source ---------------------------------------------------------------------
 
@@ -101,10 +109,26 @@ class StationStream:
             self._request_source_keyframe = lambda urgent=False: None
             self._keyframe_arrived = lambda: None
 
+    def codecs(self) -> dict[str, str]:
+        """The source's codec per kind, lower case: ``{"video": "video/vp8", "audio": "audio/opus"}``."""
+        return dict(self._mime_types)
+
     def request_keyframe(self, urgent: bool = False) -> None:
         """``urgent``: the hub's own request for a viewer that waits to start (see
         :class:`~hub.media.keyframes.KeyframeRequester`); viewers' PLIs are not urgent."""
         self._request_source_keyframe(urgent=urgent)
+
+    # --- taps (recorders) -------------------------------------------------------------
+
+    def add_tap(self, fn: RtpTap) -> None:
+        """Call ``fn(kind, seq, ts, marker, payload)`` for every packet forwarded from now on
+        (the source's, RTX unwrapped, duplicates dropped), synchronously. ``fn`` must not raise.
+        A new source shows as ``source_id`` changing."""
+        if fn not in self._taps:
+            self._taps = (*self._taps, fn)
+
+    def remove_tap(self, fn: RtpTap) -> None:
+        self._taps = tuple(tap for tap in self._taps if tap != fn)
 
     # --- viewers --------------------------------------------------------------------
 
@@ -152,6 +176,9 @@ class StationStream:
                 counters.frames_forwarded += sent
         if marker and video and self._thumbnail_s > 0:
             self._maybe_thumbnail(seq, ts)
+        if self._taps:
+            for tap in self._taps:
+                tap(kind, seq, ts, marker, payload)
 
     def _keyframe_started(self, seq: int, ts: int) -> None:
         if self._keyframe is not None and self._keyframe[0] == ts:

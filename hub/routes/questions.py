@@ -2,6 +2,7 @@
 
     GET  /api/v1/stations/{station}/questions/challenge   public: a proof-of-work challenge
     GET  /api/v1/stations/{station}/questions             public: approved and answered ones
+                                                          (?activity=TITLE: asked under it)
     POST /api/v1/stations/{station}/questions             public: ask (with the proof)
     POST /api/v1/stations/{station}/questions/{qid}/vote  public: one upvote per device
     POST /api/v1/stations/{station}/questions/slow-mode   operator (+ CSRF)
@@ -40,6 +41,7 @@ DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600
 _DEVICE_LENGTH = 43  # secrets.token_urlsafe(32)
 MAX_MINUTES = 7 * 24 * 60  # a time-out longer than a week is a ban
 MAX_SLOW_MODE_S = 3600
+MAX_ACTIVITY = 500  # an activity title is at most 500 characters (jaga/wire.py, activity.start)
 
 
 # -- who is asking -------------------------------------------------------------------------
@@ -120,7 +122,10 @@ async def challenge(request: Request) -> Response:
 async def public_questions(request: Request) -> Response:
     hub = request.app.state.hub
     station_id = _public_station(request)
-    return JSONResponse({"questions": await hub.questions.public(station_id)},
+    activity = request.query_params.get("activity")  # exact title; present but empty = no activity
+    if activity is not None and len(activity) > MAX_ACTIVITY:
+        raise ProtocolViolation(f"activity is a title of at most {MAX_ACTIVITY} characters", code="bad_query")
+    return JSONResponse({"questions": await hub.questions.public(station_id, activity)},
                         headers={"Cache-Control": "no-cache"})
 
 

@@ -80,6 +80,21 @@ def add_node_gauges(metrics: Metrics, stations: StationsService, ledger: Buffere
     metrics.add_gauges("jaga_process", "What a soak watches for leaks", "resource", process_resources)
 
 
+def add_recording_gauges(metrics: Metrics, read: Callable[[], dict[str, float]]) -> None:
+    """docs/recordings.md "Metrics"; ``read`` is ``RecordingsService.metrics`` (active, bytes,
+    errors, disk_free), read at scrape time."""
+    families = (("jaga_recordings_active", "Recordings writing a part on this node", "active"),
+                ("jaga_recording_bytes_total", "Bytes of recording parts written by this process", "bytes"),
+                ("jaga_recording_errors_total", "Recording write, finish and index errors", "errors"),
+                ("jaga_recording_disk_free_bytes", "Free bytes on the recordings' disk (last check)", "disk_free"))
+    for name, help_text, key in families:
+        metrics.add_gauges(name, help_text, "", _one(read, key))
+
+
+def _one(read: Callable[[], dict[str, float]], key: str) -> Callable[[], dict[str, float]]:
+    return lambda: {"": read()[key]}
+
+
 def process_resources() -> dict[str, float]:
     """Tasks, open file descriptors and resident memory of this process (Linux /proc)."""
     resources = {"asyncio_tasks": float(len(asyncio.all_tasks()))}

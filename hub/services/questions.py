@@ -48,7 +48,7 @@ from jaga import wire
 log = logging.getLogger("jaga.questions")
 
 CHANNEL = "questions"
-PUBLIC_FIELDS = ("id", "text", "name", "votes", "state", "asked_at")
+PUBLIC_FIELDS = ("id", "text", "name", "votes", "state", "asked_at", "activity")
 DEFAULT_BAN_MIN = 30 * 24 * 60.0  # a ban without a length: 30 days
 DEFAULT_TIMEOUT_MIN = 10.0
 MAX_BAN_MIN = 366 * 24 * 60.0
@@ -140,9 +140,14 @@ class QuestionsService:
         await self._publish(core.with_votes(current, votes), public=True)
         return votes
 
-    async def public(self, station: str) -> list[dict[str, Any]]:
+    async def public(self, station: str, activity: str | None = None) -> list[dict[str, Any]]:
+        """What the public sees of ``station``, in display order; with ``activity``, only the
+        questions asked under that exact title ("" = asked while no activity ran). Filtered
+        from the newest ``LIST_LIMIT`` shown questions of the station."""
         self._public_station(station)
         listed = await self.store.list(station, core.VISIBLE, LIST_LIMIT)
+        if activity is not None:
+            listed = [q for q in listed if q.activity == activity]
         return [public_view(q) for q in core.for_display(listed)]
 
     # Moderators

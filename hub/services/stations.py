@@ -99,6 +99,10 @@ class StationsService:
         # Ends a station's sessions of the Pendopo's stream after talk.stop; the app wires it
         # to the media relay, which this service does not know.
         self.on_talk_stopped: Callable[[str], Awaitable[None]] = _nothing
+        # Activities and publishing, told to the recordings service (which only queues them:
+        # presence never waits on a disk). The app wires them; by default nobody listens.
+        self.on_activity: Callable[[str, dict[str, Any] | None], None] = lambda station_id, activity: None
+        self.on_publishing: Callable[[str, bool], None] = lambda station_id, active: None
 
     # Session lifecycle (called by the WebSocket edge)
 
@@ -161,6 +165,7 @@ class StationsService:
     async def set_publishing(self, station_id: str, active: bool) -> None:
         async with self._lock:
             await self._commit(self.table.publishing(station_id, active, self.clock()))
+            self.on_publishing(station_id, active)
 
     async def store_thumbnail(self, station_id: str, jpeg: bytes) -> None:
         if not jpeg.startswith(b"\xff\xd8"):
@@ -320,9 +325,12 @@ class StationsService:
         record = self.table.get(station_id)
         if title is None and record.activity is None:
             return
+        if title is not None and record.activity is not None and record.activity["title"] == title:
+            return  # the agent announces its kegiatan again after every welcome: the same one goes on
         record.activity = {"title": title, "since": now} if title else None
         await self.ledger.apply(LedgerWrite("activity", station_id, title, now, "stop" if title is None else "start"))
         await self._publish({"t": "activity", "id": station_id, "title": title, "since": now}, record=True)
+        self.on_activity(station_id, record.activity)
 
     def status(self, station: Station, now: float) -> str:
         return wall_status(self.table.get(station.id).state, self.schedule.expected_on(station, now))

@@ -167,6 +167,7 @@ function renderDetails() {
     ["Jam kantor", hoursText(station.hours) || "–"],
   ]);
   $("report-link").href = `/laporan?station=${encodeURIComponent(station.id)}`;
+  $("recordings-link").href = `/rekaman?station=${encodeURIComponent(station.id)}`;
 }
 
 // --- questions (Tanya) ----------------------------------------------------------------------
@@ -193,6 +194,32 @@ async function startQuestions() {
   feed.open();
 }
 
+// --- jejak: today's kept thumbnails, a row of small pictures (oldest first) ----------------------
+// Kept every few minutes, so the list is fetched again at most once a minute, not on every poll.
+
+const JEJAK_MS = 60000;
+let jejakFetched = 0;
+let jejakShown = "";
+
+async function loadJejak() {
+  if (Date.now() - jejakFetched < JEJAK_MS) return;
+  jejakFetched = Date.now();
+  let items;
+  try {
+    items = (await getJSON(`${apiUrl}/jejak`)).jejak || [];
+  } catch {
+    return; // the next poll after a minute tries again
+  }
+  const key = items.map((item) => item.url).join(" ");
+  if (key === jejakShown) return;
+  jejakShown = key;
+  $("jejak").hidden = items.length === 0;
+  $("jejak-strip").replaceChildren(...items.map((item) => el("li", {},
+    el("a", { href: item.url, target: "_blank", rel: "noopener" },
+      el("img", { src: item.url, alt: `Gambar pukul ${item.time}`, loading: "lazy", width: 128, height: 72 })),
+    el("span", { class: "time" }, item.time))));
+}
+
 async function poll() {
   clearTimeout(pollTimer);
   try {
@@ -201,6 +228,7 @@ async function poll() {
     renderDetails();
     render();
     if (!questions) startQuestions();
+    loadJejak();
   } catch (error) {
     if (error.status === 404) {
       stopPlayer();

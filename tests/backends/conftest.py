@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from hub.backends.base import Bus, CredentialStore, PresenceStore, QuestionStore
+from hub.backends.base import Bus, CredentialStore, PresenceStore, QuestionStore, RecordingStore
 from hub.ledger.base import Ledger
 
 NODE = "node-1"
@@ -93,6 +93,19 @@ class Backend:
             from hub.backends.redis_questions import RedisQuestions
 
             store = RedisQuestions(self._link())
+        self._closers.append(store)
+        return store
+
+    def recordings(self) -> RecordingStore:
+        """A recordings index; another call is another instance on the same file or Redis."""
+        if self.name == "memory":
+            from hub.backends.sqlite_recordings import SqliteRecordings
+
+            store: RecordingStore = SqliteRecordings(self.tmp_path / "jaga.db")
+        else:
+            from hub.backends.redis_recordings import RedisRecordings
+
+            store = RedisRecordings(self._link())
         self._closers.append(store)
         return store
 

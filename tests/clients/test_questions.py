@@ -8,6 +8,7 @@ import asyncio
 import http.client
 import json
 import logging
+import re
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from clients import questions
+from clients import moderation, questions
 from clients.config import StationConfigError
 from clients.questions import QuestionBoard
 from tests.clients.helpers import agent_config, start_agent
@@ -283,3 +284,152 @@ async def test_after_a_hub_restart_the_agent_reloads_the_list(tmp_path: Path, un
     finally:
         await agent.stop()
         await stop_hub(hub)
+
+
+# -- the office moderates (questions.station_moderation) --------------------------------------
+
+
+def post(port: int, body: Any, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """A POST from another thread, as the page's script (or another web page) would make it."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout(10))
+    try:
+        data = json.dumps(body).encode()
+        connection.request("POST", "/moderate", body=data,
+                           headers={"Content-Type": "application/json", **headers})
+        response = connection.getresponse()
+        answer = response.read()
+        is_json = response.getheader("Content-Type") == "application/json"
+        return response.status, json.loads(answer) if is_json else {"text": answer.decode()}
+    finally:
+        connection.close()
+
+
+def page_token(page: str) -> str:
+    match = re.search(r'<meta name="jaga-token" content="([^"]+)">', page)
+    assert match is not None, "the page carries its token"
+    return match.group(1)
+
+
+def test_the_guard_wants_the_page_token_and_no_foreign_origin() -> None:
+    good = {"host": "127.0.0.1:47111", "x-jaga-token": "t0k"}
+    assert moderation.refused(good, "t0k") is None
+    assert moderation.refused({**good, "origin": "http://127.0.0.1:47111", "sec-fetch-site": "same-origin"},
+                              "t0k") is None
+    assert moderation.refused({**good, "x-jaga-token": "t0j"}, "t0k") == "missing or wrong page token"
+    assert moderation.refused({"host": "127.0.0.1:47111"}, "t0k") == "missing or wrong page token"
+    for origin in ("https://evil.example", "null", "http://127.0.0.1:8080", "http://localhost:47111"):
+        assert moderation.refused({**good, "origin": origin}, "t0k") == "foreign origin", origin
+    assert moderation.refused({**good, "sec-fetch-site": "cross-site"}, "t0k") == "cross-site request"
+
+
+def test_the_queue_keeps_only_pending_questions_oldest_first() -> None:
+    queue = moderation.ModerationQueue()
+    assert queue.view() is None  # not known yet: no section
+    queue.load([{**view("b", "pending", asked_at=2), "held": "link", "activity": "Rapat"},
+                {**view("a", "pending", asked_at=1)}, view("c", "approved"), {"id": 5}, None])
+    shown = queue.view()
+    assert shown is not None and [q["id"] for q in shown["pending"]] == ["a", "b"]
+    assert shown["pending"][1]["held"] == "link" and shown["pending"][1]["activity"] == "Rapat"
+    queue.decided("a")
+    queue.failed("antrean tidak terbaca: HTTP 503")
+    shown = queue.view()
+    assert shown is not None and [q["id"] for q in shown["pending"]] == ["b"] and shown["error"]
+    queue.disable()
+    assert queue.view() is None and len(queue) == 0
+
+
+@pytest.fixture
+async def moderating_hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
+    running = await start_hub(hub_settings(tmp_path / "hub", questions={"difficulty": 6,
+                                                                        "station_moderation": [STATION]}))
+    try:
+        yield running
+    finally:
+        await stop_hub(running)
+
+
+async def test_the_office_approves_and_answers_from_its_page_where_the_hub_lets_it(
+        moderating_hub: RunningHub, tmp_path: Path, unused_tcp_port: int) -> None:
+    hub, port = moderating_hub, unused_tcp_port
+    token = await hub.token(STATION)
+    agent = await start_agent(agent_config(tmp_path, hub, STATION, token, media=False, questions_port=port))
+    citizen = httpx.AsyncClient(base_url=hub.http)
+    try:
+        asked = (await ask(citizen, STATION, XSS + " Apakah posyandu buka Sabtu?", "<b>Ani</b>")).json()["question"]
+
+        async def pending() -> list[dict[str, Any]] | None:
+            moderating = (await page_state(port))["moderation"]
+            return moderating["pending"] if moderating and moderating["pending"] else None
+
+        waiting = await wait_until(pending, 10, "the pending question on the office's page")
+        assert [q["id"] for q in waiting] == [asked["id"]] and waiting[0]["text"] == asked["text"]
+        _, _, page = await asyncio.to_thread(fetch, port)
+        assert 'id="moderation"' in page and "Menunggu moderasi" in page
+        assert "Setujui" in page and "Tolak" in page
+        assert "<script>alert" not in page and "<b>Ani" not in page and "&lt;b&gt;Ani&lt;/b&gt;" in page
+        secret = page_token(page)
+        assert token not in page  # the station's token stays in the agent
+        assert token not in json.dumps(await page_state(port))
+        _, _, script = await asyncio.to_thread(fetch, port, "/questions.js")
+        assert "X-Jaga-Token" in script and "innerHTML" not in script and token not in script
+
+        # What another web page in the office's browser could send is refused, and nothing happens.
+        approve = {"id": asked["id"], "action": "approve"}
+        own_origin = {"Origin": f"http://127.0.0.1:{port}"}
+        assert (await asyncio.to_thread(post, port, approve, own_origin))[0] == 403  # no page token
+        assert (await asyncio.to_thread(post, port, approve, {**own_origin, "X-Jaga-Token": "guess"}))[0] == 403
+        foreign = {"X-Jaga-Token": secret, "Origin": "https://evil.example"}
+        assert (await asyncio.to_thread(post, port, approve, foreign))[0] == 403
+        cross = {"X-Jaga-Token": secret, "Sec-Fetch-Site": "cross-site"}
+        assert (await asyncio.to_thread(post, port, approve, cross))[0] == 403
+        rebound = {"X-Jaga-Token": secret, "Host": f"evil.example:{port}"}
+        assert (await asyncio.to_thread(post, port, approve, rebound))[0] == 421
+        assert asked["id"] not in [q["id"] for q in (await citizen.get(
+            f"/api/v1/stations/{STATION}/questions")).json()["questions"]]
+
+        # The page's own button: the agent forwards it with the station's token.
+        mine = {**own_origin, "X-Jaga-Token": secret}
+        status, answer = await asyncio.to_thread(post, port, approve, mine)
+        assert (status, answer) == (200, {"ok": True, "state": "approved"})
+        public = (await citizen.get(f"/api/v1/stations/{STATION}/questions")).json()["questions"]
+        assert [(q["id"], q["state"]) for q in public] == [(asked["id"], "approved")]
+        assert (await page_state(port))["moderation"]["pending"] == []
+        await agent.wait_until(lambda a: len(a.questions) == 1, timeout(3))  # the hub's event, as for any approval
+        _, _, page = await asyncio.to_thread(fetch, port)
+        assert 'data-action="answered"' in page  # Terjawab on the approved one
+
+        status, answer = await asyncio.to_thread(post, port, {"id": asked["id"], "action": "answered"}, mine)
+        assert (status, answer) == (200, {"ok": True, "state": "answered"})
+        # The hub's word passes through: a second approval is not allowed from "answered".
+        status, answer = await asyncio.to_thread(post, port, approve, mine)
+        assert status == 400 and "bad_action" in answer["message"] and answer["ok"] is False
+        assert (await asyncio.to_thread(post, port, {"id": asked["id"], "action": "ban"}, mine))[0] == 400
+        operator = await operator_client(hub, hub.hub)
+        try:
+            audit = (await operator.get("/api/v1/audit")).json()
+            assert any(entry["actor"] == f"station:{STATION}" and entry["action"] == "question.approve"
+                       for entry in audit["entries"])
+        finally:
+            await operator.aclose()
+    finally:
+        await agent.stop()
+        await citizen.aclose()
+
+
+async def test_without_station_moderation_the_page_has_no_moderation_section(
+        questions_hub: RunningHub, tmp_path: Path, unused_tcp_port: int) -> None:
+    hub, port = questions_hub, unused_tcp_port
+    agent = await start_agent(agent_config(tmp_path, hub, STATION, await hub.token(STATION), media=False,
+                                           questions_port=port))
+    try:
+        async with httpx.AsyncClient(base_url=hub.http) as citizen:
+            asked = (await ask(citizen, STATION, "Kapan pasar desa dibuka?")).json()["question"]
+        await agent.wait_until(lambda a: a.moderation.enabled is False, timeout(5))  # the hub said 403
+        assert (await page_state(port))["moderation"] is None
+        _, _, page = await asyncio.to_thread(fetch, port)
+        assert 'id="moderation"' not in page and "Setujui" not in page and "Menunggu moderasi" not in page
+        mine = {"Origin": f"http://127.0.0.1:{port}", "X-Jaga-Token": page_token(page)}
+        status, answer = await asyncio.to_thread(post, port, {"id": asked["id"], "action": "approve"}, mine)
+        assert status == 403 and answer["ok"] is False
+    finally:
+        await agent.stop()

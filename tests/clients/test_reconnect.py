@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from clients import control
 from clients.agent import Agent
 from clients.backoff import BackoffPolicy
 from tests.clients.helpers import agent_config, start_agent
@@ -53,6 +54,25 @@ async def test_hub_restart_agent_comes_back_and_ledger_shows_gap(tmp_path: Path)
         assert gap >= restarted_at - stopped_at - 0.5
         print(f"back online {back_s:.2f} s and {expected} {live_again_s:.2f} s after the hub restarted; "
               f"ledger gap {gap:.2f} s")
+    finally:
+        await agent.stop()
+        await stop_hub(hub)
+
+
+async def test_a_kegiatan_survives_a_hub_restart(tmp_path: Path, unused_tcp_port: int) -> None:
+    settings = hub_settings(tmp_path)
+    hub = await start_hub(settings)
+    port = hub.port
+    config = agent_config(tmp_path, hub, STATION, await hub.token(STATION), control_port=unused_tcp_port)
+    agent = await start_agent(config)
+    try:
+        await agent.wait_until(lambda a: a.presence.online, timeout(10))
+        assert (await control.request(unused_tcp_port, {"cmd": "activity.start", "title": "Musyawarah Desa"}))["ok"]
+        await wait_until(lambda: hub.hub.stations.table.get(STATION).activity, 5, "the kegiatan on the hub")
+        await stop_hub(hub)
+        hub = await start_hub(settings, port=port)  # a new process forgets every kegiatan
+        await wait_until(lambda: (hub.hub.stations.table.get(STATION).activity or {}).get("title")
+                         == "Musyawarah Desa", 10, "the agent to announce its kegiatan again")
     finally:
         await agent.stop()
         await stop_hub(hub)

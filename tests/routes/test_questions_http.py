@@ -5,14 +5,17 @@ station-token path of ``questions.station_moderation``."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.kit import RunningHub, ask, hub_settings, moderate, operator_client, proof_for, start_hub, stop_hub
+from tests.wsclient import JSON, Client, heartbeat, station
 
 STATION = "35.09.01"  # its own staff moderate its questions (station_moderation)
 OTHER = "35.09.02"  # not listed: only operators moderate it
@@ -48,7 +51,7 @@ async def test_ask_with_a_proof_waits_for_moderation_and_sets_the_device_cookie(
     body = response.json()
     assert body["message"] == "menunggu moderasi"
     assert body["question"]["state"] == "pending" and body["question"]["name"] == "Siti"
-    assert set(body["question"]) == {"id", "text", "name", "votes", "state", "asked_at"}
+    assert set(body["question"]) == {"id", "text", "name", "votes", "state", "asked_at", "activity"}
     cookie = response.headers["set-cookie"]
     assert cookie.startswith("jaga_device=")
     lowered = cookie.lower()
@@ -188,3 +191,49 @@ async def test_a_station_in_station_moderation_moderates_only_its_own(
                                headers={"Authorization": "Bearer not-a-token"})
     assert bogus.status_code == 401
     assert foreign not in await public_ids(citizen, OTHER)
+
+
+async def test_the_public_record_carries_the_activity_and_is_read_per_activity(hub: RunningHub) -> None:
+    """Each question keeps the title of the activity running when it was asked; the public list
+    shows it and ``?activity=`` (exact title; empty = none running) reads one activity's record."""
+    watcher = await Client.open(f"{hub.ws}/ws/watch", JSON)
+    await watcher.recv()  # the snapshot
+    agent, _ = await station(hub.ws, STATION, await hub.token(STATION))
+    beating = asyncio.create_task(heartbeat(agent))
+    operator = await operator_client(hub, hub.hub)
+    asked: dict[str, str] = {}
+    try:
+        for title, text in (("Musrenbang Desa 2026", "Kapan jalan desa diperbaiki?"),
+                            ("Rapat Posyandu", "Jadwal imunisasi bulan depan?"), (None, "Jam buka kantor desa?")):
+            await agent.send({"t": "activity.start", "title": title} if title else {"t": "activity.stop"})
+
+            def announced(message: dict[str, Any], title: str | None = title) -> bool:
+                return bool(message["t"] == "activity" and message["title"] == title)
+
+            await watcher.recv_until(announced)
+            async with httpx.AsyncClient(base_url=hub.http) as citizen:  # a phone each: one device cookie each
+                question = (await ask(citizen, STATION, text)).json()["question"]
+            assert question["activity"] == (title or "")
+            await moderate(operator, question["id"], "approve")
+            asked[title or ""] = question["id"]
+
+        async with httpx.AsyncClient(base_url=hub.http) as anybody:
+            async def listed(**params: str) -> list[tuple[str, str]]:
+                response = await anybody.get(f"/api/v1/stations/{STATION}/questions", params=params)
+                assert response.status_code == 200, response.text
+                return [(q["id"], q["activity"]) for q in response.json()["questions"]]
+
+            assert sorted(await listed()) == sorted((qid, title) for title, qid in asked.items())
+            assert await listed(activity="Musrenbang Desa 2026") == [(asked["Musrenbang Desa 2026"],
+                                                                      "Musrenbang Desa 2026")]
+            assert await listed(activity="Rapat Posyandu") == [(asked["Rapat Posyandu"], "Rapat Posyandu")]
+            assert await listed(activity="") == [(asked[""], "")]  # asked while no activity ran
+            assert await listed(activity="musrenbang desa 2026") == []  # exact title only
+            assert await listed(activity="Musrenbang") == []
+            too_long = await anybody.get(f"/api/v1/stations/{STATION}/questions", params={"activity": "x" * 501})
+            assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "bad_query"
+    finally:
+        beating.cancel()
+        await operator.aclose()
+        await agent.close()
+        await watcher.close()

@@ -123,7 +123,7 @@ async def test_ask_is_pending_then_approved_is_public(world: World) -> None:
     assert (approved.state, approved.decided_by) == ("approved", "budi")
     shown = await world.service.public(STATION)
     assert shown == [{"id": q.id, "text": q.text, "name": "Siti", "votes": 0, "state": "approved",
-                      "asked_at": q.asked_at}]
+                      "asked_at": q.asked_at, "activity": "Musyawarah Desa"}]
     await wait_until(lambda: world.public and world.agent.sent, message="public and agent hear it")
     assert world.public == [shown[0]]
     assert world.agent.sent == [{"t": "question", "q": shown[0]}]

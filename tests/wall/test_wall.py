@@ -102,12 +102,15 @@ async def test_overview_counters_missing_alarm_and_announce(wall_hub: RunningHub
         assert int(await badge.text_content() or 0) == before - 1
 
         # Focus on a station, then announce to it; the station's socket receives it.
+        today = hub.hub.schedule.local_date(hub.hub.clock()).isoformat()
+        await wait_until(lambda: hub.hub.jejak.day("35.09.19.1006", today), message="its thumbnail kept as jejak")
         await page.keyboard.press("1")
         await page.locator('.tile[data-id="35.09.19.1006"]').click()
         focus = page.locator("#focus")
         await focus.wait_for(state="visible")
         assert await page.locator("#focus-name").text_content() == "Kelurahan Kepatihan"
         await page.locator("#focus-attendance dt", has_text="Status hari ini").wait_for()
+        await page.locator("#focus-jejak img").first.wait_for()  # today's jejak strip
         await page.click("#focus-announce")
         await page.fill("#announce-text", "Rapat koordinasi pukul 10.00 di Pendopo")
         await page.click("#announce-send")

@@ -98,7 +98,10 @@ async def test_watch_page_states_low_data_and_privacy(browser: Browser, web_hub:
         # may ask before the activity exists.
         await wait_until(lambda: (web_hub.hub.watchers.view.get("35.09.01", {}).get("activity") or {}).get("title")
                          == XSS, message="the activity on the hub")
+        today = web_hub.hub.schedule.local_date(web_hub.hub.clock()).isoformat()
+        await wait_until(lambda: web_hub.hub.jejak.day("35.09.01", today), message="the thumbnail kept as jejak")
         await page.reload()  # the page polls every 10 s; a reload asks now
+        await expect(page.locator("#jejak-strip img")).to_have_count(1)  # today's strip shows it
         await expect(page.locator("#message-title")).to_have_text("Kantor terhubung, belum siaran")
         await expect(page.locator("#activity")).to_contain_text(XSS)
         await page.locator("#low-data").check()

@@ -6,6 +6,7 @@ import {
   ATTENDANCE_LABEL, REASON_LABEL, clockWIB, duration, kindLabel, percent, statusLabel,
 } from "./format.js";
 import { Player } from "./player.js";
+import { RecordingsPanel } from "./recordings.js";
 import { TalkBack } from "./talk.js";
 
 export class Focus {
@@ -22,10 +23,12 @@ export class Focus {
     this.sub = document.getElementById("focus-sub");
     this.details = document.getElementById("focus-details");
     this.attendance = document.getElementById("focus-attendance");
+    this.jejak = document.getElementById("focus-jejak");
     this.talkButton = document.getElementById("talk");
     this.talkState = document.getElementById("talk-state");
     this.stationId = null;
     this.player = null;
+    this.recordings = new RecordingsPanel();
     this.talk = new TalkBack({
       onState: (state, text) => {
         this.talkButton.dataset.state = state;
@@ -70,6 +73,9 @@ export class Focus {
     this._render();
     this.attendance.replaceChildren();
     this._loadAttendance(id);
+    this.jejak.replaceChildren();
+    this._loadJejak(id);
+    this.recordings.open(id);
     if (!this.dialog.open) this.dialog.showModal();
     this.onOpenChange(true);
     this.player.start();
@@ -87,6 +93,7 @@ export class Focus {
 
   _teardown() {
     this.talk.release();
+    this.recordings.close();
     if (this.player) {
       this.player.stop();
       this.player = null;
@@ -138,6 +145,40 @@ export class Focus {
     } catch (error) {
       fillList(this.attendance, [["Kehadiran", `Gagal dimuat: ${error.message}`]]);
     }
+  }
+
+  // Today's jejak (the thumbnail kept every few minutes): a row of small pictures, oldest first.
+  async _loadJejak(id) {
+    let items;
+    try {
+      items = (await getJSON(stationUrl(id, "/jejak"))).jejak || [];
+    } catch (error) {
+      items = null;
+    }
+    if (this.stationId !== id) return;
+    if (!items || !items.length) {
+      const empty = document.createElement("li");
+      empty.className = "muted";
+      empty.textContent = items ? "Belum ada gambar tersimpan" : "Jejak gagal dimuat";
+      this.jejak.replaceChildren(empty);
+      return;
+    }
+    this.jejak.replaceChildren(...items.map((item) => {
+      const li = document.createElement("li");
+      const link = document.createElement("a");
+      link.href = item.url;
+      link.target = "_blank";
+      link.rel = "noopener";
+      const img = document.createElement("img");
+      img.src = item.url;
+      img.alt = `Gambar pukul ${item.time}`;
+      img.loading = "lazy";
+      const time = document.createElement("span");
+      time.textContent = item.time;
+      link.append(img);
+      li.append(link, time);
+      return li;
+    }));
   }
 
   _wireTalk() {

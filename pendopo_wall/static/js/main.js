@@ -12,6 +12,7 @@ import { KINDS, STATUSES, clockWIB, kecamatanLabel, kindLabel, statusLabel, NO_K
 import { LiveGrid } from "./grid.js";
 import { Overview } from "./overview.js";
 import { QuestionsView } from "./questions.js";
+import { DiskAlarm } from "./recordings.js";
 import { StationStore } from "./store.js";
 import { WatchClient } from "./watch.js";
 
@@ -59,6 +60,7 @@ async function main() {
     soundToggle: $("alarm-sound"),
   });
   const questions = new QuestionsView({ store });
+  new DiskAlarm($("disk-alarm")).start();
 
   // Counters and filters
 
