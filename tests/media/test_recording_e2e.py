@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import Browser
 
 from tests.clients.helpers import agent_config, start_agent
 from tests.kit import RunningHub, hub_settings, start_hub, stop_hub
@@ -25,6 +26,7 @@ from tests.media.recording_checks import (
     probe,
     recordings_of,
 )
+from tests.web.browser import open_page, plays_and_seeks
 
 STATION = "35.09.01"
 ACTIVITY_S = 20.0
@@ -40,7 +42,7 @@ async def hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
         await stop_hub(running)
 
 
-async def test_an_activity_becomes_one_playable_recording(hub: RunningHub, tmp_path: Path) -> None:
+async def test_an_activity_becomes_one_playable_recording(hub: RunningHub, tmp_path: Path, browser: Browser) -> None:
     agent = await start_agent(agent_config(tmp_path, hub, STATION, await hub.token(STATION)))
     try:
         await agent.wait_until(lambda a: a.state == "live", 20)
@@ -72,3 +74,9 @@ async def test_an_activity_becomes_one_playable_recording(hub: RunningHub, tmp_p
     assert 0.7 <= file.bitrate_bps / sent_bps <= 1.3, (file.bitrate_bps, sent_bps)
     assert file.largest_video_gap() < 1.0, "frames all along: nothing lost on loopback"
     assert decodes_cleanly(path) == ""
+
+    # Chromium plays what the recorder wrote (not only FFmpeg), and seeks in it over Range.
+    page, log = await open_page(browser, f"{hub.http}/rekaman/{recording['id']}")
+    landed = await plays_and_seeks(page, file.duration_s / 2)
+    assert abs(landed - file.duration_s / 2) < 1.5, landed  # to a keyframe near the middle
+    log.assert_clean()

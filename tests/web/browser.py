@@ -211,3 +211,21 @@ async def frames_decoded(page: Page, beyond: int = 0) -> int:
     as the page's init script."""
     frames = int(await page.evaluate(_FRAMES_DECODED))
     return frames if frames > beyond else 0
+
+
+async def plays_and_seeks(page: Page, target: float, video: str = "video") -> float:
+    """Play the page's ``<video id=…>`` (muted), wait until its clock passes 1 s, seek to
+    ``target`` and wait for ``seeked`` and for it to play on from there; returns where the
+    seek landed (the browser asks the server for a byte range to get there)."""
+    await page.evaluate("(id) => { const v = document.getElementById(id); v.muted = true; return v.play(); }", video)
+    await page.wait_for_function("(id) => document.getElementById(id).currentTime > 1.0", arg=video,
+                                 timeout=timeout(10) * 1000)
+    landed: float = await page.evaluate("""([id, target]) => new Promise((resolve, reject) => {
+        const v = document.getElementById(id);
+        const timer = setTimeout(() => reject(new Error('no seeked event')), 8000);
+        v.addEventListener('seeked', () => { clearTimeout(timer); resolve(v.currentTime); }, { once: true });
+        v.currentTime = target;
+    })""", [video, target])
+    await page.wait_for_function("([id, t]) => document.getElementById(id).currentTime > t", arg=[video, landed + 0.5],
+                                 timeout=timeout(10) * 1000)
+    return landed
