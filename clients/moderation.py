@@ -134,8 +134,8 @@ async def poll(config: StationConfig, queue: ModerationQueue) -> None:
         return
     if status in (401, 403, 404):
         if queue.enabled is not False:
-            log.info("this office does not moderate its questions (%s); the hub's "
-                     "questions.station_moderation decides", _hub_message(status, body))
+            log.info("questions: moderated at the Pendopo (the hub answered %d; its "
+                     "questions.station_moderation lists the offices that moderate their own)", status)
         queue.disable()
         return
     try:
