@@ -112,13 +112,14 @@ class Hub:
         self.questions = QuestionsService(settings.questions, self.registry, self.backend.questions, self.bus,
                                           self.credentials, self.presence_store, session_secret(settings),
                                           watchers=self.watchers, stations=self.stations, clock=clock)
-        self.jejak = JejakService(settings, self.stations.thumbnails, clock)  # the day's evidence
         # Every kegiatan recorded by remux (docs/recordings.md): told of activities and
         # publishing by the stations service, tapping the relay's streams on this node.
         self.recordings = RecordingsService(settings.recording, settings.recording_path, self.registry,
                                             self.backend.recordings, self.credentials, self.media.stream,
                                             timezone=settings.schedule.timezone, clock=clock,
                                             shared=self.backend.shared)
+        # The day's evidence, into the same folder: it stops with the recordings' disk floor.
+        self.jejak = JejakService(settings, self.stations.thumbnails, lambda: self.recordings.floor.low, clock)
         self.stations.on_activity = self.recordings.notify_activity
         self.stations.on_publishing = self.recordings.notify_publishing
         self._tasks: list[asyncio.Task[None]] = []
@@ -178,14 +179,13 @@ class Hub:
                                   len(self.ledger.pending), self.ledger.last_error)
             except Exception:
                 log.exception("timer tick failed")
-            try:  # apart: a disk problem must not hold up presence or the ledger
-                await self.jejak.tick()
-            except Exception:
-                log.exception("jejak tick failed")
-            try:
-                await self.recordings.tick()
-            except Exception:
-                log.exception("recordings tick failed")
+            # Apart: a disk problem must not hold up presence or the ledger. Recordings first:
+            # they measure the disk floor that jejak follows.
+            for name, tick in (("recordings", self.recordings.tick), ("jejak", self.jejak.tick)):
+                try:
+                    await tick()
+                except Exception:
+                    log.exception("%s tick failed", name)
             await asyncio.sleep(tick_s)
 
     async def _end_operator_sessions(self) -> None:

@@ -4,9 +4,10 @@ The rules (which picture, named how, which days expire) are :mod:`hub.core.jejak
 service only feeds it the hub's latest thumbnails (``StationsService.thumbnails``) on the
 hub's timer and does the file work: ``<dir>/<station>/<YYYY-MM-DD>/jejak/<HHMM>.jpg``,
 written to a temporary name and renamed (a crash never leaves half a JPEG), in a worker
-thread (a slow disk must not stall the event loop). Below ``recording.min_free_bytes`` of
-free space nothing is written. Days older than ``recording.retention_days`` are deleted,
-oldest first, once an hour and at start.
+thread (a slow disk must not stall the event loop). While the recordings' disk floor is low
+(``recording.min_free_bytes`` of free space in the same folder, measured by
+:class:`~hub.services.recordings.RecordingsService`) nothing is written. Days older than
+``recording.retention_days`` are deleted, oldest first, once an hour and at start.
 """
 
 from __future__ import annotations
@@ -27,18 +28,17 @@ from hub.settings import Settings
 log = logging.getLogger("jaga.jejak")
 
 RETENTION_EVERY_S = 3600.0
-DISK_CHECK_EVERY_S = 10.0
 
 
 class JejakService:
     def __init__(self, settings: Settings, thumbnails: Mapping[str, tuple[bytes, float]],
-                 clock: Callable[[], float] = time.time) -> None:
+                 disk_low: Callable[[], bool], clock: Callable[[], float] = time.time) -> None:
         recording = settings.recording
         self.root = settings.resolve(recording.dir)
         # Whole minutes: pictures are named by their minute, so slots must not split one.
         self.minutes = max(1, round(recording.jejak_minutes)) if recording.jejak_minutes > 0 else 0
         self.retention_days = recording.retention_days
-        self.min_free_bytes = recording.min_free_bytes
+        self.disk_low = disk_low
         self.timezone = settings.schedule.timezone
         self.planner = JejakPlanner(self.minutes, self.timezone) if self.minutes > 0 else None
         self.thumbnails = thumbnails
@@ -47,8 +47,6 @@ class JejakService:
         self.errors = 0
         self._seeded: set[tuple[str, str]] = set()  # (station, day) whose existing files were read
         self._next_retention = 0.0
-        self._next_disk_check = 0.0
-        self._disk_low = False
 
     @property
     def enabled(self) -> bool:
@@ -69,7 +67,7 @@ class JejakService:
         if not keeps:
             return
         keeps = [k for k in keeps if self._seed(k)]  # a previous process may have filled the slot
-        if keeps and not await self._disk_ok(now):
+        if keeps and self.disk_low():
             return
         for keep in keeps:
             found = self.thumbnails.get(keep.station)
@@ -95,19 +93,6 @@ class JejakService:
                 self.planner.remember(keep.station, keep.day, names[-1].replace(":", ""))
                 return bool(self.planner.plan({keep.station: keep.at}, keep.at))
         return True
-
-    async def _disk_ok(self, now: float) -> bool:
-        if now >= self._next_disk_check:
-            self._next_disk_check = now + DISK_CHECK_EVERY_S
-            try:
-                free = await asyncio.to_thread(_free_bytes, self.root)
-            except OSError:
-                free = 0
-            low = free < self.min_free_bytes
-            if low != self._disk_low:
-                log.warning("jejak %s: %d bytes free under %s", "paused" if low else "resumed", free, self.root)
-            self._disk_low = low
-        return not self._disk_low
 
     @staticmethod
     def _write(path: Path, jpeg: bytes) -> None:
@@ -168,7 +153,3 @@ class JejakService:
             log.info("jejak retention: deleted %d day folders older than %g days", len(deleted), self.retention_days)
         return deleted
 
-
-def _free_bytes(root: Path) -> int:
-    root.mkdir(parents=True, exist_ok=True)
-    return shutil.disk_usage(root).free

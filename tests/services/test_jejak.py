@@ -25,10 +25,10 @@ def wib(day: int, hour: int, minute: int, second: int = 0) -> float:
     return dt.datetime(2026, 3, day, hour, minute, second, tzinfo=WIB).timestamp()
 
 
-def service(tmp_path: Path, clock: Clock, thumbnails: dict[str, tuple[bytes, float]],
+def service(tmp_path: Path, clock: Clock, thumbnails: dict[str, tuple[bytes, float]], disk_low: bool = False,
             **recording: object) -> JejakService:
-    settings = hub_settings(tmp_path, recording={"jejak_minutes": 5, "min_free_bytes": 0, **recording})
-    return JejakService(settings, thumbnails, clock)
+    settings = hub_settings(tmp_path, recording={"jejak_minutes": 5, **recording})
+    return JejakService(settings, thumbnails, lambda: disk_low, clock)
 
 
 async def test_pictures_go_under_station_day_jejak_and_a_restart_keeps_one_per_slot(tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ async def test_pictures_go_under_station_day_jejak_and_a_restart_keeps_one_per_s
 
 async def test_nothing_is_written_below_the_disk_floor(tmp_path: Path) -> None:
     clock = Clock(wib(2, 9, 0, 1))
-    jejak = service(tmp_path, clock, {"35.09.01": (JPEG, wib(2, 9, 0))}, min_free_bytes=1 << 62)
+    jejak = service(tmp_path, clock, {"35.09.01": (JPEG, wib(2, 9, 0))}, disk_low=True)
     await jejak.tick()
     assert jejak.day("35.09.01", "2026-03-02") == [] and jejak.saved == 0
 
