@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -218,14 +219,33 @@ async def wait_for_file(path: Path, proc: asyncio.subprocess.Process, timeout: f
 
 # ---------------------------------------------------------------- the hub under test
 
+METRICS_TOKEN = "bench-metrics"  # every bench hub's /metrics answers this bearer token
+
+
+async def metrics_text(http: Any, base: str) -> str:
+    """A bench hub's ``/metrics`` (it needs the token since the hardening of issue 19)."""
+    response = await http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    response.raise_for_status()
+    return str(response.text)
+
+
+def free_udp_port() -> int:
+    """A UDP port free right now: the bench hub's shared media port (7882 may be a demo's)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def hub_config(workdir: Path, registry: Path | None = None, **sections: dict[str, Any]) -> Path:
     """A config in ``workdir`` with a copy of the Jember registry and its own data_dir."""
     reg = workdir / "stations.csv"
     shutil.copy(registry or REPO / "data" / "jember_stations.csv", reg)
     raw: dict[str, dict[str, Any]] = {
-        "hub": {"host": "127.0.0.1", "port": 0, "data_dir": str(workdir / "data"), "backend": "memory"},
+        "hub": {"host": "127.0.0.1", "port": 0, "data_dir": str(workdir / "data"), "backend": "memory",
+                "metrics_token": METRICS_TOKEN},
         "stations": {"registry": str(reg)},
-        "media": {"host_addresses": ["127.0.0.1"], "ice_servers": []},
+        "media": {"host_addresses": ["127.0.0.1"], "ice_servers": [], "udp_port": free_udp_port()},
     }
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)

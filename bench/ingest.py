@@ -42,6 +42,7 @@ from bench.common import (
     fmt_spread,
     install_cleanup,
     log,
+    metrics_text,
     mint_tokens,
     raise_fd_limit,
     start_hub,
@@ -58,7 +59,7 @@ LEVELS = "0,100,200,303"
 
 
 async def media_counters(http: Any, base: str) -> dict[str, float]:
-    text = (await http.get(f"{base}/metrics")).text
+    text = await metrics_text(http, base)
     return {m.group(1): float(m.group(2))
             for m in re.finditer(r'^jaga_media\{counter="([a-z_]+)"\} ([0-9.e+]+)$', text, re.MULTILINE)}
 
@@ -77,12 +78,14 @@ def intercept(points: list[tuple[float, float]], k: float) -> float:
     return sum(y for _, y in points) / n - k * sum(x for x, _ in points) / n
 
 
-async def run_once(args: argparse.Namespace, levels: list[int], ids: list[str]) -> dict[str, Any]:
+async def run_once(args: argparse.Namespace, levels: list[int], ids: list[str], ports: str = "shared"
+                   ) -> dict[str, Any]:
     import httpx
 
     workdir = temp_dir("bench-ingest-")
     proc, port, config = await start_hub(workdir, media={"max_sessions_per_address": 10_000,
-                                                         "thumbnail_s": args.thumbnail_s})
+                                                         "thumbnail_s": args.thumbnail_s,
+                                                         **({"udp_port": 0} if ports == "sessions" else {})})
     base = f"http://127.0.0.1:{port}"
     wanted = ids[:max(levels)]
     tokens = await asyncio.to_thread(mint_tokens, config, wanted)
@@ -182,6 +185,24 @@ def summarise(out: dict[str, Any]) -> None:
     out["extrapolated_one_core"] = (1.0 - out["idle_cores"]) / k if k else None
 
 
+def compare_ports(runs: list[dict[str, Any]], packets_per_s: float, agg: dict[str, Any]) -> str:
+    """One shared media UDP port against a socket per session, repeat by repeat."""
+    by_repeat: dict[int, dict[str, float]] = {}
+    for r in runs:
+        if r["slope_cores_per_publisher"]:
+            by_repeat.setdefault(r["repeat"], {})[r["ports"]] = r["slope_cores_per_publisher"]
+    ratios: list[float | None] = [pair["shared"] / pair["sessions"] for pair in by_repeat.values() if len(pair) == 2]
+    slopes = {mode: summary([r["slope_cores_per_publisher"] for r in runs if r["ports"] == mode])
+              for mode in ("shared", "sessions")}
+    agg["ports"] = {"slopes": slopes, "shared_over_sessions": summary(ratios)}
+    lines = ["| media ports | CPU per publisher | µs per packet |", "|---|---|---|"]
+    for mode, label in (("shared", "one shared UDP port (`media.udp_port`)"), ("sessions", "a socket per session")):
+        us = summary([v * 1e6 / packets_per_s for v in [slopes[mode]["median"]] if v])
+        lines.append(f"| {label} | {fmt_spread(slopes[mode], 3, 100)} % | {fmt_spread(us)} |")
+    lines.append(f"- one port ÷ a socket per session, per repeat: {fmt_spread(summary(ratios), 2)}")
+    return "\n".join(lines)
+
+
 def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) -> tuple[str, dict[str, Any]]:
     lines = ["Hub CPU (% of one core) and frames received ÷ sent by publishers N, median over repeats "
              f"({len(runs)}), (min–max):", "",
@@ -236,6 +257,8 @@ async def main() -> None:
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--max-seconds", type=float, default=120, help="per repeat; no new level starts after it")
     parser.add_argument("--quick", action="store_true", help="1 repeat, N = 0,40,80,120")
+    parser.add_argument("--ports", choices=("shared", "sessions", "both"), default="shared",
+                        help="media on one shared UDP port (the default), a socket per session, or both interleaved")
     parser.add_argument("--thumbnail-s", type=float, default=10.0,
                         help="the hub's media.thumbnail_s; 0 = no relay thumbnails, as for stations "
                              "whose agent sends its own")
@@ -266,14 +289,19 @@ async def main() -> None:
     packets_per_s = sum(len(p) for p in rtp_packets(clip)) / (len(clip) / FPS)
     started = time.monotonic()
     runs, notes = [], []
+    modes = ["shared", "sessions"] if args.ports == "both" else [args.ports]
     for rep in range(args.repeats):
-        log(f"ingest repeat {rep + 1}/{args.repeats}")
-        try:
-            runs.append(await run_once(args, levels, ids) | {"repeat": rep})
-        except Exception as exc:
-            log(f"repeat {rep + 1} failed: {exc!r}")
-            notes.append(f"repeat {rep + 1}: {exc!r}")
-    table, agg = render(runs, levels, packets_per_s) if runs else ("no run completed", {})
+        for ports in modes if rep % 2 == 0 else modes[::-1]:  # interleaved, the order alternating
+            log(f"ingest repeat {rep + 1}/{args.repeats} ({ports} media port{'s' if ports == 'sessions' else ''})")
+            try:
+                runs.append(await run_once(args, levels, ids, ports) | {"repeat": rep, "ports": ports})
+            except Exception as exc:
+                log(f"repeat {rep + 1} failed: {exc!r}")
+                notes.append(f"repeat {rep + 1} ({ports}): {exc!r}")
+    shared = [r for r in runs if r["ports"] == modes[0]]
+    table, agg = render(shared, levels, packets_per_s) if shared else ("no run completed", {})
+    if len(modes) == 2:
+        table += "\n\n" + compare_ports(runs, packets_per_s, agg)
     path = write_result(args.result_name, {"levels": levels, "args": vars(args), "clip_kbps": clip_kbps(clip),
                                    "packets_per_s": packets_per_s, "runs": runs, "summary": agg, "table": table,
                                    "notes": notes, "elapsed_s": time.monotonic() - started})

@@ -46,6 +46,7 @@ from bench.common import (
     fmt_spread,
     install_cleanup,
     log,
+    metrics_text,
     mint_tokens,
     start_hub,
     station_ids,
@@ -56,7 +57,6 @@ from bench.common import (
 )
 from bench.media_peers import clip_kbps, load_clip
 
-METRICS_TOKEN = "bench-recording-metrics"
 SETTLE_S = 2.0  # after an activity starts: the recorder waits for a keyframe (asked at once)
 
 
@@ -81,8 +81,17 @@ async def window(pid: int, seconds: float) -> dict[str, float]:
 
 
 async def frames_received(http: Any, base: str) -> float:
-    text = (await http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})).text
-    found = re.search(r'^jaga_media\{counter="frames_received"\} ([0-9.e+]+)$', text, re.MULTILINE)
+    return await metric(http, base, r'jaga_media\{counter="frames_received"\}')
+
+
+async def recorder_cpu_s(http: Any, base: str) -> float:
+    """The recorders' own CPU so far, timed by the hub around their batches."""
+    return await metric(http, base, "jaga_recording_cpu_seconds_total")
+
+
+async def metric(http: Any, base: str, pattern: str) -> float:
+    text = await metrics_text(http, base)
+    found = re.search(rf"^{pattern} ([0-9.e+]+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
 
@@ -137,7 +146,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     workdir = temp_dir("bench-recording-")
     proc, port, config = await start_hub(
-        workdir, hub={"metrics_token": METRICS_TOKEN}, media={"thumbnail_s": 0},
+        workdir, media={"thumbnail_s": 0},
         recording={"dir": str(workdir / "recordings"), "min_free_bytes": 0, "resume_s": 5})
     base = f"http://127.0.0.1:{port}"
     station = station_ids()[0]
@@ -161,10 +170,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     if mode == "record":
                         await socket.send({"t": "activity.start", "title": f"Bench {rep + 1}"})
                         await asyncio.sleep(SETTLE_S)
-                    f0 = await frames_received(http, base)
+                    f0, r0 = await frames_received(http, base), await recorder_cpu_s(http, base)
                     cores = await window(proc.pid, args.window)
+                    seconds = cores["seconds"]
                     measured: dict[str, Any] = {**cores, "mode": mode, "repeat": rep,
-                                                "fps": (await frames_received(http, base) - f0) / cores["seconds"]}
+                                                "fps": (await frames_received(http, base) - f0) / seconds,
+                                                "recorder_own": (await recorder_cpu_s(http, base) - r0) / seconds}
                     out["windows"].append(measured)
                     log(f"repeat {rep + 1} {mode:6} {measured['cores'] * 100:.3f} % "
                         f"(ticks {measured['cores_ticks'] * 100:.2f} %) {measured['fps']:.1f} fps")
@@ -197,6 +208,9 @@ def render(out: dict[str, Any], args: argparse.Namespace) -> tuple[str, dict[str
     recorder: list[float | None] = [r["record"]["cores"] - r["relay"]["cores"] for r in by_rep.values() if len(r) == 2]
     ratio: list[float | None] = [(r["record"]["cores"] - r["relay"]["cores"]) / (r["relay"]["cores"] - idle)
              for r in by_rep.values() if len(r) == 2 and r["relay"]["cores"] > idle]
+    own: list[float | None] = [r["record"]["recorder_own"] for r in by_rep.values() if "record" in r]
+    own_ratio: list[float | None] = [r["record"]["recorder_own"] / (r["relay"]["cores"] - idle)
+                                     for r in by_rep.values() if len(r) == 2 and r["relay"]["cores"] > idle]
     files = out["recordings"]
     per_hour: list[float | None] = [r["bytes"] / r["duration_s"] * 3600 for r in files if r.get("duration_s")]
     in_order = sorted(files, key=lambda r: r["start"])
@@ -204,6 +218,7 @@ def render(out: dict[str, Any], args: argparse.Namespace) -> tuple[str, dict[str
                                   for f, r in zip(out["finishes"], in_order, strict=False) if r.get("duration_s")]
     fps = summary([w["fps"] for w in out["windows"]])
     agg = {"idle": idle, "relay": summary(relay), "recorder": summary(recorder), "ratio": summary(ratio),
+           "recorder_own": summary(own), "own_ratio": summary(own_ratio),
            "bytes_per_hour": summary(per_hour), "finish_cpu_per_recorded_s": summary(finish), "fps": fps}
     lines = [
         f"One publisher ({args.publisher}, clip {out['clip_kbps']:.0f} kbps VP8, video only), hub CPU as % of one core "
@@ -216,6 +231,9 @@ def render(out: dict[str, Any], args: argparse.Namespace) -> tuple[str, dict[str
         f"| relay CPU for the publisher (relay − idle) | {fmt_spread(scaled(relay, 100), 3)} % |",
         f"| recorder CPU (record − relay, same repeat) | {fmt_spread(scaled(recorder, 100), 3)} % |",
         f"| **recorder ÷ relay CPU (per repeat; goal ≤ 0.10)** | **{fmt_spread(summary(ratio), 3)}** |",
+        f"| recorder's own batches, timed by the hub (`jaga_recording_cpu_seconds_total`) | "
+        f"{fmt_spread(scaled(own, 100), 4)} % |",
+        f"| **recorder's own batches ÷ relay CPU (per repeat)** | **{fmt_spread(summary(own_ratio), 3)}** |",
         f"| finishing (remux of the parts into one file), CPU per recorded second | "
         f"{fmt_spread(scaled(finish, 1000), 2)} ms |",
         f"| disk per hour of recording (finished file bytes ÷ duration) | "

@@ -44,7 +44,7 @@ from bench.common import (
 from bench.janus import MOUNTPOINT, ensure_janus, start_janus
 from bench.media_peers import FPS, clip_kbps, load_clip, rtp_packets
 
-SYSTEMS = ("hub", "mediarelay", "janus")
+SYSTEMS = ("hub", "hub-sessions", "mediarelay", "janus")  # hub: one media UDP port; hub-sessions: a socket each
 PER_WORKER = 8
 STATION = "35.09.01.2001"
 
@@ -60,9 +60,10 @@ def slope(points: list[tuple[float, float]]) -> float | None:
 
 
 async def start_system(system: str, workdir: Path, janus_bin: str | None) -> dict[str, Any]:
-    if system == "hub":
+    if system in ("hub", "hub-sessions"):
         proc, port, config = await start_hub(workdir, media={"max_sessions_per_address": 1000,
-                                                            "max_viewers_per_station": 1000})
+                                                            "max_viewers_per_station": 1000,
+                                                            **({"udp_port": 0} if system == "hub-sessions" else {})})
         token = (await asyncio.to_thread(mint_tokens, config, [STATION]))[STATION]
         return {"proc": proc, "base": f"http://127.0.0.1:{port}", "token": token}
     if system == "mediarelay":
@@ -185,7 +186,8 @@ async def py_spy(pid: int, workdir: Path, seconds: float) -> dict[str, Any]:
 
 
 def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) -> tuple[str, dict[str, Any]]:
-    names = {"hub": "Jaga hub (forwarding)", "mediarelay": "aiortc MediaRelay (re-encoding)",
+    names = {"hub": "Jaga hub (forwarding)", "hub-sessions": "Jaga hub, a UDP socket per session",
+             "mediarelay": "aiortc MediaRelay (re-encoding)",
              "janus": "Janus 1.1 Streaming"}
     agg: dict[str, Any] = {}
     lines = ["Server CPU (% of one core) by viewers N, median over repeats; viewers' frame rate as min fps:", ""]
@@ -212,7 +214,7 @@ def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) 
                      f"{fmt_spread(us)} | {fmt(agg[system]['max_served']['median'])} |")
     lines += ["", f"(a viewer receives ~{packets_per_s:.0f} RTP packets/s; spread is min–max over repeats)"]
     ratios = {}
-    for other in ("janus", "mediarelay"):
+    for other in ("janus", "mediarelay", "hub-sessions"):
         pairs = []
         hub_runs = [r for r in runs if r["system"] == "hub"]
         other_runs = [r for r in runs if r["system"] == other]

@@ -32,6 +32,7 @@ from aiortc.mediastreams import MediaStreamError
 from bench.common import (
     install_cleanup,
     log,
+    metrics_text,
     mint_tokens,
     raise_fd_limit,
     start_hub,
@@ -119,7 +120,7 @@ async def soak(minutes: float, publishers: int, viewers: int, flap_s: float) -> 
     flaps = 0
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
         while time.monotonic() - started < minutes * 60:
-            text = (await http.get("/metrics")).text
+            text = await metrics_text(http, "")
             sample = {f"{kind}.{name}": float(value) for kind, name, value in METRIC.findall(text)}
             sample["t"] = time.monotonic() - started
             sample["viewer_frames"] = float(sum(frames))

@@ -12,7 +12,10 @@ Five long-lived tasks share one small state (this class), each simple on its own
   camera light goes off outside office hours).
 - ``media``: while on air, keeps one WHIP session up; retries with jittered backoff; ends
   it (DELETE) when off air. A ``welcome`` after the hub restarted (1012/1001, or TCP refused)
-  restarts the session at once, since the hub's relay forgot it.
+  restarts the session at once, since the hub's relay forgot it. While a session is up, its
+  quality loop (:mod:`clients.adapt`) measures the link once a second and moves between the
+  quality levels of :mod:`clients.quality` (down to audio only on a weak uplink); a new
+  session starts at the level the last one had settled on, and a new day at the top.
 - ``thumbs``: while on air, the first JPEG as soon as a frame exists, then every
   ``thumbnail_s``; one more right after each (re)connection.
 - ``status``: the one-line status on a console, and every minute in the log.
@@ -39,11 +42,16 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from clients import control, moderation, publisher, questions, talkback, whip
+from aiortc import RTCIceServer
+
+from clients import adapt, control, ice, moderation, publisher, questions, talkback, whip
 from clients.backoff import BackoffPolicy, Uniform, retry_after_delay
 from clients.config import StationConfig, StationConfigError
 from clients.hours import OfficeHours, ServerClock, wants_media
 from clients.presence import PresenceLink
+from clients.quality import Change, Level, QualityController, QualityPolicy, ladder
+from clients.quality_track import LevelledVideo
+from clients.rtc import RateControl
 from clients.sources import StationAudio, StationVideo
 from clients.tee import Tee
 from clients.thumbs import thumbnail
@@ -62,12 +70,16 @@ def policy_from(config: StationConfig) -> BackoffPolicy:
 
 class Agent:
     def __init__(self, config: StationConfig, rng: Uniform | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, quality_policy: QualityPolicy | None = None,
+                 signal_filter: adapt.SignalFilter | None = None) -> None:
+        """``quality_policy`` and ``signal_filter`` are for tests: the quality controller's
+        times, and a function every tick's measured link signals pass through."""
         self.config = config
         self.rng = rng or random.Random()
         self.clock = clock
         self.policy = policy_from(config)
         self.server_clock = ServerClock()
+        self.ice = ice.HubIceServers()  # the hub's STUN/TURN servers, from each welcome (TURN credentials)
         self.hours: OfficeHours | None = None
         self.presence = PresenceLink(config, self.policy, self.rng, self._on_welcome, self._on_message,
                                      self._heartbeat_fields, self._changed, clock)
@@ -85,6 +97,12 @@ class Agent:
         self.video: Tee | None = None
         self.audio: Tee | None = None
         self.session: publisher.MediaSession | None = None
+        video = config.video
+        self.levels = ladder(video.width, video.height, video.fps, video.bitrate_kbps * 1000)
+        self.quality_policy = quality_policy or QualityPolicy()
+        self.signal_filter = signal_filter
+        self.adapter: adapt.QualityAdapter | None = None  # while a session is up and video.adaptive
+        self._quality_start = 0  # the level index the next session starts at
         self._wake_hours = asyncio.Event()
         self._restart_media = asyncio.Event()
         self._thumb_now = asyncio.Event()
@@ -192,13 +210,17 @@ class Agent:
             "last_error": self.media_error or self.presence.last_error,
             "questions": len(self.questions),
             "questions_url": f"http://127.0.0.1:{self.questions_port}/" if self.questions_port else None,
+            "quality": self.quality.name if self.quality else None,
+            "quality_detail": self.quality.describe() if self.quality else None,
         }
 
     def status_line(self) -> str:
         s = self.status()
         uptime = int(s["uptime_s"])
         return (f"[{s['station']}] {s['state'].upper()} | up {uptime // 3600}h{uptime % 3600 // 60:02d}m"
-                f" | {s['bitrate_bps'] / 1000:.0f} kbps | camera {s['camera']}"
+                f" | {s['bitrate_bps'] / 1000:.0f} kbps"
+                + (f" | {self.quality.name} {self.quality.picture()}" if self.quality else "")
+                + f" | camera {s['camera']}"
                 + (f" | kegiatan: {s['activity']}" if s["activity"] else "")
                 + (f" | last error: {s['last_error'][:80]}" if s["last_error"] else ""))
 
@@ -211,16 +233,26 @@ class Agent:
         source = self.video.source
         return source.camera_status if isinstance(source, StationVideo) else "ok"
 
+    @property
+    def quality(self) -> Level | None:
+        """The quality level being sent, while a media session is up."""
+        if self.session is None:
+            return None
+        return self.adapter.level if self.adapter is not None else self.levels[0]
+
     def _heartbeat_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"camera": self.camera_status}
         if self.session is not None:
             fields["bitrate"] = round(self.session.bitrate_bps)
+        if self.quality is not None:
+            fields["quality"] = self.quality.name
         return fields
 
     # --- hub messages ---------------------------------------------------------------------
 
     def _on_welcome(self, welcome: dict[str, Any], sent_at: float, received_at: float) -> None:
         offset = self.server_clock.update(float(welcome["server_time"]), sent_at, received_at)
+        self.ice.welcome(welcome.get("ice_servers"))
         if abs(offset) > 60:
             log.warning("this PC's clock is off by %.0f s from the hub; following the hub's time "
                         "(fix the clock: Windows → Date & time → Sync now)", offset)
@@ -310,7 +342,7 @@ class Agent:
         since = self.questions.version
         url = self.config.http_url(f"/api/v1/stations/{self.config.station}/questions")
         try:
-            status, body = await whip.get(url, self.config.network.connect_timeout_s)
+            status, body = await whip.get(url, self.config.network.connect_timeout_s, context=self.config.tls_context())
         except whip.MediaHttpError as exc:
             log.warning("questions not loaded: %s", exc)
             return
@@ -336,7 +368,7 @@ class Agent:
 
         async def talk() -> None:
             try:
-                await talkback.play_pendopo(self.config, self.config.read_token())
+                await talkback.play_pendopo(self.config, self.config.read_token(), await self._ice_servers())
             except (whip.MediaHttpError, ConnectionError, StationConfigError, OSError) as exc:
                 log.warning("talk-back failed: %s", exc)
             finally:
@@ -443,6 +475,7 @@ class Agent:
                 await self._stop_sources()
                 self._set_media("off")
                 attempt = 0
+                self._quality_start = 0  # a new day starts at the top
                 continue
             self._set_media("waiting")
             try:
@@ -460,11 +493,14 @@ class Agent:
         """One WHIP session, start to end. The delay before the next, or None for "stable"."""
         assert self.video is not None
         self._set_media("connecting")
-        video_track = self.video.subscribe()
+        video_track = LevelledVideo(self.video.subscribe(), self.levels[self._quality_start])
         audio_track = self.audio.subscribe() if self.audio else None
+        rate = publisher.rate_control(self.config)
+        adapter = self._quality_adapter(video_track, rate)
         try:
             token = self.config.read_token()
-            self.session = await publisher.publish(self.config, token, video_track, audio_track)
+            self.session = await publisher.publish(self.config, token, video_track, audio_track, rate,
+                                                   await self._ice_servers(attempt))
         except StationConfigError as exc:
             self._set_media("waiting", str(exc))
             return self.policy.auth_delay(self.rng)
@@ -482,15 +518,24 @@ class Agent:
                     audio_track.stop()
         session = self.session
         self.live_since = time.monotonic()
+        self.adapter = adapter
+        adapting = asyncio.create_task(adapter.run(session.pc)) if adapter is not None else None
         self._set_media("live", "")
-        log.info("live: publishing %dx%d@%d %s ≤%d kbps to %s", self.config.video.width, self.config.video.height,
-                 self.config.video.fps, self.config.video.codec, self.config.video.bitrate_kbps, session.location)
+        log.info("live: publishing %dx%d@%d %s ≤%d kbps to %s, %s", self.config.video.width, self.config.video.height,
+                 self.config.video.fps, self.config.video.codec, self.config.video.bitrate_kbps, session.location,
+                 f"starting at {adapter.level.describe()}" if adapter else "fixed quality (video.adaptive = false)")
         waiters = {asyncio.ensure_future(e.wait()) for e in (session.ended, self.off_air, self._restart_media)}
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
+            if adapting is not None:
+                adapting.cancel()
+                await asyncio.gather(adapting, return_exceptions=True)
+            if adapter is not None:
+                self._quality_start = adapter.controller.settled_index
+            self.adapter = None
             lasted = time.monotonic() - self.live_since
             restarted = self._restart_media.is_set()
             task = asyncio.current_task()
@@ -506,6 +551,24 @@ class Agent:
         if not self.off_air.is_set() and not restarted:
             self.media_error = f"media connection {session.state}"
         return None if lasted >= self.policy.stable_s or restarted else self.policy.delay(attempt, self.rng)
+
+    async def _ice_servers(self, attempt: int = 0) -> list[RTCIceServer]:
+        """A new session's ICE servers: this station's own and the hub's, TURN credentials
+        fresh; ``attempt`` (failures in a row) picks which TURN URL aiortc uses (clients/ice.py)."""
+        hubs = await self.ice.current(self.config, self.server_clock.server_now(self.clock()))
+        return ice.arrange(self.config.network.ice_servers, hubs, attempt)
+
+    def _quality_adapter(self, track: LevelledVideo, rate: RateControl) -> adapt.QualityAdapter | None:
+        """The session's quality loop, set to its first level (before the encoder exists)."""
+        if not self.config.video.adaptive:
+            return None
+        controller = QualityController(self.levels, self.config.audio.bitrate_kbps * 1000 if self.audio else 0,
+                                       self.quality_policy, start=self._quality_start, now=time.monotonic())
+        return adapt.QualityAdapter(controller, track, rate, signal_filter=self.signal_filter,
+                                    on_change=self._quality_changed)
+
+    def _quality_changed(self, change: Change) -> None:
+        self._changed()
 
     def _http_delay(self, exc: whip.HttpError, attempt: int) -> float:
         if exc.status in (401, 403):

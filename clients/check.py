@@ -23,6 +23,7 @@ from clients import __version__, talkback, whip
 from clients.config import StationConfig, StationConfigError, source_kind
 from clients.hours import OfficeHours, ServerClock
 from clients.presence import WS_MAX_SIZE
+from clients.quality import ladder
 from clients.sources import DeviceSpec, audio_spec, open_player, video_spec
 from jaga import wire
 
@@ -72,9 +73,12 @@ async def check_device(name: str, spec: DeviceSpec | None, kind: str, why_skip: 
 async def check_hub(config: StationConfig) -> Row:
     started = time.monotonic()
     try:
-        status, _ = await whip.get(config.http_url("/healthz"), timeout=config.network.connect_timeout_s)
+        status, _ = await whip.get(config.http_url("/healthz"), timeout=config.network.connect_timeout_s,
+                                   context=config.tls_context())
     except whip.Unreachable as exc:
         return Row("hub reachable", "fail", str(exc)[:160], "check the network and the hub URL in station.toml")
+    except StationConfigError as exc:  # ca_file unreadable since the config was loaded
+        return Row("hub reachable", "fail", str(exc)[:160], "check ca_file in station.toml")
     took = (time.monotonic() - started) * 1000
     if status != 200:
         return Row("hub reachable", "warn", f"/healthz answered {status} ({took:.0f} ms)")
@@ -91,8 +95,15 @@ async def check_token(config: StationConfig) -> tuple[list[Row], dict[str, Any] 
     code: int | None = None
     reply: dict[str, Any] | None = None
     try:
+        tls = config.tls_context()  # the agent's own trust (ca_file), as its presence socket uses it
+    except StationConfigError as exc:
+        return [Row("token", "fail", str(exc)[:160], "check ca_file in station.toml"),
+                Row("clock", "skip", "needs the hub")], None
+    tls_options: dict[str, Any] = {"ssl": tls} if tls is not None else {}  # ws:// refuses any ssl=
+    try:
         async with connect(config.ws_url, subprotocols=[Subprotocol(wire.MSGPACK)], open_timeout=timeout,
-                           max_size=WS_MAX_SIZE, user_agent_header=f"jaga-station/{__version__} check") as ws:
+                           max_size=WS_MAX_SIZE, user_agent_header=f"jaga-station/{__version__} check",
+                           **tls_options) as ws:
             sent_at = time.time()
             await ws.send(wire.encode_msgpack({"t": "hello", "station": config.station, "token": token,
                                                "agent": "jaga-station check", "version": __version__}))
@@ -162,7 +173,18 @@ async def run_checks(config: StationConfig) -> list[Row]:
     rows.append(await asyncio.to_thread(speaker_row, config))
     rows.append(Row("video", "ok", f"{config.video.width}x{config.video.height}@{config.video.fps} "
                                    f"{config.video.codec} ≤{config.video.bitrate_kbps} kbps; PyAV {av.__version__}"))
+    rows.append(quality_row(config))
     return rows
+
+
+def quality_row(config: StationConfig) -> Row:
+    """The levels a weak uplink steps down through (clients/quality.py)."""
+    video = config.video
+    if not video.adaptive:
+        return Row("quality", "ok", "fixed: video.adaptive = false")
+    lower = ladder(video.width, video.height, video.fps, video.bitrate_kbps * 1000)[1:]
+    return Row("quality", "ok", "on a weak uplink: " + ", ".join(level.describe() for level in lower)
+               + f"; Opus {config.audio.bitrate_kbps} kbps")
 
 
 def exit_code(rows: list[Row]) -> int:

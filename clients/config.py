@@ -8,6 +8,7 @@ Windows service started from ``C:\\Windows\\System32`` still finds them.
 Example::
 
     hub = "https://jaga.jemberkab.go.id"
+    ca_file = ""                 # the hub's private CA (PEM); "" = the system's CAs
     station = "35.09.01.2001"
     token_file = "token.txt"
     source = "camera"            # test | camera | screen | a video file
@@ -20,8 +21,12 @@ Example::
     width = 640
     height = 360
     fps = 15
-    bitrate_kbps = 500
+    bitrate_kbps = 500           # the best level; lower ones on a weak link (adaptive)
     codec = "VP8"                # or "H264"
+    adaptive = true              # false: always this picture, the encoder following REMB
+
+    [audio]
+    bitrate_kbps = 32            # Opus
 
     [devices]                    # "" = the platform's default device
     camera = ""
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,12 +65,14 @@ class VideoConfig:
     fps: int = 15
     bitrate_kbps: int = 500
     codec: str = "VP8"  # "VP8" | "H264"
+    adaptive: bool = True  # quality levels on weak links (clients/quality.py); false: always this picture
 
 
 @dataclass(frozen=True)
 class AudioConfig:
     enabled: bool = True
     tone_hz: int = 1000  # the test source's beep
+    bitrate_kbps: int = 32  # Opus; aiortc's own 96 kbps would fill a 150 kbps uplink alone
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class NetworkConfig:
 @dataclass(frozen=True)
 class StationConfig:
     hub: str = ""
+    ca_file: str = ""  # PEM CA certificate(s) the hub's TLS certificate must chain to; "" → the system's CAs
     station: str = ""
     token_file: str = "token.txt"
     source: str = "camera"
@@ -116,6 +125,13 @@ class StationConfig:
     def token_path(self) -> Path:
         return self.resolve(self.token_file)
 
+    def tls_context(self) -> ssl.SSLContext | None:
+        """How ``https://``/``wss://`` to the hub is verified: a context trusting ``ca_file``
+        only, or None (the libraries' default: the system's CAs) when it is unset. Read anew
+        each time, so a renewed CA file counts from the next connection; StationConfigError
+        when it cannot be read."""
+        return load_ca(self.resolve(self.ca_file)) if self.ca_file else None
+
     @property
     def ws_url(self) -> str:
         parts = urlsplit(self.hub.rstrip("/"))
@@ -139,6 +155,17 @@ class StationConfig:
 
     def replace(self, **changes: Any) -> StationConfig:
         return dataclasses.replace(self, **changes)
+
+
+def load_ca(path: Path) -> ssl.SSLContext:
+    """A client context that verifies servers (certificate chain and host name) against the
+    CA certificates in the PEM file ``path`` and nothing else."""
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:  # before OSError: SSLError is one
+        raise StationConfigError(f"ca_file {path} holds no usable PEM certificate ({exc.reason or exc})") from None
+    except OSError as exc:
+        raise StationConfigError(f"cannot read ca_file {path}: {exc.strerror or exc}") from None
 
 
 def default_config_path() -> Path:
@@ -204,6 +231,11 @@ def validate(config: StationConfig) -> StationConfig:
         parts = urlsplit(config.hub)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise StationConfigError(f'hub must be an http:// or https:// URL, not {config.hub!r}')
+    if config.ca_file:
+        if config.hub and urlsplit(config.hub).scheme != "https":
+            raise StationConfigError(f"ca_file is set but hub is not https:// ({config.hub}): "
+                                     "the CA verifies the hub's TLS certificate")
+        config.tls_context()  # the file must be there and hold a certificate now, not at the first connection
     video = config.video
     if video.codec.upper() not in ("VP8", "H264"):
         raise StationConfigError(f'video.codec must be "VP8" or "H264", not {video.codec!r}')
@@ -213,6 +245,8 @@ def validate(config: StationConfig) -> StationConfig:
         raise StationConfigError("video.fps must be 1..30")
     if not 100 <= video.bitrate_kbps <= 4000:
         raise StationConfigError("video.bitrate_kbps must be 100..4000")
+    if not 6 <= config.audio.bitrate_kbps <= 128:
+        raise StationConfigError("audio.bitrate_kbps must be 6..128")
     if config.thumbnail_s <= 0:
         raise StationConfigError("thumbnail_s must be > 0")
     if not 0 <= config.control_port <= 65535:

@@ -128,7 +128,8 @@ async def poll(config: StationConfig, queue: ModerationQueue) -> None:
     query = urlencode({"station": config.station, "state": "pending"})
     url = config.http_url(f"/api/v1/questions?{query}")
     try:
-        status, body = await whip.call_json(url, "GET", config.read_token(), timeout=config.network.connect_timeout_s)
+        status, body = await whip.call_json(url, "GET", config.read_token(), timeout=config.network.connect_timeout_s,
+                                            context=config.tls_context())
     except (whip.MediaHttpError, StationConfigError) as exc:
         queue.failed(f"antrean tidak terbaca: {exc}")
         return
@@ -161,7 +162,7 @@ async def forward(config: StationConfig, queue: ModerationQueue, question_id: st
     url = config.http_url(f"/api/v1/questions/{quote(question_id, safe='')}")
     try:
         status, body = await whip.call_json(url, "POST", config.read_token(), {"action": action},
-                                            timeout=config.network.connect_timeout_s)
+                                            timeout=config.network.connect_timeout_s, context=config.tls_context())
     except (whip.MediaHttpError, StationConfigError) as exc:
         log.warning("moderation %s of %s not sent: %s", action, question_id, exc)
         return 502, {"ok": False, "message": f"Hub tidak terjangkau: {exc}"}

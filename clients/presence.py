@@ -15,6 +15,9 @@ the next wait (:func:`classify`):
 1012 / 1001 hub restarting  restart: back off from attempt 0 (jittered), media restarts
 refused / reset / timeout   back off; the attempt counter grows until a connection
                             stays up for ``stable_s``
+TLS: certificate not        ``tls``: logged as an error saying what to fix (``ca_file``),
+trusted, ``ca_file``        then backed off like an unreachable hub: the CA file or the
+unreadable                  hub's certificate may be fixed while the agent runs
 ==========================  ===========================================================
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,7 +35,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
-from clients import __version__
+from clients import __version__, whip
 from clients.backoff import BackoffPolicy, Uniform
 from clients.config import StationConfig, StationConfigError
 from jaga import wire
@@ -56,7 +60,7 @@ TOKEN_POLL_S = 1.0
 class Outcome:
     """How one connection attempt ended."""
 
-    kind: str  # "rejected" | "replaced" | "restart" | "lost" | "unreachable" | "protocol" | "no_token"
+    kind: str  # "rejected" | "replaced" | "restart" | "lost" | "unreachable" | "tls" | "protocol" | "no_token"
     detail: str
     lasted_s: float = 0.0  # since welcome; 0 when there was none
     refused: bool = False  # TCP refused: nothing listens (the hub process is down)
@@ -191,6 +195,8 @@ class PresenceLink:
                         "running twice, or is the same station id configured on two PCs?", config.station)
         elif outcome.kind == "restart":
             log.info("hub is restarting; reconnecting")
+        elif outcome.kind == "tls":
+            log.error("presence connection: %s", outcome.detail)
         else:
             log.warning("presence connection: %s", outcome.detail)
 
@@ -201,10 +207,15 @@ class PresenceLink:
         timeout = config.network.connect_timeout_s
         welcomed_at: float | None = None
         try:
+            tls = config.tls_context()  # None: the system's CAs (wss://), or no TLS (ws://)
+        except StationConfigError as exc:
+            return Outcome("tls", str(exc))
+        tls_options: dict[str, Any] = {"ssl": tls} if tls is not None else {}  # ws:// refuses any ssl=
+        try:
             async with connect(config.ws_url, subprotocols=[Subprotocol(wire.MSGPACK)],
                                open_timeout=timeout, close_timeout=2, max_size=WS_MAX_SIZE,
                                ping_interval=10, ping_timeout=10,
-                               user_agent_header=f"jaga-station/{__version__}") as ws:
+                               user_agent_header=f"jaga-station/{__version__}", **tls_options) as ws:
                 sent_at = self.clock()
                 await ws.send(wire.encode_msgpack({"t": "hello", "station": config.station, "token": token,
                                                    "agent": "jaga-station", "version": __version__}))
@@ -234,6 +245,9 @@ class PresenceLink:
             self._ws = None
             code = exc.rcvd.code if exc.rcvd else None
             return classify(code, exc.rcvd.reason if exc.rcvd else "", _since(welcomed_at))
+        except ssl.SSLCertVerificationError as exc:
+            self._ws = None
+            return Outcome("tls", f"{config.ws_url}: {whip.untrusted_certificate(exc, tls is not None)}")
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ProtocolViolation) as exc:
             self._ws = None
             refused = isinstance(exc, ConnectionRefusedError) or "refused" in str(exc).lower()

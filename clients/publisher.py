@@ -2,7 +2,8 @@
 
 ``publish`` builds a send-only peer connection (video in the configured codec first, Opus
 audio), gathers every candidate on the configured host addresses, POSTs the offer, applies
-the answer under the bitrate cap and waits until the connection is up. The returned
+the answer under the session's :class:`~clients.rtc.RateControl` (the encoders it creates
+take their rate from it) and waits until the connection is up. The returned
 :class:`MediaSession` says when it ends (``ended`` event: ICE/DTLS failed or closed) and
 ``close`` ends it on our side (DELETE, then close the peer connection). Callers own retry.
 """
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from clients import rtc, whip
@@ -25,10 +27,12 @@ log = logging.getLogger("jaga.station.media")
 
 
 class MediaSession:
-    def __init__(self, pc: RTCPeerConnection, location: str, token: str | None) -> None:
+    def __init__(self, pc: RTCPeerConnection, location: str, token: str | None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.pc = pc
         self.location = location
         self.token = token
+        self.tls = tls  # how the hub's https is verified (the station's ca_file), for the DELETE
         self.ended = asyncio.Event()
         self.connected = asyncio.Event()
         self.started_at = time.monotonic()
@@ -64,19 +68,26 @@ class MediaSession:
     async def close(self, delete: bool = True) -> None:
         if delete and self.location:
             try:
-                await whip.delete_session(self.location, self.token)
+                await whip.delete_session(self.location, self.token, context=self.tls)
             except whip.MediaHttpError as exc:
                 log.debug("DELETE %s failed: %s", self.location, exc)
         await self.pc.close()
         self.ended.set()
 
 
-async def _negotiate(pc: RTCPeerConnection, config: StationConfig, url: str, token: str | None) -> whip.Answer:
+def rate_control(config: StationConfig) -> rtc.RateControl:
+    """A session's encoder rate: video up to ``video.bitrate_kbps``, Opus at ``audio.bitrate_kbps``."""
+    return rtc.RateControl(config.video.bitrate_kbps * 1000, config.audio.bitrate_kbps * 1000)
+
+
+async def _negotiate(pc: RTCPeerConnection, config: StationConfig, url: str, token: str | None,
+                     rate: rtc.RateControl | None = None) -> whip.Answer:
     offer = await pc.createOffer()
     with rtc.host_addresses(config.network.host_addresses):
         await pc.setLocalDescription(offer)
-    answer = await whip.post_offer(url, pc.localDescription.sdp, token, timeout=config.network.connect_timeout_s)
-    with rtc.bitrate_cap(config.video.bitrate_kbps * 1000):
+    answer = await whip.post_offer(url, pc.localDescription.sdp, token, timeout=config.network.connect_timeout_s,
+                                   context=config.tls_context())
+    with rtc.rate_control(rate or rate_control(config)):
         await pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
     return answer
 
@@ -94,15 +105,15 @@ async def _wait_connected(session: MediaSession, timeout_s: float) -> None:
 
 
 async def _open_session(pc: RTCPeerConnection, config: StationConfig, url: str, token: str | None,
-                        add_transceivers: Callable[[], None]) -> MediaSession:
+                        add_transceivers: Callable[[], None], rate: rtc.RateControl | None = None) -> MediaSession:
     """Add the transceivers, negotiate over WHIP/WHEP at ``url`` and wait for the media to
     connect. On any failure the session (or, before there is one, ``pc``) is closed and the
     error raised."""
     session: MediaSession | None = None
     try:
         add_transceivers()
-        answer = await _negotiate(pc, config, url, token)
-        session = MediaSession(pc, answer.location, token)
+        answer = await _negotiate(pc, config, url, token, rate)
+        session = MediaSession(pc, answer.location, token, config.tls_context())
         if pc.connectionState == "connected":
             session.connected.set()
         await _wait_connected(session, config.network.media_connect_timeout_s)
@@ -116,9 +127,12 @@ async def _open_session(pc: RTCPeerConnection, config: StationConfig, url: str, 
 
 
 async def publish(config: StationConfig, token: str, video: MediaStreamTrack,
-                  audio: MediaStreamTrack | None) -> MediaSession:
-    """Publish ``video`` (+ ``audio``) to ``POST {hub}/whip/{station}``; raises on failure."""
-    pc = rtc.new_peer_connection(config.network.ice_servers)
+                  audio: MediaStreamTrack | None, rate: rtc.RateControl | None = None,
+                  ice_servers: Sequence[str | RTCIceServer] | None = None) -> MediaSession:
+    """Publish ``video`` (+ ``audio``) to ``POST {hub}/whip/{station}``; raises on failure.
+    ``rate``: the encoders' control for this session (default: :func:`rate_control`);
+    ``ice_servers``: the session's (clients/ice.py; default: ``network.ice_servers``)."""
+    pc = rtc.new_peer_connection(config.network.ice_servers if ice_servers is None else ice_servers)
 
     def add_transceivers() -> None:
         transceiver = pc.addTransceiver(video, direction="sendonly")
@@ -126,13 +140,14 @@ async def publish(config: StationConfig, token: str, video: MediaStreamTrack,
         if audio is not None:
             pc.addTransceiver(audio, direction="sendonly")
 
-    return await _open_session(pc, config, config.http_url(f"/whip/{config.station}"), token, add_transceivers)
+    return await _open_session(pc, config, config.http_url(f"/whip/{config.station}"), token, add_transceivers,
+                               rate)
 
 
-async def view(config: StationConfig, station: str, token: str | None, kinds: tuple[str, ...] = ("audio",)
-               ) -> tuple[MediaSession, dict[str, Any]]:
+async def view(config: StationConfig, station: str, token: str | None, kinds: tuple[str, ...] = ("audio",),
+               ice_servers: Sequence[str | RTCIceServer] | None = None) -> tuple[MediaSession, dict[str, Any]]:
     """WHEP: receive ``station``'s media; returns the session and its tracks by kind."""
-    pc = rtc.new_peer_connection(config.network.ice_servers)
+    pc = rtc.new_peer_connection(config.network.ice_servers if ice_servers is None else ice_servers)
     tracks: dict[str, Any] = {}
     got_track = asyncio.Event()
 

@@ -5,8 +5,8 @@ Theory of operation
 The publisher always sends two tracks, :class:`StationVideo` and :class:`StationAudio`.
 Each wraps an optional *device* (a PyAV input through aiortc's ``MediaPlayer``: a camera,
 microphone, screen grabber or file) and a built-in fallback (the test pattern / silence).
-Every frame leaving them is normalised (size, pixel format, frame rate for video; s16 mono
-48 kHz for audio) and re-stamped on the track's own clock, so switching between device and
+Every frame leaving them is normalised (size, pixel format, frame rate and no picture type
+for video; s16 mono 48 kHz for audio) and re-stamped on the track's own clock, so switching between device and
 fallback mid-stream never confuses the encoder or the RTP timestamps.
 
 When the device fails (unplugged camera: the read errors or stalls), the track drops it,
@@ -240,6 +240,10 @@ class StationVideo(MediaStreamTrack):
             frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
         pts = max(self._last_pts + 1, int((loop.time() - self._start) * VIDEO_CLOCK))
         frame.pts, frame.time_base = pts, fractions.Fraction(1, VIDEO_CLOCK)
+        # Decoders mark every camera frame (rawvideo, MJPEG) as an I picture, and FFmpeg's
+        # libvpx wrapper turns that mark into a forced keyframe: VP8 then sent every frame as
+        # a keyframe, twice its target bitrate (measured: 975 kbps for 500). Clear it.
+        frame.pict_type = av.video.frame.PictureType.NONE
         self._last_pts = pts
         self.frames += 1
         self.latest = frame

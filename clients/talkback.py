@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import av
+from aiortc import RTCIceServer
 from aiortc.mediastreams import MediaStreamError
 
 from clients import publisher
@@ -66,9 +68,11 @@ class AudioOut:
             log.debug("closing the audio output failed", exc_info=True)
 
 
-async def play_pendopo(config: StationConfig, token: str) -> None:
-    """Run until cancelled (``talk.stop``) or the Pendopo stops publishing."""
-    session, tracks = await publisher.view(config, PENDOPO, token, ("audio",))
+async def play_pendopo(config: StationConfig, token: str, ice_servers: Sequence[str | RTCIceServer] | None = None
+                       ) -> None:
+    """Run until cancelled (``talk.stop``) or the Pendopo stops publishing. ``ice_servers``:
+    the session's (clients/ice.py: the hub's TURN too); default ``network.ice_servers``."""
+    session, tracks = await publisher.view(config, PENDOPO, token, ("audio",), ice_servers)
     out: AudioOut | None = None
     try:
         spec = output_spec(config.devices.speaker)

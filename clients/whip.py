@@ -4,6 +4,10 @@ The standard library's ``urllib`` in a worker thread: no extra dependency for of
 HTTPS and system proxies included. Only non-trickle ICE is used (aiortc gathers every
 candidate before ``setLocalDescription`` returns), so one POST and one DELETE per session.
 
+HTTPS is verified against the system's CAs, or against the station's ``ca_file`` when the
+caller passes its context (``context=config.tls_context()``). A redirect's target (another
+node of the hub) is verified with the same context.
+
 Errors are :class:`HttpError` with the status and ``Retry-After`` (seconds), or
 :class:`Unreachable` for anything below HTTP (refused, reset, DNS, timeout); callers map
 them to backoff decisions.
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -76,14 +81,22 @@ class _KeepRedirects(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_KeepRedirects)
 
 
+def _opener_for(context: ssl.SSLContext | None) -> urllib.request.OpenerDirector:
+    if context is None:
+        return _opener  # the system's CAs
+    return urllib.request.build_opener(_KeepRedirects, urllib.request.HTTPSHandler(context=context))
+
+
 def _request(url: str, method: str, token: str | None, body: bytes | None, timeout: float,
-             content_type: str = "application/sdp") -> tuple[int, dict[str, str], list[str], bytes]:
+             content_type: str = "application/sdp", context: ssl.SSLContext | None = None,
+             ) -> tuple[int, dict[str, str], list[str], bytes]:
     """One request, following up to ``MAX_REDIRECTS`` 307/308 with the same method, body and
     token: a cluster node answers a WHEP for a stream held by another node with 307 to that
     node (the hub names it; an https URL is never followed to plain http)."""
     for _ in range(MAX_REDIRECTS):
         try:
-            status, headers, links, answered = _request_once(url, method, token, body, timeout, content_type)
+            status, headers, links, answered = _request_once(url, method, token, body, timeout, content_type,
+                                                             context)
             location = headers.get("Location") or headers.get("location")
             if location:  # relative to the node that answered, not to the first one asked
                 headers["Location"] = urljoin(url, location)
@@ -105,7 +118,8 @@ class _Redirect(Exception):
 
 
 def _request_once(url: str, method: str, token: str | None, body: bytes | None, timeout: float,
-                  content_type: str = "application/sdp") -> tuple[int, dict[str, str], list[str], bytes]:
+                  content_type: str = "application/sdp", context: ssl.SSLContext | None = None
+                  ) -> tuple[int, dict[str, str], list[str], bytes]:
     headers = {"User-Agent": USER_AGENT}
     if body is not None:
         headers["Content-Type"] = content_type
@@ -114,7 +128,7 @@ def _request_once(url: str, method: str, token: str | None, body: bytes | None, 
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         # url: the hub's (http/https, checked by config.validate) or the session Location it answered
-        with _opener.open(request, timeout=timeout) as response:
+        with _opener_for(context).open(request, timeout=timeout) as response:
             return response.status, dict(response.headers), response.headers.get_all("Link") or [], response.read()
     except urllib.error.HTTPError as exc:
         location = exc.headers.get("Location") if exc.headers else None
@@ -125,15 +139,29 @@ def _request_once(url: str, method: str, token: str | None, body: bytes | None, 
         raise HttpError(exc.code, text or exc.reason, _retry_after(exc.headers.get("Retry-After")), raw) from None
     except urllib.error.URLError as exc:
         reason = exc.reason
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise Unreachable(f"{url}: {untrusted_certificate(reason, context is not None)}") from None
         refused = isinstance(reason, ConnectionRefusedError)
         raise Unreachable(f"{url}: {reason}", refused=refused) from None
     except (OSError, ValueError) as exc:
         raise Unreachable(f"{url}: {exc}", refused=isinstance(exc, ConnectionRefusedError)) from None
 
 
-async def post_offer(url: str, sdp: str, token: str | None, timeout: float = 15.0) -> Answer:
+def untrusted_certificate(exc: ssl.SSLCertVerificationError, with_ca_file: bool) -> str:
+    """What to say when the hub's TLS certificate does not verify (the presence link says the same)."""
+    why = exc.verify_message or exc.reason or str(exc)
+    if with_ca_file:
+        return (f"the hub's TLS certificate does not verify with ca_file ({why}): it is not signed by that CA, "
+                "or does not name this hub; check ca_file in station.toml and the hub URL")
+    return (f"the hub's TLS certificate is not trusted by this PC's system CAs ({why}); if the hub uses a "
+            "private CA, set ca_file in station.toml to that CA's certificate (PEM)")
+
+
+async def post_offer(url: str, sdp: str, token: str | None, timeout: float = 15.0,
+                     context: ssl.SSLContext | None = None) -> Answer:
     """POST an SDP offer; the answer and the session's absolute ``Location``."""
-    status, headers, links, body = await asyncio.to_thread(_request, url, "POST", token, sdp.encode(), timeout)
+    status, headers, links, body = await asyncio.to_thread(_request, url, "POST", token, sdp.encode(), timeout,
+                                                           "application/sdp", context)
     if status != 201:
         raise HttpError(status, "expected 201 Created", None)
     location = headers.get("Location") or headers.get("location")
@@ -142,33 +170,43 @@ async def post_offer(url: str, sdp: str, token: str | None, timeout: float = 15.
     return Answer(body.decode("utf-8"), urljoin(url, location), tuple(links))
 
 
-async def delete_session(location: str, token: str | None, timeout: float = 5.0) -> None:
+async def delete_session(location: str, token: str | None, timeout: float = 5.0,
+                         context: ssl.SSLContext | None = None) -> None:
     """End a session; a session the hub already forgot (404) counts as ended."""
     try:
-        await asyncio.to_thread(_request, location, "DELETE", token, None, timeout)
+        await asyncio.to_thread(_request, location, "DELETE", token, None, timeout, "application/sdp", context)
     except HttpError as exc:
         if exc.status != 404:
             raise
 
 
-async def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+async def options_links(url: str, timeout: float = 5.0, context: ssl.SSLContext | None = None) -> list[str]:
+    """``OPTIONS url``: its ``Link`` header values (RFC 9725 §4.6: the endpoint's ICE servers,
+    fetched before an offer; clients/ice.py parses them). No token: the hub answers anyone."""
+    _, _, links, _ = await asyncio.to_thread(_request, url, "OPTIONS", None, None, timeout, "application/sdp",
+                                             context)
+    return links
+
+
+async def get(url: str, timeout: float = 5.0, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
     """A plain GET (``check`` uses it for ``/healthz``); HTTP errors return their status."""
     try:
-        status, _, _, body = await asyncio.to_thread(_request, url, "GET", None, None, timeout)
+        status, _, _, body = await asyncio.to_thread(_request, url, "GET", None, None, timeout, "application/sdp",
+                                                     context)
         return status, body
     except HttpError as exc:
         return exc.status, str(exc).encode()
 
 
 async def call_json(url: str, method: str, token: str | None, payload: object | None = None,
-                    timeout: float = 5.0) -> tuple[int, bytes]:
+                    timeout: float = 5.0, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
     """A JSON request to the hub's API with the station's token (the office's moderation);
     an HTTP error returns its status and the first bytes of its body. :class:`Unreachable`
     when there is no answer at all."""
     body = None if payload is None else json.dumps(payload).encode()
     try:
         status, _, _, answer = await asyncio.to_thread(_request, url, method, token, body, timeout,
-                                                       "application/json")
+                                                       "application/json", context)
         return status, answer
     except HttpError as exc:
         return exc.status, exc.body

@@ -98,9 +98,9 @@ class Hub:
         self.stations = StationsService(settings, self.registry, self.schedule, self.auth, self.ledger,
                                         self.presence_store, self.bus, self.metrics, clock,
                                         multi_node=self.backend.shared)
-        self.media = MediaRelay(settings.media, MediaPresence(self.registry, self.stations,
-                                                            settings.media.thumbnail_s, clock,
-                                                            router=self.router))
+        self.media_presence = MediaPresence(self.registry, self.stations, settings.media.thumbnail_s, clock,
+                                            router=self.router, stall_s=settings.media.stall_s)
+        self.media = MediaRelay(settings.media, self.media_presence)
         self.stations.on_talk_stopped = self._end_talk_back
         self.whip_tokens = WhipTokens(self.auth, self.media)
         self.operator_access = OperatorAccess(self.auth, self.media)
@@ -150,6 +150,10 @@ class Hub:
         recovered = await self.ledger.inner.recover(node)
         if recovered:
             log.warning("closed %d intervals left open by a crash at their last checkpoint", recovered)
+        try:
+            await self.media.open()  # the shared media UDP port: a taken port stops the start here
+        except OSError as exc:
+            raise ConfigError(f"media.udp_port {self.settings.media.udp_port}: {exc.strerror or exc}") from None
         try:  # recordings a crash left open: continued or finished (an index outage must not stop the hub)
             await self.recordings.start()
         except Exception:
@@ -168,6 +172,7 @@ class Hub:
         while True:
             try:
                 await self.stations.tick()
+                await self.media_presence.check_media(self.media.media_ages())
                 now = self.clock()
                 if now >= next_checkpoint:
                     next_checkpoint = now + self.settings.hub.checkpoint_s

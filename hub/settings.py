@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from hub.core.announce import public_mapping
 from hub.core.proxies import TrustedProxies
+from hub.core.turn import turn_url_problem
 from hub.errors import ConfigError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -87,14 +89,28 @@ class ScheduleSettings:
 @dataclass(frozen=True)
 class MediaSettings:
     ice_servers: tuple[str, ...] = ()  # e.g. "stun:stun.example.org:3478"; empty: no STUN
-    host_addresses: tuple[str, ...] = ()  # addresses to announce; tests use "127.0.0.1"
-    udp_ports: str = ""  # "40000-40100"; empty: any ephemeral port
+    host_addresses: tuple[str, ...] = ()  # addresses to bind and announce; tests use "127.0.0.1"
+    public_addresses: tuple[str, ...] = ()  # announced instead of host_addresses (1:1 NAT); empty: as bound
+    udp_port: int = 7882  # one UDP port for every session's media; 0: per-session sockets
+    udp_ports: str = ""  # with udp_port = 0: "40000-40100", each session's socket in this range; empty: ephemeral
     codecs: tuple[str, ...] = ("VP8", "H264", "opus")
     max_viewers_per_station: int = 100
     max_viewers_per_node: int = 1000
     max_sessions_per_address: int = 20
     max_sdp_bytes: int = 20_000
     thumbnail_s: float = 10.0
+    viewer_grace_s: float = 60.0  # a publisher gone: its viewers wait this long for the next one
+    stall_s: float = 3.0  # no RTP for this long: not live (reconnecting, media_stalled); no video: "audio"
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """TURN for offices whose network drops UDP (docs/operations.md "TURN"): coturn with
+    ``use-auth-secret``; the hub mints each client's credentials (hub.core.turn)."""
+
+    urls: tuple[str, ...] = ()  # e.g. "turn:turn.example.go.id:3478?transport=tcp"; empty: no TURN
+    secret: str = ""  # coturn's static-auth-secret
+    ttl_s: float = 3600.0  # how long minted credentials allow new allocations
 
 
 @dataclass(frozen=True)
@@ -149,6 +165,7 @@ class Settings:
     presence: PresenceSettings = field(default_factory=PresenceSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    turn: TurnSettings = field(default_factory=TurnSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     questions: QuestionsSettings = field(default_factory=QuestionsSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
@@ -298,15 +315,35 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("auth.user_attempts must be at least twice auth.login_attempts")
     _validate_questions(settings.questions)
     _validate_recording(settings.recording)
+    _validate_turn(settings.turn)
     media = settings.media
+    if not 0 <= media.udp_port <= 65535:
+        raise ConfigError(f"media.udp_port must be a port number (0: per-session ports), not {media.udp_port}")
     if media.udp_ports:
         low, _, high = media.udp_ports.partition("-")
         if not (low.isdigit() and high.isdigit() and 0 < int(low) <= int(high) <= 65535):
             raise ConfigError(f'media.udp_ports must look like "40000-40100", not {media.udp_ports!r}')
+        if media.udp_port:
+            raise ConfigError("media.udp_ports is for per-session ports: set media.udp_port = 0 to use it")
     for server in media.ice_servers:
         if not server.startswith(("stun:", "turn:", "turns:")):
             raise ConfigError(f"media.ice_servers entry must be a stun:/turn: URL, not {server!r}")
+    try:
+        public_mapping(media.host_addresses, media.public_addresses)
+    except ValueError as exc:
+        raise ConfigError(f"media.public_addresses: {exc}") from None
     return settings
+
+
+def _validate_turn(turn: TurnSettings) -> None:
+    for url in turn.urls:
+        problem = turn_url_problem(url)
+        if problem:
+            raise ConfigError(f"turn.urls: {problem}")
+    if turn.urls and not turn.secret:
+        raise ConfigError("turn.secret is required with turn.urls (coturn's static-auth-secret)")
+    if turn.ttl_s <= 0:
+        raise ConfigError("turn.ttl_s must be greater than 0")
 
 
 def _validate_questions(questions: QuestionsSettings) -> None:

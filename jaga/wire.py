@@ -35,7 +35,7 @@ MAX_TEXT = 500  # announcements, activity titles
 # type name → {field: (python type(s), required)}
 STATION_MESSAGES: dict[str, dict[str, tuple[Any, bool]]] = {
     "hello": {"station": (str, True), "token": (str, True), "agent": (str, False), "version": (str, False)},
-    "hb": {"camera": (str, False), "bitrate": ((int, float), False)},
+    "hb": {"camera": (str, False), "bitrate": ((int, float), False), "quality": (str, False)},
     "activity.start": {"title": (str, True)},
     "activity.stop": {},
     "thumb": {"jpeg": (bytes, True)},
@@ -149,7 +149,9 @@ def error(code: str, message: str) -> dict[str, Any]:
 
 
 def welcome(station: str, server_time: float, heartbeat_s: float, schedule: dict[str, Any],
-            ice_servers: list[str]) -> dict[str, Any]:
+            ice_servers: list[str | dict[str, str]]) -> dict[str, Any]:
+    """``ice_servers``: STUN/TURN URLs as strings, and TURN servers with credentials as
+    ``{"urls", "username", "credential"}`` (the W3C ``RTCIceServer`` shape; docs/protocol.md)."""
     return {"t": "welcome", "station": station, "server_time": server_time, "heartbeat_s": heartbeat_s,
             "schedule": schedule, "ice_servers": ice_servers}
 

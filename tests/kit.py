@@ -35,6 +35,7 @@ import inspect
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -134,6 +135,15 @@ opd.bakesbangpol,"Badan Kesatuan Bangsa dan Politik, Rahasia",opd,,false
 """
 
 
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port nobody holds right now, for a test hub's shared media port (the default
+    7882 would collide between test runs on one machine)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def hub_config(home: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     """A test hub's configuration as a mapping: ``home`` holds its data and registry.
 
@@ -150,7 +160,7 @@ def hub_config(home: Path, **sections: dict[str, Any]) -> dict[str, Any]:
         "presence": {"heartbeat_s": 0.2, "timeout_s": 1.0, "hello_timeout_s": 1.0},
         "schedule": {"workdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00",
                      "end": "23:59", "national_holidays": False},
-        "media": {"host_addresses": ["127.0.0.1"]},
+        "media": {"host_addresses": ["127.0.0.1"], "udp_port": free_udp_port()},
     }
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
@@ -203,17 +213,18 @@ class _InProcessServer(uvicorn.Server):
 
 
 class _OnLoopback:
-    """The addresses of a hub listening on 127.0.0.1:``port``."""
+    """The addresses of a hub listening on ``host`` (127.0.0.1, or a lab's address):``port``."""
 
     port: int
+    host: str = "127.0.0.1"
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws://{self.host}:{self.port}"
 
 
 @dataclass
@@ -222,17 +233,19 @@ class RunningHub(_OnLoopback):
     port: int
     server: uvicorn.Server
     task: asyncio.Task[None]
+    host: str = "127.0.0.1"
 
     async def token(self, station: str) -> str:
         return await self.hub.auth.rotate_token(station)
 
 
 async def start_hub(settings: Settings, clock: Any = None, port: int = 0,
-                    per_message_deflate: bool = False) -> RunningHub:
+                    per_message_deflate: bool = False, host: str = "127.0.0.1") -> RunningHub:
     """A hub on a real uvicorn, configured as ``jaga-hub serve`` does; ``port`` 0 picks a free
-    one (pass the old one to restart a hub where its agents expect it)."""
+    one (pass the old one to restart a hub where its agents expect it); ``host``: where it
+    listens (a network lab's host address, for agents in the lab)."""
     app = create_app(settings, clock) if clock else create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", ws_max_size=WS_MAX_SIZE,
+    config = uvicorn.Config(app, host=host, port=port, ws="websockets-sansio", ws_max_size=WS_MAX_SIZE,
                             ws_per_message_deflate=per_message_deflate, lifespan="on", log_level="warning",
                             proxy_headers=False)  # as `serve`: the app alone reads X-Forwarded-For
     server = _InProcessServer(config)
@@ -249,7 +262,7 @@ async def start_hub(settings: Settings, clock: Any = None, port: int = 0,
     hub: Hub = app.state.hub
     if settings.hub.port == 0:  # as `serve --port 0` does: other nodes and redirects need the real port
         hub.settings = hub.settings.replace(hub={"port": bound})
-    return RunningHub(hub, bound, server, task)
+    return RunningHub(hub, bound, server, task, host)
 
 
 def cluster_node(redis_url: str, name: str, ttl_s: float = 1.0) -> dict[str, Any]:

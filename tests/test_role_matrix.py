@@ -22,7 +22,7 @@ station (a valid token of a different station) — and holds the answers to the 
 non-public station, ``hidden``) 404. Bodies are empty or ``{}`` on purpose: a route checks the
 caller before it reads the body, so an allowed caller gets 400/415 and a refused one 401/403
 (a route that parsed first would show up here as letting anyone through). The session routes
-(``DELETE``/``PATCH /whip|whep/{station}/{session}``) look the session up before the caller
+(``DELETE``/``PATCH /whip|whep/{station}/{session}``, ``GET /whep/…``) look the session up before the caller
 (the unguessable URL comes first, RFC 9725): probed with an unknown session (404 for all),
 they must declare exactly the roles of the POST that creates such sessions; the creator-only
 rule itself is tested in tests/media/test_routes.py. The same table is in docs/security.md.
@@ -165,6 +165,7 @@ PROBES: dict[tuple[str, str], list[Probe]] = {
         Probe("/whep/pendopo", "", expect={"public": 401, "other": 403}),
     ],
     ("OPTIONS", "/whep/{station}"): [Probe(f"/whep/{PUBLIC_ID}")],
+    ("GET", "/whep/{station}/{session}"): [Probe(f"/whep/{PUBLIC_ID}/no-such-session")],
     ("DELETE", "/whep/{station}/{session}"): [Probe(f"/whep/{PUBLIC_ID}/no-such-session")],
     ("PATCH", "/whep/{station}/{session}"): [Probe(f"/whep/{PUBLIC_ID}/no-such-session")],
     ("OPTIONS", "/whep/{station}/{session}"): [Probe(f"/whep/{PUBLIC_ID}/no-such-session")],
@@ -174,6 +175,8 @@ PROBES: dict[tuple[str, str], list[Probe]] = {
 SAME_ROLES_AS = {
     ("DELETE", "/whip/{station}/{session}"): ("POST", "/whip/{station}"),
     ("PATCH", "/whip/{station}/{session}"): ("POST", "/whip/{station}"),
+    ("GET", "/whep/{station}/{session}"): ("POST", "/whep/{station}"),
+    ("HEAD", "/whep/{station}/{session}"): ("POST", "/whep/{station}"),  # Starlette's, with GET
     ("DELETE", "/whep/{station}/{session}"): ("POST", "/whep/{station}"),
     ("PATCH", "/whep/{station}/{session}"): ("POST", "/whep/{station}"),
 }

@@ -6,9 +6,13 @@ A station's presence state follows from three facts the hub observes:
 
 * ``connection`` — the id of its current authenticated WebSocket, or None;
 * ``last_seen`` — when that socket last proved alive (hello, heartbeat, any message);
-* ``publishing`` — whether its media (WHIP) is being received.
+* ``publishing`` — whether its media (WHIP) is connected;
+* ``media`` — what of that media is flowing: ``video``, ``audio`` (only audio: the agent
+  stepped down on a weak uplink, or the video stopped) or ``""`` (no RTP at all for longer
+  than ``media.stall_s``: the media has stalled). The relay's watchdog reports it.
 
-    state = live          if publishing
+    state = live          if publishing and media is flowing (video or audio)
+            reconnecting  if publishing but the media stalled (a frozen picture is not presence)
             online        if connected and last_seen within the grace (2 heartbeats)
             reconnecting  if connected but quiet past the grace, or the socket died
                           without a close frame, and last_seen is within timeout_s
@@ -21,8 +25,8 @@ to every method and calls :meth:`PresenceTable.tick` periodically to age connect
 
 Reasons name why a state was entered (``hello``, ``published``, ``unpublished``,
 ``heartbeat``, ``silent`` (heartbeats missed), ``lost``, ``timeout``, ``closed``, ``replaced``,
-``node_lost``); the ledger stores the reason that *ended* an interval, which is the reason of
-the next transition.
+``node_lost``, ``media_stalled``, ``media_resumed``); the ledger stores the reason that *ended* an
+interval, which is the reason of the next transition.
 """
 
 from __future__ import annotations
@@ -34,6 +38,19 @@ ONLINE = "online"
 LIVE = "live"
 RECONNECTING = "reconnecting"
 STATES = (OFFLINE, ONLINE, LIVE, RECONNECTING)
+VIDEO, AUDIO, STALLED = "video", "audio", ""  # what of a publisher's media is flowing
+
+
+def flowing_media(audio_age_s: float, video_age_s: float, stall_s: float) -> str:
+    """What a publisher's media is, from how long ago each kind's last RTP packet arrived
+    (since it was connected, if none did): VIDEO if any video came within ``stall_s``, else
+    AUDIO if audio did, else STALLED. So a resumed stream counts as flowing at its first
+    packet, and a stall shows after ``stall_s`` (plus the watchdog's tick)."""
+    if video_age_s <= stall_s:
+        return VIDEO
+    if audio_age_s <= stall_s:
+        return AUDIO
+    return STALLED
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,7 @@ class StationPresence:
     last_seen: float = 0.0
     socket_lost: bool = False  # the socket died without a close frame; waiting for a return
     publishing: bool = False
+    media: str = STALLED  # while publishing: VIDEO, AUDIO or STALLED
     activity: dict[str, object] | None = field(default=None)
 
 
@@ -101,10 +119,21 @@ class PresenceTable:
         record.socket_lost = True
         return self._settle(record, now, "lost")
 
-    def publishing(self, station: str, active: bool, now: float) -> list[Transition]:
+    def publishing(self, station: str, active: bool, now: float, media: str = VIDEO) -> list[Transition]:
+        """Media connected (``media``: what it starts with) or gone."""
         record = self.get(station)
         record.publishing = active
+        record.media = media if active else STALLED
         return self._settle(record, now, "published" if active else "unpublished")
+
+    def media_flow(self, station: str, media: str, now: float) -> tuple[bool, list[Transition]]:
+        """The watchdog saw ``media`` flowing (VIDEO, AUDIO or STALLED). Returns whether the
+        record changed (a VIDEO ⇄ AUDIO step changes no state but must be announced)."""
+        record = self.get(station)
+        if not record.publishing or record.media == media:
+            return False, []
+        record.media = media
+        return True, self._settle(record, now, "media_stalled" if media == STALLED else "media_resumed")
 
     def forget_connection(self, station: str, now: float, reason: str) -> list[Transition]:
         """Drop whatever the station had (its node died, its token was revoked)."""
@@ -112,6 +141,7 @@ class PresenceTable:
         record.connection = None
         record.socket_lost = False
         record.publishing = False
+        record.media = STALLED
         return self._settle(record, now, reason)
 
     def tick(self, now: float) -> tuple[list[Transition], list[tuple[str, int]]]:
@@ -133,7 +163,7 @@ class PresenceTable:
 
     def derive(self, record: StationPresence, now: float) -> str:
         if record.publishing:
-            return LIVE
+            return LIVE if record.media != STALLED else RECONNECTING
         if record.connection is None:
             return OFFLINE
         if record.socket_lost or now - record.last_seen > self.grace_s:

@@ -18,6 +18,10 @@ class MediaCounters:
     viewer_keyframe_requests: int = 0  # PLI/FIR received from viewers
     thumbnails: int = 0
     sessions_refused: int = 0  # offers refused for caps or rate limits
+    # viewers' video fallback (hub.media.congestion): their link could not carry video
+    video_fallbacks: int = 0  # a viewer's video switched off (audio and thumbnails only)
+    video_probes: int = 0  # a viewer's video tried again after its back-off
+    video_recoveries: int = 0  # a probe that held: that viewer's video stays on
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

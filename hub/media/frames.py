@@ -11,7 +11,8 @@ access unit, Opus packet) with its keyframe flag and RTP timestamp.
   them: enough for a retransmission (RTX, already unwrapped by the ingest) to fill the hole.
 - **Frames.** A frame is every packet with one timestamp, ended by the marker bit (or, if
   the marker was never seen, by the next timestamp arriving without a hole). Its payloads
-  are depayloaded by the injected ``depayload(mime, payload)`` (seam 12) and joined.
+  are depayloaded (VP8: the payload descriptor cut off here, RFC 7741; H.264: by the
+  injected ``depayload(mime, payload)``, seam 12) and joined.
   Audio: one packet is one frame.
 - **Gaps.** When the window is exceeded the missing packets are given up: the frame being
   built is dropped, and so is every video frame until the first packet of a keyframe
@@ -34,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hub.media.keyframes import H264_NAL_SPS, h264_nal_types, is_keyframe, starts_keyframe
+from hub.media.keyframes import H264_NAL_SPS, h264_nal_types, is_keyframe, starts_keyframe, vp8_descriptor_size
 
 # (mime type, one RTP payload) → its share of the encoded frame; raises ValueError if malformed
 Depayloader = Callable[[str, bytes], bytes]
@@ -57,6 +58,7 @@ class FrameAssembler:
     def __init__(self, mime_type: str, depayload: Depayloader, window: int | None = None) -> None:
         self.mime_type = mime_type.lower()
         self.video = self.mime_type.startswith("video/")
+        self._vp8 = self.mime_type == "video/vp8"
         self._depayload = depayload
         self.window = window if window is not None else (VIDEO_WINDOW if self.video else AUDIO_WINDOW)
         self.gaps = 0  # holes given up (a counter for tests and metrics)
@@ -83,6 +85,12 @@ class FrameAssembler:
     def push(self, seq: int, ts: int, marker: int, payload: bytes) -> list[Frame]:
         """One RTP packet; returns the frames it completed (often none, sometimes several)."""
         ext = self._extend(seq)
+        if (ext == self._next or self._next is None) and not self._pending:  # in order: the usual case
+            self._next = ext + 1
+            self._late = 0
+            frames: list[Frame] = []
+            self._take(ts, marker, payload, frames)
+            return frames
         if self._next is None:
             self._next = ext
         elif ext < self._next or ext in self._pending:
@@ -154,7 +162,10 @@ class FrameAssembler:
                 self._synced = self._syncing = True
             self._frame_ts = ts
         try:
-            self._parts.append(self._depayload(self.mime_type, payload))
+            if self._vp8:  # our own: aiortc's depayloader costs ~5 µs a packet in objects
+                self._parts.append(payload[vp8_descriptor_size(payload):])
+            else:
+                self._parts.append(self._depayload(self.mime_type, payload))
         except ValueError:
             self._gap()  # a malformed packet is as good as a lost one
             return

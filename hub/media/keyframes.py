@@ -48,26 +48,36 @@ def starts_keyframe(mime_type: str, payload: bytes) -> bool:
     return not mime_type.startswith("video/")
 
 
-def _vp8_starts_keyframe(payload: bytes) -> bool:
+def vp8_descriptor_size(payload: bytes) -> int:
+    """The length of a VP8 RTP payload descriptor (RFC 7741 §4.2); the VP8 data follows it.
+    Raises ValueError if the payload holds no data after it (truncated or malformed)."""
     size = len(payload)
-    if size < 2:
-        return False
-    first = payload[0]
-    if first & 0x17 != 0x10:  # S must be 1 and PID 0
-        return False
     position = 1
-    if first & 0x80:  # X: extension byte I L T K
+    if size and payload[0] & 0x80:  # X: extension byte I L T K
+        if size < 2:
+            raise ValueError("VP8 descriptor truncated")
         extension = payload[1]
         position = 2
         if extension & 0x80:  # I: picture id, 7 or 15 bits
             if position >= size:
-                return False
+                raise ValueError("VP8 descriptor truncated")
             position += 2 if payload[position] & 0x80 else 1
         if extension & 0x40:  # L: TL0PICIDX
             position += 1
         if extension & 0x30:  # T or K: TID / KEYIDX byte
             position += 1
-    return position < size and payload[position] & 0x01 == 0
+    if position >= size:
+        raise ValueError("VP8 payload without data")
+    return position
+
+
+def _vp8_starts_keyframe(payload: bytes) -> bool:
+    if len(payload) < 2 or payload[0] & 0x17 != 0x10:  # S must be 1 and PID 0
+        return False
+    try:
+        return payload[vp8_descriptor_size(payload)] & 0x01 == 0
+    except ValueError:
+        return False
 
 
 def _h264_starts_keyframe(payload: bytes) -> bool:

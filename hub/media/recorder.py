@@ -213,6 +213,7 @@ class StreamRecorder:
         self._timer: asyncio.TimerHandle | None = None
         self._tapped = False
         self._failed = False
+        self.cpu_s = 0.0  # thread CPU of the batches: the recorder's own cost, apart from the relay's
 
     def start(self) -> None:
         self._source = self.stream.source_id
@@ -273,6 +274,7 @@ class StreamRecorder:
         queue, self._queue = self._queue, []
         if self._failed:
             return
+        started = time.thread_time()
         try:
             for item in queue:
                 if item is None:
@@ -293,6 +295,7 @@ class StreamRecorder:
                     self.stream.request_keyframe()
         except Exception as exc:  # the relay must go on whatever happens to the file
             self._fail(exc)
+        self.cpu_s += time.thread_time() - started
 
     def _new_source(self) -> None:
         """Another publisher took the stream over: its numbers and clocks start afresh."""

@@ -10,6 +10,9 @@ Theory of operation (see ``docs/media.md`` for the why):
   station's source sends, and a ``ViewerEgress`` per kind that sends the source's RTP
   itself. When the viewer connects, its video waits for the first packet of a keyframe
   and the publisher is asked for one (rate-limited).
+- Each viewer's video has a fallback (``viewer_fallback``, deciding in ``congestion``): when
+  its own receiver reports show that its link cannot carry video, its video egress pauses
+  (audio goes on) and is tried again after a back-off; ``viewer_video`` tells its page.
 - Every peer connection ends through ``end``: on DELETE, on ICE/DTLS failure or close, if
   it does not connect within ``CONNECT_TIMEOUT_S``, when its station's last publisher goes
   (viewers are closed, so they see their tracks end), and on ``close``.
@@ -20,12 +23,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections import Counter
 from collections.abc import Coroutine
 from typing import Any
 
+from hub.core.announce import announce_public, public_mapping
 from hub.errors import NotFound, RateLimited, Unavailable
-from hub.media import seams_egress, seams_keyframes, seams_peers
+from hub.media import seams_egress, seams_keyframes, seams_peers, seams_udp
+from hub.media.congestion import OFF, CongestionPolicy
 from hub.media.counters import MediaCounters
 from hub.media.keyframes import KeyframeRequester
 from hub.media.offer import check_offer, choose_publisher_codecs
@@ -33,6 +39,7 @@ from hub.media.peers import answer_publisher, answer_viewer
 from hub.media.sessions import MediaEvents, MediaSession, Peer, PublisherPeer, StationState, ViewerPeer
 from hub.media.station_stream import StationStream
 from hub.media.viewer_egress import EgressParameters, IdleTrack, ViewerEgress
+from hub.media.viewer_fallback import ViewerVideoFallback
 from hub.settings import MediaSettings
 
 logger = logging.getLogger(__name__)
@@ -52,8 +59,14 @@ class MediaRelay:
         self._inflight: Counter[str] = Counter()  # offers being answered, for the caps
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
-        if settings.udp_ports:
-            logger.warning("media.udp_ports is not supported by aioice 0.13; using ephemeral ports")
+        self._public = public_mapping(settings.host_addresses, settings.public_addresses)  # 1:1 NAT
+        # viewers' video fallback: the thresholds (set_congestion_policy), one per viewer with video
+        self.congestion_policy = CongestionPolicy()
+        self._fallbacks: dict[str, ViewerVideoFallback] = {}
+        # where sessions' host candidates bind: the shared media port (opened by ``open``), a
+        # port range, or aioice's ephemeral ports
+        self._binding = seams_udp.Binding(port_range=port_range(settings.udp_ports) if not settings.udp_port else None)
+        self._opening = asyncio.Lock()
 
     # --- queries ---------------------------------------------------------------------
 
@@ -74,42 +87,99 @@ class MediaRelay:
         station = self._stations.get(station_id)
         return station.stream if station is not None and station.live else None
 
+    def media_ages(self) -> dict[str, tuple[float, float]]:
+        """Per live station here: seconds since its source's last audio and video RTP."""
+        now = time.monotonic()
+        return {station_id: station.stream.media_ages(now)
+                for station_id, station in self._stations.items() if station.live}
+
     def viewer_count(self, station_id: str) -> int:
         station = self._stations.get(station_id)
         return len(station.viewers) if station else 0
+
+    def viewer_video(self, session_id: str) -> dict[str, Any] | None:
+        """Whether a viewer gets video now, and why not (the WHEP session resource's JSON);
+        None for an unknown session. A viewer without video: ``{"video": "off", "reason":
+        "no_video"}``."""
+        peer = self._sessions.get(session_id)
+        if not isinstance(peer, ViewerPeer):
+            return None
+        fallback = self._fallbacks.get(session_id)
+        if fallback is None:
+            return {"video": "off", "reason": "no_video", "retry_in_s": None, "probing": False, "fallbacks": 0,
+                    "loss": None, "rtt_ms": None}
+        return fallback.status()
+
+    def set_congestion_policy(self, policy: CongestionPolicy) -> None:
+        """The video fallback's thresholds, for every viewer from now on (current ones too)."""
+        self.congestion_policy = policy
+        for fallback in self._fallbacks.values():
+            fallback.set_policy(policy)
 
     def metrics(self) -> dict[str, int]:
         viewers = sum(isinstance(p, ViewerPeer) for p in self._sessions.values())
         return {
             "publishers": sum(1 for s in self._stations.values() if s.active is not None),
             "viewers": viewers,
+            "viewers_audio_only": sum(f.state == OFF for f in self._fallbacks.values()),
             "sessions": len(self._sessions),
             "peer_connections": len(self._sessions),
             **self._counters.as_dict(),
+            **self.udp_metrics(),
         }
+
+    async def open(self) -> None:
+        """Bind the shared media UDP port (``media.udp_port``), once; raises OSError if it is
+        taken. Called at start-up, and again (doing nothing) before every offer."""
+        if not self.settings.udp_port or self._binding.muxes:
+            return
+        async with self._opening:
+            if self._binding.muxes:
+                return
+            hosts = self.settings.host_addresses or ("0.0.0.0",)
+            muxes = []
+            try:
+                for host in hosts:
+                    muxes.append(await seams_udp.UdpMux.open(host, self.settings.udp_port))
+            except OSError:
+                for mux in muxes:
+                    mux.close()
+                raise
+            self._binding = seams_udp.Binding(muxes=tuple(muxes))
+            logger.info("media on UDP port %d (%s)", self.settings.udp_port, ", ".join(hosts))
+
+    def udp_metrics(self) -> dict[str, int]:
+        """The shared media port: datagrams received, and dropped by reason (hostile or stray)."""
+        counts = {"udp_port_datagrams": sum(m.received for m in self._binding.muxes)}
+        for reason in seams_udp.DROP_REASONS:
+            counts[f"udp_port_dropped_{reason}"] = sum(m.dropped[reason] for m in self._binding.muxes)
+        return counts
 
     # --- WHIP ------------------------------------------------------------------------
 
     async def publish(self, station_id: str, offer_sdp: str, *, owner: str, client_addr: str) -> MediaSession:
         """Answer a WHIP offer for ``station_id``. Raises a ClientError for a bad offer."""
         offer = check_offer(offer_sdp, max_bytes=self.settings.max_sdp_bytes, publishing=True)
+        await self.open()
         codecs = choose_publisher_codecs(offer, self.settings.codecs)
         slots = self._admit(client_addr)
         try:
             session_id = secrets.token_urlsafe(18)
             pc = seams_peers.new_peer_connection(self.settings.ice_servers)
             try:
-                answer, receivers = await answer_publisher(
-                    pc, offer, codecs, self.settings.host_addresses,
-                    lambda kind, seq, ts, marker, payload: self._forward_rtp(
-                        station_id, session_id, kind, seq, ts, marker, payload),
-                )
+                with seams_udp.binding(self._binding):
+                    answer, receivers = await answer_publisher(
+                        pc, offer, codecs, self.settings.host_addresses,
+                        lambda kind, seq, ts, marker, payload: self._forward_rtp(
+                            station_id, session_id, kind, seq, ts, marker, payload),
+                    )
                 self._refuse_if_closed()
             except BaseException:
                 await seams_peers.close_peer_connection(pc)
                 raise
         finally:
             self._inflight.subtract(slots)
+        answer = announce_public(answer, self._public)
         session = MediaSession(session_id, "whip", station_id, owner, answer, _etag())
         peer = PublisherPeer(session, pc, client_addr, codecs=codecs)
         video = receivers.get("video")
@@ -124,9 +194,13 @@ class MediaRelay:
                                    self._events.wants_thumbnail)
             station = self._stations[station_id] = StationState(stream)
         if station.active is None:
-            station.active = peer
-            station.stream.switch_source(session_id, _mime_types(codecs), peer.requester.request,
-                                         peer.requester.answered)
+            if station.viewers:  # viewers kept through the previous publisher's loss: this one is theirs
+                self._cancel_grace(station)
+                self._take_over(station, peer)
+            else:
+                station.active = peer
+                station.stream.switch_source(session_id, _mime_types(codecs), peer.requester.request,
+                                             peer.requester.answered)
         else:
             if station.pending is not None:
                 self._spawn(self.end(station.pending.session.id))  # the newest offer wins
@@ -138,6 +212,7 @@ class MediaRelay:
     async def view(self, station_id: str, offer_sdp: str, *, owner: str, client_addr: str) -> MediaSession:
         """Answer a WHEP offer for a station that is publishing."""
         offer = check_offer(offer_sdp, max_bytes=self.settings.max_sdp_bytes, publishing=False)
+        await self.open()
         station = self._live_station(station_id)
         self._check_viewer_caps(station_id, station)
         slots = self._admit(client_addr, station_id)
@@ -148,12 +223,13 @@ class MediaRelay:
         try:
             pc = seams_peers.new_peer_connection(self.settings.ice_servers)
             try:
-                answer, egresses, senders = await answer_viewer(
-                    pc, offer, codecs, self.settings.host_addresses,
-                    lambda parameters: self._new_egress(parameters, station),
-                    lambda: self._viewer_wants_keyframe(station_id),
-                    tracks,
-                )
+                with seams_udp.binding(self._binding):
+                    answer, egresses, senders = await answer_viewer(
+                        pc, offer, codecs, self.settings.host_addresses,
+                        lambda parameters: self._new_egress(parameters, station),
+                        lambda: self._viewer_wants_keyframe(station_id),
+                        tracks,
+                    )
                 self._refuse_if_closed()
                 if self._live_station(station_id) is not station:  # the publisher left meanwhile
                     raise NotFound(f"station {station_id} is not live", code="not_live")
@@ -164,9 +240,15 @@ class MediaRelay:
                 raise
         finally:
             self._inflight.subtract(slots)
+        answer = announce_public(answer, self._public)
         session = MediaSession(session_id, "whep", station_id, owner, answer, _etag())
         peer = ViewerPeer(session, pc, client_addr, codecs=codecs, egresses=egresses, senders=senders, tracks=tracks)
         self._register(peer)
+        video = egresses.get("video")
+        if video is not None:
+            fallback = self._fallbacks[session_id] = ViewerVideoFallback(video, self.congestion_policy, self._counters)
+            seams_egress.on_receiver_report(senders["video"], fallback.receiver_report)
+            seams_egress.on_report_sent(senders["video"], fallback.report_sent)
         station.viewers.add(peer)
         for egress in egresses.values():
             station.stream.add_egress(egress)
@@ -196,9 +278,13 @@ class MediaRelay:
     async def close(self) -> None:
         """Hub shutdown: end every session and wait for everything the relay started."""
         self._closed = True
+        for station in self._stations.values():
+            self._cancel_grace(station)
         await asyncio.gather(*(self.end(sid) for sid in list(self._sessions)))
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for mux in self._binding.muxes:
+            mux.close()
 
     # --- internals -------------------------------------------------------------------
 
@@ -257,6 +343,9 @@ class MediaRelay:
                 self._spawn(self.end(viewer.session.id))
 
     def _detach_viewer(self, peer: ViewerPeer, station: StationState | None) -> None:
+        fallback = self._fallbacks.pop(peer.session.id, None)
+        if fallback is not None:
+            fallback.close()
         for egress in peer.egresses.values():
             if station is not None:
                 station.stream.remove_egress(egress)
@@ -282,10 +371,32 @@ class MediaRelay:
                 station.live = False
                 self._notify("publishing_stopped", station_id)
             return []
-        del self._stations[station_id]
         if station.live:
+            station.live = False
             self._notify("publishing_stopped", station_id)
+        if station.viewers and self.settings.viewer_grace_s > 0 and not self._closed:
+            # An office that lost its link comes back with a new WHIP session: its viewers stay
+            # connected meanwhile and get its picture again without joining again.
+            station.grace = asyncio.get_running_loop().call_later(
+                self.settings.viewer_grace_s, lambda: self._spawn(self._end_station_after_grace(station_id, station)))
+            return []
+        del self._stations[station_id]
         return [self.end(v.session.id) for v in list(station.viewers)] + [station.stream.close()]
+
+    async def _end_station_after_grace(self, station_id: str, station: StationState) -> None:
+        """No publisher came back within ``media.viewer_grace_s``: the kept viewers end."""
+        station.grace = None
+        if self._stations.get(station_id) is not station or station.active is not None:
+            return
+        del self._stations[station_id]
+        await asyncio.gather(*(self.end(v.session.id) for v in list(station.viewers)))
+        await station.stream.close()
+
+    @staticmethod
+    def _cancel_grace(station: StationState) -> None:
+        if station.grace is not None:
+            station.grace.cancel()
+            station.grace = None
 
     def _forward_rtp(self, station_id: str, session_id: str, kind: str, seq: int, ts: int, marker: int,
                      payload: bytes) -> None:
@@ -382,6 +493,14 @@ async def _no_keyframe() -> bool:
 
 def _mime_types(codecs: dict[str, seams_peers.RTCRtpCodecParameters]) -> dict[str, str]:
     return {kind: codec.mimeType.lower() for kind, codec in codecs.items()}
+
+
+def port_range(spec: str) -> tuple[int, int] | None:
+    """``media.udp_ports`` ("40000-40100", validated by the settings) as (low, high)."""
+    if not spec:
+        return None
+    low, _, high = spec.partition("-")
+    return int(low), int(high)
 
 
 def _etag() -> str:

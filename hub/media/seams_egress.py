@@ -2,8 +2,8 @@
 
 The RTP forwarding fast path (``viewer_egress``) keeps each viewer's ``RTCRtpSender`` for
 negotiation, SSRCs and RTCP, but sends the media itself. That needs four reaches into
-aiortc / aioice, each pinned by ``tests/media/test_seams_egress.py`` against the locked
-versions:
+aiortc / aioice (and two more to read the viewer's receiver reports), each pinned by
+``tests/media/test_seams_egress.py`` against the locked versions:
 
 6. ``open_wire`` / ``SrtpWire``: a viewer's outbound SRTP session
    (``RTCDtlsTransport._tx_srtp``, a pylibsrtp ``Session``) and its nominated ICE pair's
@@ -21,8 +21,16 @@ versions:
 9. ``sender_ssrcs``: the SSRCs aiortc announced for a sender (``_ssrc``, ``_rtx_ssrc``, in
    ``a=ssrc`` and as the keys of the RTCP router), which our packets must carry so the
    viewer's RTCP is routed back to that sender.
+14. ``on_receiver_report``: the DTLS transport routes each RR/SR whose report blocks name a
+    sender's SSRC to that sender's ``_handle_rtcp_packet`` (an instance lookup, awaited from
+    ``RTCDtlsTransport._handle_rtcp_data``); we shadow it per sender to read the blocks
+    about its SSRC first (``hub.media.congestion``), then let aiortc's own run.
+15. ``on_report_sent``: after an SR left through ``_send_rtcp`` (shadowed by 8, which wrote
+    our NTP time into it), the middle 32 bits of that time: what the viewer echoes as LSR,
+    so the round trip can be measured (aiortc's own ``__lsr`` stays at its zero counters).
 
-Consumers: ``peers`` (7-9, when a viewer's answer is built), ``relay`` (6, when it connects).
+Consumers: ``peers`` (7-9, when a viewer's answer is built), ``relay`` (6, when it connects;
+14-15, for a viewer's video).
 """
 
 from __future__ import annotations
@@ -35,9 +43,12 @@ import pylibsrtp
 from aioice.ice import CandidatePair
 from aiortc import RTCRtpSender
 from aiortc import clock as aiortc_clock
-from aiortc.rtp import AnyRtcpPacket, RtcpSenderInfo, RtcpSrPacket
+from aiortc.rtp import AnyRtcpPacket, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
 
-__all__ = ["MAX_SOCKET_BACKLOG", "SenderReport", "SrtpWire", "on_nack", "open_wire", "report_with", "sender_ssrcs"]
+from hub.media.congestion import ReceiverReport
+
+__all__ = ["MAX_SOCKET_BACKLOG", "SenderReport", "SrtpWire", "on_nack", "on_receiver_report", "on_report_sent",
+           "open_wire", "report_with", "sender_ssrcs"]
 
 
 # --- 6. sending SRTP to a viewer directly -----------------------------------------------
@@ -148,3 +159,41 @@ def report_with(sender: RTCRtpSender, report: SenderReport) -> None:
 def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
     """(media SSRC, RTX SSRC), as aiortc wrote them into the answer's ``a=ssrc`` lines."""
     return sender._ssrc, sender._rtx_ssrc
+
+
+# --- 14 and 15. a viewer's receiver reports, and when our SRs left ------------------------
+
+
+def on_receiver_report(sender: RTCRtpSender, callback: Callable[[ReceiverReport], object]) -> None:
+    """Call ``callback`` with each report block the viewer sends about ``sender``'s SSRC
+    (in an RR, or an SR's report blocks), before aiortc's own handling of the packet."""
+    handle = sender._handle_rtcp_packet
+    ssrc = sender._ssrc
+
+    async def handle_with_reports(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for block in packet.reports:
+                if block.ssrc == ssrc:
+                    callback(ReceiverReport(fraction_lost=block.fraction_lost, packets_lost=block.packets_lost,
+                                            highest_sequence=block.highest_sequence, jitter=block.jitter,
+                                            lsr=block.lsr, dlsr=block.dlsr))
+        await handle(packet)
+
+    # RTCDtlsTransport._handle_rtcp_data awaits recipient._handle_rtcp_packet(packet)
+    sender._handle_rtcp_packet = handle_with_reports  # type: ignore[method-assign]  # shadowed per instance
+
+
+def on_report_sent(sender: RTCRtpSender, callback: Callable[[int], object]) -> None:
+    """Call ``callback(lsr)`` after each SR the sender sent, ``lsr`` being the middle 32 bits
+    of its NTP timestamp (RFC 3550 §6.4.1), as the viewer will echo it. Install after
+    :func:`report_with`, whose values it reads back."""
+    send_rtcp = sender._send_rtcp
+
+    async def send_and_note(packets: list[AnyRtcpPacket]) -> None:
+        await send_rtcp(packets)
+        for packet in packets:
+            # report_with sets our NTP time; 0 is aiortc's untouched counter (no SR went out)
+            if isinstance(packet, RtcpSrPacket) and packet.sender_info.ntp_timestamp:
+                callback((packet.sender_info.ntp_timestamp >> 16) & 0xFFFFFFFF)
+
+    sender._send_rtcp = send_and_note  # type: ignore[method-assign]  # shadowed per instance

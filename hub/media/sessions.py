@@ -67,3 +67,5 @@ class StationState:
     pending: PublisherPeer | None = None
     viewers: set[ViewerPeer] = field(default_factory=set)
     live: bool = False  # publishing_started was reported and publishing_stopped not yet
+    # no publisher, viewers kept for media.viewer_grace_s: the timer that ends them
+    grace: asyncio.TimerHandle | None = None

@@ -66,6 +66,7 @@ class StationStream:
         self._on_thumbnail = on_thumbnail
         self._wants_thumbnail = wants_thumbnail
         self.source_id: str | None = None
+        self.source_since = 0.0  # monotonic: when the current source took over
         self._request_source_keyframe: Callable[..., None] = lambda urgent=False: None
         self._keyframe_arrived: Callable[[], None] = lambda: None
         self._mime_types: dict[str, str] = {}
@@ -91,6 +92,7 @@ class StationStream:
         ``mime_types``: the source's codec per kind, lower case (``"video/vp8"``).
         """
         self.source_id = source_id
+        self.source_since = time.monotonic()
         self._mime_types = dict(mime_types)
         self._video_mime = self._mime_types.get("video", "")
         self._keyframe = None
@@ -108,6 +110,12 @@ class StationStream:
             self.source_id = None
             self._request_source_keyframe = lambda urgent=False: None
             self._keyframe_arrived = lambda: None
+
+    def media_ages(self, now: float) -> tuple[float, float]:
+        """Seconds since the source's last audio and video packet (``now`` monotonic); since
+        it took over, if it sent none. Read from the clocks the hot path sets anyway."""
+        audio, video = self.clocks["audio"].at, self.clocks["video"].at
+        return now - max(audio, self.source_since), now - max(video, self.source_since)
 
     def codecs(self) -> dict[str, str]:
         """The source's codec per kind, lower case: ``{"video": "video/vp8", "audio": "audio/opus"}``."""

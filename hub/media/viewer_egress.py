@@ -17,7 +17,11 @@ Packets older than the era's first are never sent (they would reuse a sequence n
 
 States: ``inactive`` (not connected; nothing is sent, or the viewer would start with a
 burst of stale packets) → ``waiting`` (for a start point) → ``flowing``. ``resync`` (a new
-publisher) and overflow go back to ``waiting``.
+publisher) and overflow go back to ``waiting``. ``paused`` (video only): the viewer's link
+cannot carry video (``hub.media.congestion``), so nothing is sent until ``resume``, which
+goes back to ``waiting`` (the next keyframe, asked for); a new publisher meanwhile changes
+nothing. Audio is never paused. The hot path pays nothing for it: a paused egress is one
+more case of "not flowing".
 
 Slow-viewer policy: a viewer whose socket buffer holds more than ``Wire.congested``
 allows is not written to. Video then waits for the next keyframe (and the hub asks for
@@ -40,7 +44,7 @@ from typing import NoReturn, Protocol
 from hub.media.packet_cache import PacketCache
 from hub.media.seams_peers import MediaStreamError, MediaStreamTrack
 
-INACTIVE, WAITING, FLOWING = "inactive", "waiting", "flowing"
+INACTIVE, WAITING, FLOWING, PAUSED = "inactive", "waiting", "flowing", "paused"
 HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence number, timestamp, SSRC
 MASK32 = 0xFFFFFFFF
 MAX_NACKED_PER_REQUEST = 64
@@ -131,6 +135,14 @@ class ViewerEgress:
         # totals for sender reports and metrics
         self.packets = 0
         self.octets = 0  # including the extension block; see sender_report
+        # distinct sequence numbers the viewer NACKed while flowing (congestion evidence); a
+        # repeat of one of the last 256 is not counted again (aiortc re-NACKs every missing one
+        # at each new gap, libwebrtc once per round trip)
+        self.nacked = 0
+        self._nacked_ring: list[int] | None = None
+        # sequence numbers passed over because the publisher's packet never reached us (a gap
+        # it made upstream, forwarded as the same gap); a late one that fills it counts back
+        self.skipped = 0
 
     @property
     def state(self) -> str:
@@ -152,11 +164,25 @@ class ViewerEgress:
 
     def resync(self) -> None:
         """Start a new era at the next start point (a new publisher: its next keyframe)."""
-        if self._state == INACTIVE:
-            return
+        if self._state in (INACTIVE, PAUSED):
+            return  # paused: ``resume`` starts at the new publisher's keyframe anyway
         self._end_era()
         self._overflowed = False
         if not self._audio:
+            self._on_keyframe_needed()
+
+    def pause(self) -> None:
+        """Stop sending (video: the viewer's link cannot carry it) until :meth:`resume`.
+        The viewer's numbers continue from here when it resumes, so it sees no gap."""
+        if self._state in (WAITING, FLOWING) and not self._audio:
+            self._end_era()
+            self._overflowed = False
+            self._state = PAUSED
+
+    def resume(self) -> None:
+        """Send again after :meth:`pause`, from the next keyframe (asked for now)."""
+        if self._state == PAUSED:
+            self._state = WAITING
             self._on_keyframe_needed()
 
     def close(self) -> None:
@@ -171,8 +197,8 @@ class ViewerEgress:
         Returns 1 if sent, else 0. Never blocks and never raises for a dead viewer.
         """
         if self._state != FLOWING:
-            if self._state == INACTIVE:
-                return 0
+            if self._state != WAITING:
+                return 0  # inactive or paused
             if not (keyframe_start or self._audio):
                 if self._overflowed:
                     self._on_dropped(1)
@@ -194,8 +220,12 @@ class ViewerEgress:
         if not wire.send(header + rest):
             return 0
         if distance > self._top:
+            if distance > self._top + 1 and self._top >= 0:
+                self.skipped += distance - self._top - 1
             self._top = distance
             self._top_ts = vts
+        elif self.skipped:
+            self.skipped -= 1  # a retransmission from the publisher filled a hole
         self.packets += 1
         self.octets += len(rest)
         return 1
@@ -236,6 +266,9 @@ class ViewerEgress:
         if self._state != FLOWING or rtx_pt is None or rtx_ssrc is None or self._cache is None or self._wire is None:
             return 0
         sent = 0
+        ring = self._nacked_ring
+        if ring is None:
+            ring = self._nacked_ring = [-1] * 256
         for count, vseq in enumerate(sequence_numbers):
             if count >= MAX_NACKED_PER_REQUEST:
                 break
@@ -244,7 +277,10 @@ class ViewerEgress:
                 continue  # not sent to this viewer in this era
             cached = self._cache.get(seq)
             if cached is None:
-                continue  # too old, or never received from the publisher
+                continue  # too old, or never received from the publisher: not this viewer's loss
+            if ring[vseq & 0xFF] != vseq:
+                ring[vseq & 0xFF] = vseq
+                self.nacked += 1
             _, ts, marker, payload = cached
             header = HEADER.pack(
                 self._first_byte, rtx_pt | (0x80 if marker else 0), self._rtx_seq, (ts + self._ts_off) & MASK32,

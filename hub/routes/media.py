@@ -4,10 +4,16 @@
     POST    /whep/{station}            public station: anyone; otherwise an operator session
                                        (404 to others); "pendopo": operators, and the stations
                                        an active talk.start addresses (403 to other stations)
+    GET     /whep/{station}/{id}       the same credential: whether this viewer gets video now
+                                       (JSON; its link may be too weak: hub.media.congestion)
     DELETE  /whip|whep/{station}/{id}  the same credential that created the session
     PATCH   /whip|whep/{station}/{id}  405: no trickle ICE or ICE restart (RFC 9725 §4.3.1);
                                        offers and answers carry all candidates
     OPTIONS any of the above           CORS preflight, plus ICE servers as Link headers
+
+201s, OPTIONS and the WHEP 307 carry one ``Link: <url>; rel="ice-server"`` per ICE server:
+``media.ice_servers`` as they are, ``turn.urls`` with credentials minted for this response
+(hub.core.turn; docs/operations.md "TURN").
 
 Owners: "station:<id>", "operator:<name>" or "public" (an anonymous viewer: the
 unguessable session URL is its only credential, as RFC 9725 §4.1 expects).
@@ -18,9 +24,10 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from hub.core import turn
 from hub.core.talk import PENDOPO
 from hub.errors import Forbidden, NotAuthenticated, NotFound, ProtocolViolation, UnsupportedMediaType
 from hub.routes.bodies import media_type, read_bounded
@@ -28,26 +35,26 @@ from hub.routes.roles import allow
 from hub.services.auth import hash_token
 
 SDP = "application/sdp"
+VIEWER = "viewer"  # the TURN label of WHEP clients (anonymous or not)
 CORS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "POST, DELETE, PATCH, OPTIONS",
+    "Access-Control-Allow-Methods": "GET, POST, DELETE, PATCH, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
     "Access-Control-Expose-Headers": "Location, ETag, Link, Accept-Post, Allow",
     "Access-Control-Max-Age": "86400",
 }
 
 
-def _ice_links(hub: Any) -> str:
-    return ", ".join(f'<{url}>; rel="ice-server"' for url in hub.settings.media.ice_servers)
-
-
 def _headers(hub: Any, **extra: str) -> dict[str, str]:
-    headers = dict(CORS)
-    links = _ice_links(hub)
-    if links:
-        headers["Link"] = links
-    headers.update(extra)
-    return headers
+    return {**CORS, **extra}
+
+
+def _with_ice_servers(response: Response, hub: Any, name: str) -> Response:
+    """One ``Link: <url>; rel="ice-server"`` per ICE server (RFC 9725 §4.6); TURN ones carry
+    credentials minted now, labelled ``name`` (hub.core.turn)."""
+    for server in turn.issue(name, hub.clock(), hub.settings.media.ice_servers, hub.settings.turn):
+        response.headers.append("Link", turn.link_value(server))
+    return response
 
 
 async def _read_offer(request: Request, limit: int) -> str:
@@ -123,7 +130,8 @@ async def _station_for_token(hub: Any, token: str) -> str | None:
 def _created(hub: Any, request: Request, session: Any) -> Response:
     location = f"/{session.kind}/{session.station_id}/{session.id}"
     headers = _headers(hub, Location=location, ETag=session.etag)
-    return Response(session.answer_sdp, status_code=201, media_type=SDP, headers=headers)
+    response = Response(session.answer_sdp, status_code=201, media_type=SDP, headers=headers)
+    return _with_ice_servers(response, hub, session.station_id if session.kind == "whip" else VIEWER)
 
 
 @allow("station", "operator")
@@ -150,7 +158,8 @@ async def whep_post(request: Request) -> Response:
     owner_url = await hub.router.owner_url(station_id)
     if owner_url is not None:  # published on another node: WHEP clients follow redirects
         query = f"?{request.url.query}" if request.url.query else ""
-        return Response(status_code=307, headers=_headers(hub, Location=owner_url + request.url.path + query))
+        redirect = Response(status_code=307, headers=_headers(hub, Location=owner_url + request.url.path + query))
+        return _with_ice_servers(redirect, hub, VIEWER)
     offer = await _read_offer(request, hub.settings.media.max_sdp_bytes)
     session = await hub.media.view(station_id, offer, owner=owner, client_addr=_client(request))
     _opened_by_operator(request, hub, owner, session.id)
@@ -181,6 +190,20 @@ async def _session_owned_by_caller(request: Request, kind: str) -> Any:
     return session
 
 
+@allow("public", "operator", "station")  # as DELETE: whoever opened the session
+async def whep_get(request: Request) -> Response:
+    """A viewer's page asks whether it gets video now (docs/http-api.md): ``video`` "on" or
+    "off", ``reason`` ("congestion": its link; "no_video": none negotiated), ``retry_in_s``
+    until video is tried again, and how often the station's thumbnail is renewed."""
+    session = await _session_owned_by_caller(request, "whep")
+    hub = request.app.state.hub
+    status = hub.media.viewer_video(session.id)
+    if status is None:
+        raise NotFound("no such media session")
+    body = {**status, "thumbnail_s": hub.settings.media.thumbnail_s}
+    return JSONResponse(body, headers={**CORS, "Cache-Control": "no-store"})
+
+
 def _session_endpoints(kind: str) -> tuple[Any, Any]:
     # Whoever may open such a session may end it (its creator only: _session_owned_by_caller).
     roles = ("station", "operator") if kind == "whip" else ("public", "operator", "station")
@@ -194,7 +217,8 @@ def _session_endpoints(kind: str) -> tuple[Any, Any]:
     @allow(*roles)
     async def patch(request: Request) -> Response:
         await _session_owned_by_caller(request, kind)
-        return Response(status_code=405, headers={**CORS, "Allow": "DELETE, OPTIONS"})
+        return Response(status_code=405, headers={**CORS, "Allow": "GET, DELETE, OPTIONS" if kind == "whep"
+                                                   else "DELETE, OPTIONS"})
 
     return delete, patch
 
@@ -202,8 +226,16 @@ def _session_endpoints(kind: str) -> tuple[Any, Any]:
 @allow("public", "operator")  # CORS preflights carry no credentials
 async def preflight(request: Request) -> Response:
     hub = request.app.state.hub
-    allowed = "DELETE, PATCH, OPTIONS" if "session" in request.path_params else "POST, OPTIONS"
-    return Response(status_code=204, headers=_headers(hub, Allow=allowed, **{"Accept-Post": SDP}))
+    if "session" not in request.path_params:
+        allowed = "POST, OPTIONS"
+    elif request.url.path.startswith("/whep/"):
+        allowed = "GET, DELETE, PATCH, OPTIONS"
+    else:
+        allowed = "DELETE, PATCH, OPTIONS"
+    # Unauthenticated (RFC 9725 §4.6 lets clients fetch ICE servers before their offer): the
+    # TURN label never names a station, so it tells nothing about which ones exist.
+    response = Response(status_code=204, headers=_headers(hub, Allow=allowed, **{"Accept-Post": SDP}))
+    return _with_ice_servers(response, hub, "publisher" if request.url.path.startswith("/whip/") else VIEWER)
 
 
 def _client(request: Request) -> str:
@@ -221,6 +253,7 @@ routes = [
     Route("/whip/{station}/{session}", preflight, methods=["OPTIONS"]),
     Route("/whep/{station}", whep_post, methods=["POST"]),
     Route("/whep/{station}", preflight, methods=["OPTIONS"]),
+    Route("/whep/{station}/{session}", whep_get, methods=["GET"]),
     Route("/whep/{station}/{session}", whep_delete, methods=["DELETE"]),
     Route("/whep/{station}/{session}", whep_patch, methods=["PATCH"]),
     Route("/whep/{station}/{session}", preflight, methods=["OPTIONS"]),

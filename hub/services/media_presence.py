@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from hub.backends.nodes import LocalRouter, Router
+from hub.core.presence import flowing_media
 from hub.core.registry import Registry
 from hub.services.stations import StationsService
 
@@ -22,8 +23,10 @@ class MediaPresence:
     runs as its own task (the relay must not wait on the presence lock)."""
 
     def __init__(self, registry: Registry, stations: StationsService, thumbnail_s: float,
-                 clock: Callable[[], float] = time.time, router: Router | None = None) -> None:
+                 clock: Callable[[], float] = time.time, router: Router | None = None,
+                 stall_s: float = 3.0) -> None:
         self.registry = registry
+        self.stall_s = stall_s
         self.router: Router = router or LocalRouter()
         self.stations = stations
         self.thumbnail_s = thumbnail_s
@@ -46,6 +49,13 @@ class MediaPresence:
             self._spawn(self.stations.set_publishing(station_id, False))
         else:
             self._spawn(self.router.stream_here(station_id, False))
+
+    async def check_media(self, ages: dict[str, tuple[float, float]]) -> None:
+        """The watchdog, once per timer tick: ``ages`` is the relay's seconds since each live
+        station's last audio and video RTP (:meth:`hub.media.relay.MediaRelay.media_ages`)."""
+        for station_id, (audio_age, video_age) in ages.items():
+            if station_id in self.registry:
+                await self.stations.set_media(station_id, flowing_media(audio_age, video_age, self.stall_s))
 
     def wants_thumbnail(self, station_id: str) -> bool:
         """Only for publishers without an agent sending thumbnails (OBS, a browser): decoding

@@ -65,7 +65,16 @@ def add_node_gauges(metrics: Metrics, stations: StationsService, ledger: Buffere
                 counts[record.state] += 1
         return counts
 
+    def by_media() -> dict[str, float]:
+        counts = {"video": 0.0, "audio": 0.0, "stalled": 0.0}
+        for record in stations.table.records():
+            if record.publishing:
+                counts[record.media or "stalled"] += 1
+        return counts
+
     metrics.add_gauges("jaga_stations", "Stations connected to this node, by state", "state", by_state)
+    metrics.add_gauges("jaga_stations_media", "Stations publishing on this node, by what flows: video, "
+                       "audio only (stepped down), or stalled (media_stalled: not live)", "media", by_media)
     metrics.add_gauges("jaga_ledger_healthy", "1 when the ledger store accepts writes", "",
                        lambda: {"": float(ledger.healthy)})
     metrics.add_gauges("jaga_ledger_pending_writes", "Ledger writes held while the store is down", "",
@@ -82,11 +91,13 @@ def add_node_gauges(metrics: Metrics, stations: StationsService, ledger: Buffere
 
 def add_recording_gauges(metrics: Metrics, read: Callable[[], dict[str, float]]) -> None:
     """docs/recordings.md "Metrics"; ``read`` is ``RecordingsService.metrics`` (active, bytes,
-    errors, disk_free), read at scrape time."""
+    errors, disk_free, cpu_s), read at scrape time."""
     families = (("jaga_recordings_active", "Recordings writing a part on this node", "active"),
                 ("jaga_recording_bytes_total", "Bytes of recording parts written by this process", "bytes"),
                 ("jaga_recording_errors_total", "Recording write, finish and index errors", "errors"),
-                ("jaga_recording_disk_free_bytes", "Free bytes on the recordings' disk (last check)", "disk_free"))
+                ("jaga_recording_disk_free_bytes", "Free bytes on the recordings' disk (last check)", "disk_free"),
+                ("jaga_recording_cpu_seconds_total", "CPU the recorders' batches took (assembling and writing frames)",
+                 "cpu_s"))
     for name, help_text, key in families:
         metrics.add_gauges(name, help_text, "", _one(read, key))
 

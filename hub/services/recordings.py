@@ -63,6 +63,8 @@ FINISH_WORKER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name
 class Recorder(Protocol):
     def start(self) -> None: ...
     def stop(self) -> float: ...
+    @property
+    def cpu_s(self) -> float: ...  # CPU its batches took so far (frames assembled, written)
 
 
 class Finished(Protocol):
@@ -145,6 +147,7 @@ class RecordingsService:
         self.left: dict[str, tuple[Recording, float]] = {}  # station → (left open by a crash, last written)
         self.errors = 0
         self.bytes_written = 0  # closed parts; live parts are added at scrape time
+        self.cpu_s = 0.0  # the same for the recorders' own CPU
         self._finishing: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[tuple[str, str, Any]] = asyncio.Queue(QUEUE_SIZE)
         self._next_disk_check = 0.0
@@ -265,12 +268,14 @@ class RecordingsService:
 
     def metrics(self) -> dict[str, float]:
         writing = [held for held in self.open.values() if held.recorder is not None]
+        live_cpu_s = sum(held.recorder.cpu_s for held in writing if held.recorder is not None)
         live_bytes = 0
         for held in writing:
             with contextlib.suppress(OSError):
                 live_bytes += held.part.stat().st_size if held.part else 0
         return {"active": float(len(writing)), "bytes": float(self.bytes_written + live_bytes),
-                "errors": float(self.errors), "disk_free": float(self.floor.free_bytes or 0)}
+                "errors": float(self.errors), "disk_free": float(self.floor.free_bytes or 0),
+                "cpu_s": self.cpu_s + live_cpu_s}
 
     # --- the decision and its actions -----------------------------------------------------
 
@@ -364,6 +369,7 @@ class RecordingsService:
         except Exception as exc:
             self.errors += 1
             log.error("recording %s: closing its part failed: %s", held.recording.id, exc)
+        self.cpu_s += recorder.cpu_s
         with contextlib.suppress(OSError):
             self.bytes_written += part.stat().st_size if part else 0
 

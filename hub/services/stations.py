@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hub.backends.base import Bus, PresenceStore
+from hub.core import turn
 from hub.core.presence import OFFLINE, PresenceTable, Transition
 from hub.core.registry import Registry, Station
 from hub.core.schedule import Schedule, wall_status
@@ -127,8 +128,9 @@ class StationsService:
             await self.bus.publish(COMMANDS_CHANNEL, wire.encode_msgpack(
                 {"targets": [station.id], "replaced_by": self.node, "at": session.opened}))
         now = self.clock()
+        ice_servers = turn.issue(station.id, now, self.settings.media.ice_servers, self.settings.turn)
         welcome = wire.welcome(station.id, now, presence.heartbeat_s, self.schedule.describe(station, now),
-                               list(self.settings.media.ice_servers))
+                               [turn.wire_entry(server) for server in ice_servers])
         return session, welcome
 
     async def handle(self, session: StationSession, message: dict[str, Any]) -> None:
@@ -166,6 +168,16 @@ class StationsService:
         async with self._lock:
             await self._commit(self.table.publishing(station_id, active, self.clock()))
             self.on_publishing(station_id, active)
+
+    async def set_media(self, station_id: str, media: str) -> None:
+        """The media watchdog saw ``media`` flowing: a stall ends `live` (and its ledger
+        interval), a resumed stream starts it again; video ⇄ audio is announced as is."""
+        async with self._lock:
+            now = self.clock()
+            changed, transitions = self.table.media_flow(station_id, media, now)
+            await self._commit(transitions)
+            if changed and not transitions:
+                await self._publish_presence(station_id, now)
 
     async def store_thumbnail(self, station_id: str, jpeg: bytes) -> None:
         if not jpeg.startswith(b"\xff\xd8"):
@@ -291,9 +303,10 @@ class StationsService:
         """Announce ``station_id`` offline since ``at``, with its wall status as of now."""
         station = self.registry.get(station_id)
         status = wall_status(OFFLINE, self.schedule.expected_on(station, self.clock())) if station else OFFLINE
-        shared = {"state": OFFLINE, "since": at, "reason": reason, "status": status, "activity": activity, "node": None}
+        shared = {"state": OFFLINE, "since": at, "reason": reason, "media": "", "status": status,
+                  "activity": activity, "node": None}
         await self._publish({"t": "presence", "id": station_id, "state": OFFLINE, "status": status, "since": at,
-                             "reason": reason}, record=shared)
+                             "reason": reason, "media": ""}, record=shared)
 
     async def shutdown(self) -> None:
         for session in list(self.sessions.values()):
@@ -318,7 +331,7 @@ class StationsService:
         status = self.status(station, now) if station else record.state
         self._statuses[station_id] = status
         await self._publish({"t": "presence", "id": station_id, "state": record.state, "status": status,
-                             "since": record.since, "reason": record.reason},
+                             "since": record.since, "reason": record.reason, "media": record.media},
                             record=True)
 
     async def _set_activity(self, station_id: str, title: str | None, now: float) -> None:
@@ -371,7 +384,7 @@ class StationsService:
 
     def shared_record(self, station_id: str) -> dict[str, Any]:
         record = self.table.get(station_id)
-        return {"state": record.state, "since": record.since, "reason": record.reason,
+        return {"state": record.state, "since": record.since, "reason": record.reason, "media": record.media,
                 "status": self._statuses.get(station_id), "activity": record.activity, "node": self.node}
 
 

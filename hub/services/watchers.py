@@ -215,7 +215,7 @@ class WatchService:
         self.last_seq = max(self.last_seq, seq)
         if kind == "presence":
             record.update(state=event["state"], status=event["status"], since=event["since"],
-                          reason=event.get("reason"))
+                          reason=event.get("reason"), media=event.get("media", ""))
         elif kind == "activity":
             record["activity"] = {"title": event["title"], "since": event["since"]} if event["title"] else None
         self.history.append((seq, station_id, frame))
@@ -310,7 +310,8 @@ class WatchService:
             "id": station.id, "name": station.name, "kind": station.kind, "kecamatan": station.kecamatan,
             "public": station.public, "state": state,
             "status": wall_status(state, self.schedule.expected_on(station, now)),
-            "since": record.get("since"), "reason": record.get("reason"), "activity": record.get("activity"),
+            "since": record.get("since"), "reason": record.get("reason"), "media": record.get("media") or "",
+            "activity": record.get("activity"),
             "viewers": self.viewers(station.id), "thumb_at": self.thumb_at(station.id),
         }
         if operator:

@@ -9,6 +9,14 @@ export const STATUS_LABEL = {
   "off-hours": "Di luar jam kantor",
 };
 
+/** A station's label: its status, told more exactly when the media says more (a stalled
+ *  stream; a station stepped down to audio on a weak uplink). */
+export function stationLabel(station) {
+  if (station.state === "live" && station.media === "audio") return "Siaran langsung · hanya suara";
+  if (station.state === "reconnecting" && station.reason === "media_stalled") return "Siaran terhenti";
+  return STATUS_LABEL[station.status] || station.status;
+}
+
 export const KIND_LABEL = { opd: "OPD", kecamatan: "Kecamatan", kelurahan: "Kelurahan", desa: "Desa" };
 
 const SVG_NS = "http://www.w3.org/2000/svg";

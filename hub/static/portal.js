@@ -2,7 +2,7 @@
 // from /ws/watch. The snapshot builds the page; each delta patches the one station it names.
 // Thumbnails load only for cards on screen whose station is connected, at most once per
 // THUMB_REFRESH_MS each, so a phone on a slow link pays for what it shows and no more.
-import { KIND_LABEL, WatchFeed, badge, clockOf, clockOfEpoch, el, getJSON, setBadge, stationHref, thumbnailUrl } from "/static/common.js";
+import { KIND_LABEL, WatchFeed, badge, clockOf, clockOfEpoch, el, getJSON, setBadge, stationHref, stationLabel, thumbnailUrl } from "/static/common.js";
 
 const THUMB_REFRESH_MS = 30000;
 const OPD_GROUP = "Organisasi Perangkat Daerah (OPD)";
@@ -32,7 +32,7 @@ function connected(station) {
 
 function makeCard(station) {
   const img = el("img", { class: "thumb", alt: "", width: 320, height: 180, decoding: "async" });
-  const status = badge(station.status);
+  const status = badge(station.status, stationLabel(station));
   const since = el("small", { class: "since" });
   const card = el("a", { class: "card", href: stationHref(station.id), "data-id": station.id },
     img,
@@ -48,7 +48,7 @@ function makeCard(station) {
 
 function paintCard(card, station) {
   card.dataset.status = station.status;
-  setBadge(card.parts.status, station.status);
+  setBadge(card.parts.status, station.status, stationLabel(station));
   card.parts.since.textContent = connected(station) && station.since ? `sejak ${clockOfEpoch(station.since)}` : "";
   if (!connected(station) || !station.thumb_at) {
     card.parts.img.removeAttribute("src");
@@ -205,7 +205,8 @@ function onMessage(message) {
   const station = stations.get(message.id);
   if (!station) return; // the hub only sends public stations; anything else is ignored
   if (message.t === "presence") {
-    Object.assign(station, { state: message.state, status: message.status, since: message.since, reason: message.reason });
+    Object.assign(station, { state: message.state, status: message.status, since: message.since, reason: message.reason,
+                             media: message.media ?? "" });
     const entry = cards.get(station.id);
     paintCard(entry.dir, station);
     placeLive(station);

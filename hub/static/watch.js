@@ -3,12 +3,20 @@
 // whose snapshot and deltas cover every station: on a slow phone one station's status every
 // POLL_MS is far cheaper. The player runs only while the station is live and low-data mode is
 // off; otherwise the page shows a clear message or the latest thumbnail.
+// Audio only: on a weak link the hub stops this viewer's video and keeps its sound (its own
+// decision, from this browser's RTCP; docs/media.md). The page notices from getStats() that
+// pictures stopped while sound goes on, asks the WHEP session resource why, and shows the
+// station's thumbnail over the frozen picture until pictures arrive again. A station that
+// itself sends only sound (`media: "audio"`) is shown the same way with its own words.
 import { KIND_LABEL, STATUS_LABEL, WatchFeed, badge, clockOf, clockOfEpoch, el, formatDuration, formatPercent, getJSON, thumbnailUrl } from "/static/common.js";
 import { QuestionsBox } from "/static/questions.js";
 import { WhepError, WhepPlayer } from "/static/whep.js";
 
 const POLL_MS = 10000;
 const RETRY_MS = 5000;
+const FLOW_MS = 2000; // how often the player's getStats() is read (local, no request)
+const ASK_MS = 5000; // at most one GET on the session resource per this, and only when pictures stop
+const AUDIO_ONLY_POLL_MS = 5000; // the station (and so its thumbnail) polled faster while audio only
 const DAY_NAMES = { mon: "Senin", tue: "Selasa", wed: "Rabu", thu: "Kamis", fri: "Jumat", sat: "Sabtu", sun: "Minggu" };
 const DAY_ORDER = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
@@ -23,6 +31,10 @@ let player = null;
 let playerProblem = null; // a message while the player cannot run (capacity, failure)
 let retryTimer = null;
 let pollTimer = null;
+let videoOff = null; // the session resource's answer while the hub sends this viewer no video
+let flowTimer = null;
+let lastFlow = null;
+let lastAsk = 0;
 
 const LOW_DATA_KEY = "jaga.lowData";
 const storedLowData = localStorage.getItem(LOW_DATA_KEY);
@@ -66,14 +78,39 @@ function offlineMessage() {
   }
 }
 
+function publisherAudioOnly() {
+  return station.state === "live" && station.media === "audio"; // no field: video
+}
+
+function audioOnly() {
+  return Boolean(player) && (Boolean(videoOff) || publisherAudioOnly());
+}
+
+function audioOnlyText() {
+  if (publisherAudioOnly()) return "Hanya suara: kantor sedang mengirim suara saja (jaringan kantor lemah).";
+  const parts = ["Hanya suara: jaringan Anda terlalu lambat untuk video."];
+  const every = Math.round(videoOff.thumbnail_s || 0);
+  if (every > 0) parts.push(`Gambar diperbarui tiap ${every} detik.`);
+  if (videoOff.retryAt) {
+    const seconds = Math.ceil((videoOff.retryAt - Date.now()) / 1000);
+    parts.push(seconds > 0 ? `Video dicoba lagi dalam ${seconds} detik.` : "Mencoba video lagi…");
+  }
+  return parts.join(" ");
+}
+
 function render() {
   const live = station.state === "live";
   const lowData = $("low-data").checked;
   if (live && !lowData && !playerProblem) startPlayer();
   else stopPlayer();
 
-  // Without video (low-data mode, not live yet, player trouble) the latest picture stands in.
-  const showStill = !player && station.thumb_at && (live || station.state === "online");
+  // Without video (low-data mode, not live yet, player trouble, audio only) the latest
+  // picture stands in; while audio only it covers the frozen video, which plays the sound.
+  const soundOnly = audioOnly();
+  $("player").classList.toggle("audio-only", soundOnly);
+  $("audio-only").hidden = !soundOnly;
+  if (soundOnly) $("audio-only").textContent = audioOnlyText();
+  const showStill = (!player || soundOnly) && station.thumb_at && (live || station.state === "online");
   still.hidden = !showStill;
   if (showStill) {
     const src = thumbnailUrl(station.id, station.thumb_at);
@@ -103,6 +140,7 @@ function startPlayer() {
   });
   player = current;
   video.muted = true;
+  flowTimer = setInterval(checkFlow, FLOW_MS);
   current.start().catch((error) => {
     if (player !== current) return;
     if (error instanceof WhepError && (error.status === 429 || error.status === 503)) {
@@ -121,6 +159,37 @@ function stopPlayer() {
   const current = player;
   player = null;
   current.stop();
+  clearInterval(flowTimer);
+  videoOff = null;
+  lastFlow = null;
+  lastAsk = 0;
+}
+
+// Pictures stopped while sound goes on: ask the hub whether it stopped this viewer's video.
+async function checkFlow() {
+  const current = player;
+  if (!current) return;
+  const flow = await current.flow();
+  if (player !== current) return;
+  const previous = lastFlow;
+  lastFlow = flow;
+  if (!previous) return;
+  if (flow.frames > previous.frames) { // pictures again (a probe that may hold)
+    if (videoOff) { videoOff = null; render(); }
+    return;
+  }
+  if (flow.audio <= previous.audio && !videoOff) return; // nothing at all: the connection state tells
+  if (videoOff) $("audio-only").textContent = audioOnlyText(); // the countdown
+  if (publisherAudioOnly() && !videoOff) return; // the station sends no video: nothing to ask
+  if (Date.now() - lastAsk < ASK_MS) return;
+  lastAsk = Date.now();
+  const status = await current.videoStatus();
+  if (player !== current || !status) return;
+  if (status.reason === "no_video") { lastAsk = Infinity; return; } // this session has no video to stop
+  const off = status.video === "off";
+  if (!off && !videoOff) return;
+  videoOff = off ? { ...status, retryAt: typeof status.retry_in_s === "number" ? Date.now() + status.retry_in_s * 1000 : 0 } : null;
+  render();
 }
 
 function retryLater(message, ms = RETRY_MS) {
@@ -238,7 +307,7 @@ async function poll() {
       return; // nothing to follow
     }
   }
-  if (document.visibilityState === "visible") pollTimer = setTimeout(poll, POLL_MS);
+  if (document.visibilityState === "visible") pollTimer = setTimeout(poll, station && audioOnly() ? AUDIO_ONLY_POLL_MS : POLL_MS);
 }
 
 $("low-data").addEventListener("change", () => {

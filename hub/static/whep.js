@@ -1,7 +1,10 @@
 // A WHEP viewer (draft-ietf-wish-whep): one recvonly RTCPeerConnection, the offer POSTed as
 // application/sdp once ICE gathering is done (no trickle), the answer applied, and a DELETE
 // on the session's Location when done. A 307 to the node that holds the station is followed
-// by fetch itself; Location is resolved against the final URL.
+// by fetch itself; Location is resolved against the final URL. The ICE servers (TURN with
+// fresh credentials, for networks that drop UDP) come from an OPTIONS on the endpoint first.
+
+import { fetchIceServers } from "./ice_servers.js";
 
 export class WhepError extends Error {
   constructor(status, message) {
@@ -27,10 +30,14 @@ export class WhepPlayer {
     this.onState = onState || (() => {});
     this.pc = null;
     this.session = null;
+    this.runs = 0; // start() and stop() each count one: a start() that was stopped meanwhile gives up
   }
 
   async start() {
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    const run = ++this.runs;
+    const iceServers = await fetchIceServers(this.endpoint);
+    if (run !== this.runs) return;
+    const pc = new RTCPeerConnection({ iceServers });
     this.pc = pc;
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
@@ -62,6 +69,7 @@ export class WhepPlayer {
   }
 
   stop() {
+    this.runs++;
     this.deleteSession();
     if (this.pc) { this.pc.close(); this.pc = null; }
     this.video.srcObject = null;
@@ -69,11 +77,31 @@ export class WhepPlayer {
 
   // The reliable "video is playing" signal, also used by the tests.
   async framesDecoded() {
-    if (!this.pc) return 0;
-    let frames = 0;
+    return (await this.flow()).frames;
+  }
+
+  // What arrives: video frames decoded and audio packets received so far. Video that stops
+  // while audio goes on is what a viewer on a weak link sees when the hub stops its video.
+  async flow() {
+    const flow = { frames: 0, audio: 0 };
+    if (!this.pc) return flow;
     (await this.pc.getStats()).forEach((report) => {
-      if (report.type === "inbound-rtp" && report.kind === "video") frames += report.framesDecoded || 0;
+      if (report.type !== "inbound-rtp") return;
+      if (report.kind === "video") flow.frames += report.framesDecoded || 0;
+      if (report.kind === "audio") flow.audio += report.packetsReceived || 0;
     });
-    return frames;
+    return flow;
+  }
+
+  // The session resource (GET on the Location): {"video": "on"|"off", "reason", "retry_in_s",
+  // "thumbnail_s", …} (docs/http-api.md), or null when it cannot be read.
+  async videoStatus() {
+    if (!this.session) return null;
+    try {
+      const response = await fetch(this.session, { headers: { Accept: "application/json" }, cache: "no-store" });
+      return response.ok ? await response.json() : null;
+    } catch {
+      return null;
+    }
   }
 }

@@ -1,10 +1,15 @@
-"""Helpers for agent tests: agent configs pointed at a test hub."""
+"""Helpers for agent tests: agent configs pointed at a test hub, plain video frames."""
 
 from __future__ import annotations
 
+import fractions
 from pathlib import Path
 from typing import Any
 
+import av
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from clients import rtc, whip
 from clients.agent import Agent
 from clients.config import StationConfig, config_from_mapping
 from tests.kit import RunningHub
@@ -37,3 +42,25 @@ async def start_agent(config: StationConfig, **kwargs: Any) -> Agent:
     agent = Agent(config, **kwargs)
     await agent.start()
     return agent
+
+
+def video_frame(width: int = 320, height: int = 180, pts: int = 0) -> av.VideoFrame:
+    """A flat yuv420p frame stamped ``pts`` on the 90 kHz video clock."""
+    frame = av.VideoFrame(width, height, "yuv420p")
+    for index, plane in enumerate(frame.planes):
+        plane.update(bytes([80 + 40 * index]) * plane.buffer_size)
+    frame.pts, frame.time_base = pts, fractions.Fraction(1, 90_000)
+    return frame
+
+
+async def watch(pc: RTCPeerConnection, hub: RunningHub, station: str) -> whip.Answer:
+    """Make ``pc`` a WHEP viewer of ``station`` (video and audio, on loopback) and connect it;
+    the caller hooks ``track`` first and DELETEs ``answer.location`` when done."""
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+    offer = await pc.createOffer()
+    with rtc.host_addresses(["127.0.0.1"]):
+        await pc.setLocalDescription(offer)
+    answer = await whip.post_offer(f"{hub.http}/whep/{station}", pc.localDescription.sdp, None)
+    await pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+    return answer

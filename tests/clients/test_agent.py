@@ -11,12 +11,11 @@ from pathlib import Path
 import av
 import httpx
 import pytest
-from aiortc import RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from clients import control, rtc, whip
 from clients.agent import Agent
-from tests.clients.helpers import agent_config, start_agent
+from tests.clients.helpers import agent_config, start_agent, watch
 from tests.kit import RunningHub, timeout, wait_until
 from tests.wsclient import JSON, Client, presence_of
 
@@ -57,13 +56,7 @@ async def test_live_and_whep_viewer_receives_video_and_audio(hub: RunningHub, tm
         pc = rtc.new_peer_connection([])
         tracks: dict[str, MediaStreamTrack] = {}
         pc.on("track", lambda track: tracks.__setitem__(track.kind, track))
-        pc.addTransceiver("video", direction="recvonly")
-        pc.addTransceiver("audio", direction="recvonly")
-        offer = await pc.createOffer()
-        with rtc.host_addresses(["127.0.0.1"]):
-            await pc.setLocalDescription(offer)
-        answer = await whip.post_offer(f"{hub.http}/whep/{STATION}", pc.localDescription.sdp, None)
-        await pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+        answer = await watch(pc, hub, STATION)
         try:
             video = await asyncio.wait_for(tracks["video"].recv(), timeout(10))
             audio = await asyncio.wait_for(tracks["audio"].recv(), timeout(10))

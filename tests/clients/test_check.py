@@ -21,6 +21,8 @@ async def test_check_table_all_good_with_test_source(hub: RunningHub, tmp_path: 
     assert rows["clock"].status == "ok" and "s from the hub" in rows["clock"].detail
     assert rows["office hours"].status == "ok" and "Asia/Jakarta" in rows["office hours"].detail
     assert rows["camera"].status == "skip"  # the test source needs no camera
+    assert rows["quality"].detail == ("on a weak uplink: L1 320x180@10 250 kbps, L2 320x180@10 120 kbps, "
+                                      "L3 audio only; Opus 32 kbps")
     assert exit_code(list(rows.values())) == 0
 
 

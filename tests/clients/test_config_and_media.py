@@ -15,6 +15,8 @@ from clients.config import StationConfigError, config_from_mapping, load_config
 from clients.pattern import PatternLayout, render
 from clients.sources import StationVideo
 from clients.thumbs import thumbnail
+from tests.clients.helpers import video_frame
+from tests.kit import wait_until
 
 
 def test_config_rejects_unknown_keys_and_applies_overrides(tmp_path: Path) -> None:
@@ -66,18 +68,85 @@ def test_host_address_seam_is_scoped_to_its_context() -> None:
     assert "127.0.0.1" not in aioice.ice.get_host_addresses(True, False)  # aioice's own answer
 
 
-def test_bitrate_cap_clamps_remb_increases() -> None:
+def _sender_encoder(mime: str) -> Any:
+    """The encoder aiortc's sender would create, through the module global ``rtc`` wraps."""
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    kind = mime.split("/")[0]
+    codec = RTCRtpCodecParameters(mimeType=mime, clockRate=90000 if kind == "video" else 48000, payloadType=96,
+                                  channels=2 if kind == "audio" else None)
+    return vars(aiortc.rtcrtpsender)["get_encoder"](codec)
 
-    def sender_encoder() -> Any:  # a VP8 encoder, or rtc's capped wrapper around one
-        """The encoder aiortc's sender creates, through the module global ``rtc`` wraps."""
-        return vars(aiortc.rtcrtpsender)["get_encoder"](vp8)
 
-    with rtc.bitrate_cap(300_000):
-        encoder = sender_encoder()
+def _is_vp8_keyframe(payloads: list[bytes]) -> bool:
+    from aiortc.codecs.vpx import VpxPayloadDescriptor
+
+    _, data = VpxPayloadDescriptor.parse(payloads[0])
+    return data[0] & 1 == 0  # RFC 6386 9.1: the frame tag's bit 0 is 0 for a key frame
+
+
+def test_rate_control_caps_remb_until_the_agent_sets_the_rate() -> None:
+    control = rtc.RateControl(300_000, audio_bps=32_000)
+    with rtc.rate_control(control):
+        encoder = _sender_encoder("video/VP8")
+        opus = _sender_encoder("audio/opus")
     assert encoder.target_bitrate == 300_000
     encoder.target_bitrate = 1_500_000  # what a generous REMB would ask for
-    assert encoder.target_bitrate == 300_000
-    assert sender_encoder().target_bitrate == 500_000  # no cap outside
+    assert encoder.target_bitrate == 300_000 and control.estimate_bps == 1_500_000
+    assert opus.codec.bit_rate == 32_000
+    # The agent's target, below aiortc's floor; REMB is only recorded from now on.
+    control.set_target(120_000, fps=10)
+    assert encoder.target_bitrate == 120_000
+    encoder.target_bitrate = 2_000_000
+    assert encoder.target_bitrate == 120_000 and (control.estimate_bps, control.estimates) == (2_000_000, 2)
+    control.set_target(900_000, fps=15)
+    assert encoder.target_bitrate == 300_000  # never above the cap (video.bitrate_kbps)
+    assert _sender_encoder("video/VP8").target_bitrate == 500_000  # aiortc's own outside a block
+
+
+def test_rate_control_scales_h264_to_its_assumed_30_fps() -> None:
+    control = rtc.RateControl(500_000)
+    control.set_target(120_000, fps=10)  # set before the encoder exists: it starts there
+    with rtc.rate_control(control):
+        encoder = _sender_encoder("video/H264")
+    assert encoder.target_bitrate == 360_000
+    control.set_target(500_000, fps=15)
+    assert encoder.target_bitrate == 1_000_000
+
+
+def test_rate_control_forces_the_next_keyframe() -> None:
+    control = rtc.RateControl(300_000)
+    with rtc.rate_control(control):
+        encoder = _sender_encoder("video/VP8")
+    first, _ = encoder.encode(video_frame(pts=0))
+    second, _ = encoder.encode(video_frame(pts=9000))
+    control.request_keyframe()
+    third, _ = encoder.encode(video_frame(pts=18000))
+    fourth, _ = encoder.encode(video_frame(pts=27000))
+    assert [_is_vp8_keyframe(p) for p in (first, second, third, fourth)] == [True, False, True, False]
+
+
+async def test_camera_frames_lose_their_picture_type(tmp_path: Path) -> None:
+    # Decoders mark every camera frame I; libvpx would make each one a keyframe.
+    class Camera:
+        def __init__(self) -> None:
+            self.video = self
+
+        async def recv(self) -> av.VideoFrame:
+            frame = av.VideoFrame(640, 360, "yuv420p")
+            frame.pict_type = av.video.frame.PictureType.I
+            return frame
+
+        def stop(self) -> None:
+            pass
+
+    config = config_from_mapping({"source": "camera", "devices": {"camera": "fake", "camera_retry_s": 60}})
+    video = StationVideo(config, "35.09.01", opener=lambda spec, kind: Camera())
+    try:
+        video.device.start()
+        await wait_until(lambda: video.device.track is not None, 5, "the fake camera to open")
+        frame = await video.recv()
+        assert video.camera_status == "ok"
+        assert frame.pict_type == av.video.frame.PictureType.NONE
+    finally:
+        video.stop()

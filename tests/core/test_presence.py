@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.core.presence import PresenceTable, Transition
+from hub.core.presence import PresenceTable, Transition, flowing_media
 
 
 def states(transitions: list[Transition]) -> list[tuple[str, str]]:
@@ -53,3 +53,29 @@ def test_since_is_the_transition_time() -> None:
     assert table.get("s").since == 100
     table.seen("s", 1, now=104)
     assert table.get("s").since == 100
+
+
+def test_a_stalled_stream_is_not_live_until_its_media_resumes() -> None:
+    table = PresenceTable(heartbeat_s=5, timeout_s=30)
+    table.connected("s", 1, now=0)
+    assert states(table.publishing("s", True, now=1)) == [("live", "published")]
+    assert table.media_flow("s", "video", now=2) == (False, [])  # already video: nothing to announce
+    changed, transitions = table.media_flow("s", "", now=10)
+    assert changed and states(transitions) == [("reconnecting", "media_stalled")]
+    assert table.get("s").since == 10
+    table.seen("s", 1, now=11)  # heartbeats go on: the socket is fine, the media is not
+    assert table.get("s").state == "reconnecting"
+    changed, transitions = table.media_flow("s", "audio", now=12)
+    assert changed and states(transitions) == [("live", "media_resumed")]
+    changed, transitions = table.media_flow("s", "video", now=20)  # video back: same state, announced
+    assert changed and transitions == [] and table.get("s").media == "video"
+    table.seen("s", 1, now=29)
+    assert states(table.publishing("s", False, now=30)) == [("online", "unpublished")]
+    assert table.get("s").media == "" and table.media_flow("s", "video", now=31) == (False, [])
+
+
+def test_flowing_media_from_the_ages_of_the_last_packets() -> None:
+    assert flowing_media(audio_age_s=0.1, video_age_s=0.2, stall_s=3) == "video"
+    assert flowing_media(audio_age_s=0.1, video_age_s=3.5, stall_s=3) == "audio"  # stepped down to audio
+    assert flowing_media(audio_age_s=9.0, video_age_s=0.5, stall_s=3) == "video"  # a publisher without audio
+    assert flowing_media(audio_age_s=3.1, video_age_s=3.1, stall_s=3) == ""

@@ -11,7 +11,7 @@ import pytest
 
 from hub.media import MediaRelay
 from hub.settings import MediaSettings
-from tests.kit import wait_until
+from tests.kit import free_udp_port, wait_until
 from tests.media.peers import WAIT_S
 
 
@@ -45,7 +45,8 @@ class RecordedEvents:
 
 
 def media_settings(**overrides: Any) -> MediaSettings:
-    return MediaSettings(**{"host_addresses": ("127.0.0.1",), "thumbnail_s": 0.0, **overrides})
+    return MediaSettings(**{"host_addresses": ("127.0.0.1",), "thumbnail_s": 0.0, "udp_port": free_udp_port(),
+                            **overrides})
 
 
 @pytest.fixture

@@ -47,6 +47,9 @@ async def _pace(track: PatternTrack | ToneTrack, period: float) -> None:
     """Hold a live source to one frame per ``period`` on its own clock; counts the frame."""
     if track.readyState != "live":
         raise MediaStreamError
+    if not track.flowing.is_set():  # paused: no frames, so no RTP; then on from now, no burst
+        await track.flowing.wait()
+        track._start = time.monotonic() - track._count * period
     if track._start is None:
         track._start = time.monotonic()
         return
@@ -67,6 +70,8 @@ class PatternTrack(MediaStreamTrack):
         self._chroma = bytes([128]) * (WIDTH * HEIGHT // 4)
         self._start: float | None = None
         self._count = 0
+        self.flowing = asyncio.Event()  # cleared: the track pauses (Publisher.pause)
+        self.flowing.set()
 
     @property
     def frames_sent(self) -> int:
@@ -100,6 +105,8 @@ class ToneTrack(MediaStreamTrack):
         self._pcm = tone.tobytes()
         self._start: float | None = None
         self._count = 0
+        self.flowing = asyncio.Event()
+        self.flowing.set()
 
     async def recv(self) -> av.AudioFrame:
         await _pace(self, 0.02)
@@ -183,6 +190,19 @@ class Publisher:
             raise
         await pc.setRemoteDescription(RTCSessionDescription(sdp=session.answer_sdp, type="answer"))
         return cls(pc, session.id)
+
+    def pause(self, *kinds: str) -> None:
+        """Stop sending ``kinds`` (no frames, so no RTP) until :meth:`resume`: a stall."""
+        for track in self._tracks(kinds):
+            track.flowing.clear()
+
+    def resume(self, *kinds: str) -> None:
+        for track in self._tracks(kinds):
+            track.flowing.set()
+
+    def _tracks(self, kinds: tuple[str, ...]) -> list[PatternTrack | ToneTrack]:
+        tracks = [sender.track for sender in self.pc.getSenders() if sender.track is not None]
+        return [t for t in tracks if t.kind in kinds and isinstance(t, (PatternTrack, ToneTrack))]
 
     async def close(self) -> None:
         await close_peer_connection(self.pc)
@@ -274,3 +294,18 @@ def tap_rtp(receiver: Any, on_packet: RtpSink) -> None:
         await handle(packet, arrival_time_ms=arrival_time_ms)
 
     receiver._handle_rtp_packet = tapped
+
+
+async def whip_publish(http: Any, station: str, token: str, video: MediaStreamTrack) -> RTCPeerConnection:
+    """A publisher over a hub's real WHIP route (``http``: an httpx client on the hub): ``video``
+    in VP8 and a tone; returns once its media is connected."""
+    pc = new_peer_connection(())
+    pc.addTransceiver(video, direction="sendonly")
+    prefer(pc, "video", "VP8")
+    pc.addTransceiver(ToneTrack(), direction="sendonly")
+    created = await http.post(f"/whip/{station}", content=await make_offer(pc),
+                              headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"})
+    assert created.status_code == 201, created.text
+    await pc.setRemoteDescription(RTCSessionDescription(created.text, "answer"))
+    await wait_for_state(pc, "connected")
+    return pc

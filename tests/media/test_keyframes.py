@@ -10,7 +10,8 @@ import pytest
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 
-from hub.media.keyframes import KeyframeRequester, h264_nal_types, is_keyframe, starts_keyframe
+from hub.media import seams_keyframes
+from hub.media.keyframes import KeyframeRequester, h264_nal_types, is_keyframe, starts_keyframe, vp8_descriptor_size
 from tests.kit import wait_until
 
 
@@ -103,3 +104,14 @@ async def test_a_joining_viewer_need_not_wait_out_the_interval_once_the_last_req
     await asyncio.sleep(0)
     assert len(sent) == 2
     await requester.close()
+
+
+def test_vp8_descriptor_size_matches_aiortc_and_refuses_truncation() -> None:
+    # RFC 7741 §4.2: X; then I (7- or 15-bit picture id), L (TL0PICIDX), T/K (one byte)
+    cases = [b"\x10\x9d", b"\x90\x80\x05\x9d", b"\x90\x80\x85\x05\x9d", b"\x90\xe0\x85\x05\x07\x40\x9d",
+             b"\x90\x10\x20\x9d", b"\x80\x00\x9d"]
+    for payload in cases:
+        assert payload[vp8_descriptor_size(payload):] == seams_keyframes.depayload("video/vp8", payload)
+    for truncated in (b"", b"\x10", b"\x90", b"\x90\x80", b"\x90\x80\x85\x05"):
+        with pytest.raises(ValueError):
+            vp8_descriptor_size(truncated)

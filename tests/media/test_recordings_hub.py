@@ -70,4 +70,4 @@ async def test_an_activity_becomes_one_done_file(recording_hub: RunningHub, code
                                 str(path)], capture_output=True, text=True, timeout=timeout(20), check=True)
         assert set(probe.stdout.split()) == {codec.lower(), "opus"}
     metrics = hub.recordings.metrics()
-    assert metrics["active"] == 0 and metrics["bytes"] > 0 and metrics["errors"] == 0
+    assert metrics["active"] == 0 and metrics["bytes"] > 0 and metrics["errors"] == 0 and metrics["cpu_s"] > 0

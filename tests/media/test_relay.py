@@ -91,7 +91,39 @@ async def test_replaced_publisher_viewers_continue_on_the_new_stream(relay: Medi
     await new.close()
 
 
-async def test_publisher_gone_ends_viewers_and_frees_everything(relay: MediaRelay, events: RecordedEvents) -> None:
+async def test_publisher_gone_ends_viewers_after_the_grace_and_frees_everything(events: RecordedEvents) -> None:
+    relay = MediaRelay(media_settings(viewer_grace_s=0.5), events)
+    try:
+        await publisher_gone_ends_viewers(relay, events)
+    finally:
+        await relay.close()
+
+
+async def test_viewers_kept_through_a_lost_publisher_get_the_next_ones_picture(events: RecordedEvents) -> None:
+    # An office loses its link (its WHIP session ends) and comes back with a new one: the
+    # viewers that stayed get its picture again without joining again.
+    relay = MediaRelay(media_settings(viewer_grace_s=30), events)
+    try:
+        old = await Publisher.start(relay, STATION, pattern="A")
+        viewer = await Viewer.start(relay, STATION)
+        await viewer.wait_for(pictures=5, pattern="A")
+        await old.close()
+        await events.wait_until(lambda: events.stopped == [STATION], "the relay to report the publisher gone")
+        assert viewer.pc.connectionState == "connected" and relay.session(viewer.session_id) is not None
+        assert not relay.is_publishing(STATION)
+
+        back = await Publisher.start(relay, STATION, pattern="B")
+        await viewer.wait_for(pictures=10, pattern="B")
+        kinds = [kind for _, kind in viewer.pictures]
+        assert set(kinds[kinds.index("B"):]) == {"B"}, "a corrupt or mixed picture"
+        assert events.started == [STATION, STATION] and viewer.pc.connectionState == "connected"
+        await viewer.close()
+        await back.close()
+    finally:
+        await relay.close()
+
+
+async def publisher_gone_ends_viewers(relay: MediaRelay, events: RecordedEvents) -> None:
     publisher = await Publisher.start(relay, STATION)
     viewers = [await Viewer.start(relay, STATION) for _ in range(2)]
     for viewer in viewers:

@@ -1,4 +1,4 @@
-"""Pins the aiortc / aioice internals ``hub.media.seams_egress`` relies on (seams 6-9).
+"""Pins the aiortc / aioice internals ``hub.media.seams_egress`` relies on (seams 6-9, 14-15).
 
 If one of these fails after an upgrade, re-read the named function and adapt the seam (and
 docs/media.md) first: otherwise viewers may get packets with the wrong SSRC, unanswered
@@ -8,6 +8,7 @@ NACKs, sender reports with zero counts, or nothing at all once aioice changes it
 from __future__ import annotations
 
 import asyncio.selector_events
+import dataclasses
 import inspect
 from collections.abc import Callable
 
@@ -15,9 +16,10 @@ import aioice.ice
 import aiortc.rtcdtlstransport
 from aiortc import RTCRtpSender, rtcicetransport
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
+from aiortc.rtp import RtcpPacket, RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
 
 from hub.media import seams_egress as seams
+from hub.media.congestion import ReceiverReport
 from hub.media.seams_peers import negotiated_media, new_peer_connection
 from tests.locked import check_locked
 
@@ -98,3 +100,64 @@ async def test_nacks_and_reports_are_shadowed_per_sender() -> None:
 def test_wire_answers_false_once_nothing_is_nominated() -> None:
     wire = seams.SrtpWire(lambda packet: packet, {})
     assert not wire.send(b"\x80" * 12) and not wire.congested()
+
+
+def test_report_blocks_reach_the_sender_they_name_through_an_instance_lookup() -> None:
+    # Seam 14: the transport routes an RR/SR to each sender its report blocks name, and calls
+    # _handle_rtcp_packet on the instance (so shadowing it per sender works).
+    route = source(aiortc.rtcdtlstransport.RtpRouter.route_rtcp)
+    assert "if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):" in route
+    assert "add_recipient(self.senders.get(report.ssrc))" in route
+    assert "await recipient._handle_rtcp_packet(packet)" in source(RTCDtlsTransport._handle_rtcp_data)
+    fields = [f.name for f in dataclasses.fields(RtcpReceiverInfo)]
+    assert fields == ["ssrc", "fraction_lost", "packets_lost", "highest_sequence", "jitter", "lsr", "dlsr"]
+    assert "for report in filter(lambda x: x.ssrc == self._ssrc, packet.reports):" in source(
+        RTCRtpSender._handle_rtcp_packet)
+
+
+async def test_receiver_reports_about_the_senders_ssrc_are_read_then_handled_by_aiortc() -> None:
+    pc = new_peer_connection(())
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    handled: list[object] = []
+
+    async def aiortc_handles(packet: object) -> None:
+        handled.append(packet)
+
+    vars(sender)["_handle_rtcp_packet"] = aiortc_handles  # stands in for aiortc's own
+    reports: list[ReceiverReport] = []
+    seams.on_receiver_report(sender, reports.append)
+    ours = RtcpReceiverInfo(ssrc=sender._ssrc, fraction_lost=64, packets_lost=-3, highest_sequence=70000,
+                            jitter=90, lsr=0x12345678, dlsr=6553)
+    other = RtcpReceiverInfo(ssrc=sender._ssrc ^ 1, fraction_lost=1, packets_lost=1, highest_sequence=1, jitter=1,
+                             lsr=1, dlsr=1)
+    rr = RtcpRrPacket(ssrc=1, reports=[other, ours])
+    await sender._handle_rtcp_packet(RtcpPacket.parse(bytes(rr))[0])  # as it comes off the wire
+    assert reports == [ReceiverReport(fraction_lost=64, packets_lost=-3, highest_sequence=70000, jitter=90,
+                                      lsr=0x12345678, dlsr=6553)]
+    assert len(handled) == 1  # aiortc still handles the packet
+    await pc.close()
+
+
+async def test_the_lsr_of_each_sender_report_sent_is_noted_after_report_with_filled_it() -> None:
+    # Seam 15, on top of seam 8: the NTP time report_with wrote, as the viewer echoes it.
+    pc = new_peer_connection(())
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    sent: list[RtcpSrPacket] = []
+
+    async def send_rtcp(packets: list[RtcpSrPacket]) -> None:
+        sent.extend(packets)
+
+    vars(sender)["_send_rtcp"] = send_rtcp
+    values: list[tuple[int, int, int] | None] = [None, (1, 2, 3)]
+    seams.report_with(sender, lambda now: values.pop(0))
+    noted: list[int] = []
+    seams.on_report_sent(sender, noted.append)
+    aiortc_counts = RtcpSenderInfo(ntp_timestamp=0, rtp_timestamp=0, packet_count=0, octet_count=0)
+    await sender._send_rtcp([RtcpSrPacket(ssrc=sender._ssrc, sender_info=aiortc_counts)])
+    assert sent == [] and noted == []  # report_with sent nothing: nothing to note
+    await sender._send_rtcp([RtcpSrPacket(ssrc=sender._ssrc, sender_info=aiortc_counts)])
+    assert noted == [(sent[0].sender_info.ntp_timestamp >> 16) & 0xFFFFFFFF] and noted[0]
+    # aiortc's SR starts from its own counters, which stay 0 without its RTP path
+    assert "ntp_timestamp=self.__ntp_timestamp" in source(RTCRtpSender._run_rtcp)
+    assert "self.__ntp_timestamp = 0" in source(RTCRtpSender.__init__)
+    await pc.close()

@@ -52,6 +52,7 @@ class FakeRecorder:
     on_error: Any
     clock: Clock
     running: bool = False
+    cpu_s: float = 0.25
 
     def start(self) -> None:
         self.running = True
@@ -385,6 +386,7 @@ async def test_the_disk_floor_stops_recording_raises_the_alarm_and_resumes(
     status = await service.status()
     assert status["alarm"]["kind"] == "disk_low" and status["alarm"]["free_bytes"] == 900
     assert service.metrics()["disk_free"] == 900 and service.metrics()["active"] == 0
+    assert service.metrics()["cpu_s"] == 0.25  # the stopped recorder's own CPU, kept
     world.clock.now += 500  # however long: the recording waits for the disk
     await service.tick()
     assert (await world.only()).state == "recording"

@@ -41,6 +41,11 @@ async def tile_is(page: Any, station_id: str, status: str) -> bool:
     return await tile_status(page, station_id) == status
 
 
+async def _text_is(locator: Any, text: str) -> bool:
+    shown: str | None = await locator.text_content()
+    return shown == text
+
+
 async def test_overview_counters_missing_alarm_and_announce(wall_hub: RunningHub, browser: Any) -> None:
     hub = wall_hub
     total = len(hub.hub.registry)
@@ -61,6 +66,18 @@ async def test_overview_counters_missing_alarm_and_announce(wall_hub: RunningHub
         assert await tile_status(page, "35.09.01.2003") == "online"
         assert await tile_status(page, "35.09.01") == "live"
         assert await tile_status(page, "35.09.02.2003") == "missing"
+
+        # What the media watchdog reports (hub.services.media_presence): a station stepped down
+        # to audio is still live, told as such; a stalled one is not live, and says why.
+        badge = page.locator('.tile[data-id="35.09.01"] .status-badge')
+        await hub.hub.stations.set_media("35.09.01", "audio")
+        await wait_until(lambda: _text_is(badge, "Live · hanya suara"), message="hanya suara", every=0.1)
+        assert await page.locator('.tile[data-id="35.09.01"]').get_attribute("data-media") == "audio"
+        await hub.hub.stations.set_media("35.09.01", "")
+        await wait_until(lambda: tile_is(page, "35.09.01", "reconnecting"), message="a stall ends live", every=0.1)
+        await wait_until(lambda: _text_is(badge, "Siaran terhenti"), message="the stall's label", every=0.1)
+        await hub.hub.stations.set_media("35.09.01", "video")
+        await wait_until(lambda: _text_is(badge, "Live"), message="live again", every=0.1)
 
         activity = page.locator('.tile[data-id="35.09.01.2001"] .activity')
         assert await activity.text_content() == "Kegiatan: Musyawarah Desa"

@@ -217,6 +217,9 @@ async def plays_and_seeks(page: Page, target: float, video: str = "video") -> fl
     """Play the page's ``<video id=…>`` (muted), wait until its clock passes 1 s, seek to
     ``target`` and wait for ``seeked`` and for it to play on from there; returns where the
     seek landed (the browser asks the server for a byte range to get there)."""
+    # the page sets the source when its metadata arrives: play() before that would be aborted by the load
+    await page.wait_for_function("(id) => document.getElementById(id).readyState >= 1", arg=video,
+                                 timeout=timeout(10) * 1000)
     await page.evaluate("(id) => { const v = document.getElementById(id); v.muted = true; return v.play(); }", video)
     await page.wait_for_function("(id) => document.getElementById(id).currentTime > 1.0", arg=video,
                                  timeout=timeout(10) * 1000)

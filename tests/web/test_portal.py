@@ -52,6 +52,16 @@ async def test_portal_lists_stations_and_follows_them_live(browser: Browser, web
         await expect(card(page, "35.09.01").locator(".badge")).to_have_text("Aktif")
         await expect(page.locator("#count-on")).to_have_text("1")
 
+        # The media watchdog's word (hub.services.media_presence), as the relay would give it.
+        await web_hub.hub.stations.set_publishing("35.09.01", True)
+        await web_hub.hub.stations.set_media("35.09.01", "audio")
+        await expect(card(page, "35.09.01").locator(".badge")).to_have_text("Siaran langsung · hanya suara")
+        await web_hub.hub.stations.set_media("35.09.01", "")
+        await expect(card(page, "35.09.01").locator(".badge")).to_have_text("Siaran terhenti")
+        await expect(card(page, "35.09.01")).to_have_attribute("data-status", "reconnecting")
+        await web_hub.hub.stations.set_publishing("35.09.01", False)
+        await expect(card(page, "35.09.01").locator(".badge")).to_have_text("Aktif")
+
         # An activity whose title is markup: listed live, as text, then moved to "earlier".
         await jombang.send({"t": "activity.start", "title": XSS})
         await expect(page.locator("#activities-live li strong")).to_have_text([XSS])

@@ -3,7 +3,7 @@
 
 import { getJSON, serverNow, stationUrl, thumbnailUrl } from "./api.js";
 import {
-  ATTENDANCE_LABEL, REASON_LABEL, clockWIB, duration, kindLabel, percent, statusLabel,
+  ATTENDANCE_LABEL, REASON_LABEL, clockWIB, duration, kindLabel, percent, stationLabel, statusLabel,
 } from "./format.js";
 import { Player } from "./player.js";
 import { RecordingsPanel } from "./recordings.js";
@@ -103,7 +103,7 @@ export class Focus {
   _render() {
     const station = this.store.get(this.stationId);
     if (!station) return;
-    this.badge.textContent = statusLabel(station.status);
+    this.badge.textContent = stationLabel(station);
     this.badge.dataset.status = station.status;
     this.name.textContent = station.name;
     this.sub.textContent = [kindLabel(station.kind), station.kecamatan, station.id].filter(Boolean).join(" · ");
@@ -116,7 +116,7 @@ export class Focus {
     if (!station) return;
     const now = serverNow();
     const rows = [
-      ["Status", `${statusLabel(station.status)}${station.since ? ` sejak ${clockWIB(station.since)} (${duration(now - station.since)})` : ""}`],
+      ["Status", `${stationLabel(station)}${station.since ? ` sejak ${clockWIB(station.since)} (${duration(now - station.since)})` : ""}`],
       ["Alasan terakhir", station.reason ? REASON_LABEL[station.reason] || station.reason : ""],
       ["Kegiatan", station.activity ? `${station.activity.title} (sejak ${clockWIB(station.activity.since)})` : ""],
       ["Penonton", station.viewers ? String(station.viewers) : ""],

@@ -32,6 +32,8 @@ export const REASON_LABEL = {
   timeout: "detak hilang",
   replaced: "diganti koneksi baru",
   shutdown: "hub dimatikan",
+  media_stalled: "gambar dan suara terhenti",
+  media_resumed: "siaran kembali mengalir",
 };
 
 export const NO_KECAMATAN = "Perangkat Daerah (OPD)";
@@ -42,6 +44,14 @@ export function kindLabel(kind) {
 
 export function statusLabel(status) {
   return STATUS_LABEL[status] || String(status || "");
+}
+
+/** A station's own label: its status, told more exactly when the media says more (a stalled
+ *  stream, a station that steps down to audio on a weak uplink). */
+export function stationLabel(station) {
+  if (station.state === "live" && station.media === "audio") return `${statusLabel(station.status)} · hanya suara`;
+  if (station.state === "reconnecting" && station.reason === "media_stalled") return "Siaran terhenti";
+  return statusLabel(station.status);
 }
 
 export function kecamatanLabel(kecamatan) {

@@ -7,7 +7,7 @@
 
 import { thumbnailUrl, serverNow } from "./api.js";
 import {
-  KINDS, STATUSES, duration, kecamatanLabel, kindLabel, statusLabel, NO_KECAMATAN,
+  KINDS, STATUSES, duration, kecamatanLabel, kindLabel, stationLabel, statusLabel, NO_KECAMATAN,
 } from "./format.js";
 
 const THUMB_MIN_S = 10; // at most one thumbnail reload per tile per this many seconds
@@ -148,8 +148,9 @@ export class Overview {
   _render(tile, station) {
     const { el, parts } = tile;
     el.dataset.status = station.status;
-    el.setAttribute("aria-label", `${station.name}, ${statusLabel(station.status)}`);
-    parts.badge.textContent = statusLabel(station.status);
+    el.setAttribute("aria-label", `${station.name}, ${stationLabel(station)}`);
+    parts.badge.textContent = stationLabel(station);
+    el.dataset.media = station.state === "live" ? station.media || "video" : "";
     parts.name.textContent = station.name;
     parts.sub.textContent = [kindLabel(station.kind), station.kecamatan].filter(Boolean).join(" · ");
     const title = station.activity && station.activity.title;

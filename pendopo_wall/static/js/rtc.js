@@ -3,14 +3,15 @@
 // Both are non-trickle: the offer is sent once ICE gathering is complete (or after
 // GATHER_MS), the 201 answer is applied, and the session's Location is kept so `close()`
 // can DELETE it — a session the wall stops showing never lingers on the relay. Requests
-// carry the operator's cookie (same origin) and CSRF token. ICE servers announced in the
-// hub's Link headers are remembered and used for the following sessions.
+// carry the operator's cookie (same origin) and CSRF token. The ICE servers (TURN with fresh
+// credentials, for networks that drop UDP) come from an OPTIONS on the endpoint (RFC 9725
+// §4.6) right before each offer, set on the peer connection before it gathers.
 
+import { fetchIceServers } from "/static/ice_servers.js";
 import { csrfToken } from "./api.js";
 
 const GATHER_MS = 2000;
 const CLOSE_AFTER_MS = 2000; // close the peer connection even if the DELETE hangs
-let iceServers = [];
 
 export class MediaError extends Error {
   constructor(status, message, retryAfter) {
@@ -18,22 +19,6 @@ export class MediaError extends Error {
     this.status = status;
     this.retryAfter = retryAfter; // seconds, when the hub said so (429/503)
   }
-}
-
-function parseIceLinks(header) {
-  if (!header) return [];
-  const servers = [];
-  for (const part of header.split(/,(?=\s*<)/)) {
-    const match = part.match(/<([^>]+)>(.*)/);
-    if (!match || !/rel="?ice-server"?/.test(match[2])) continue;
-    const server = { urls: match[1] };
-    const user = match[2].match(/username="([^"]*)"/);
-    const cred = match[2].match(/credential="([^"]*)"/);
-    if (user) server.username = user[1];
-    if (cred) server.credential = cred[1];
-    servers.push(server);
-  }
-  return servers;
 }
 
 function gathered(pc) {
@@ -55,12 +40,19 @@ function gathered(pc) {
 class Session {
   constructor(endpoint) {
     this.endpoint = endpoint;
-    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
+    this.pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle" });
     this.location = null;
     this.closed = false;
   }
 
   async _negotiate() {
+    const iceServers = await fetchIceServers(this.endpoint, { credentials: "same-origin" });
+    if (this.closed) throw new MediaError(0, "ditutup");
+    // Allowed until gathering starts (setLocalDescription); the rest of the configuration stays
+    // (certificates cannot be given again).
+    const configuration = this.pc.getConfiguration();
+    delete configuration.certificates;
+    this.pc.setConfiguration({ ...configuration, iceServers });
     await this.pc.setLocalDescription(await this.pc.createOffer());
     await gathered(this.pc);
     if (this.closed) throw new MediaError(0, "ditutup");
@@ -80,8 +72,6 @@ class Session {
       const retry = Number(response.headers.get("Retry-After"));
       throw new MediaError(response.status, message, Number.isFinite(retry) && retry > 0 ? retry : undefined);
     }
-    const links = parseIceLinks(response.headers.get("Link"));
-    if (links.length) iceServers = links;
     const location = response.headers.get("Location");
     if (location) this.location = new URL(location, new URL(this.endpoint, window.location.href)).href;
     const answer = await response.text();

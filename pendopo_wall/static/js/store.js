@@ -48,6 +48,7 @@ export class StationStore {
       station.status = message.status;
       station.since = message.since;
       station.reason = message.reason ?? null;
+      station.media = message.media ?? "";
     } else if (message.t === "activity") {
       station.activity = message.title ? { title: message.title, since: message.since } : null;
     } else if (message.t === "thumb") {
