@@ -291,8 +291,9 @@ class StreamRecorder:
                     for frame in frames:
                         self.writer.write(kind, frame.data, frame.keyframe,
                                           timeline.time_s(frame.timestamp, arrival_s))
-                if assembler.video and assembler.take_keyframe_request():
-                    self.stream.request_keyframe()
+            # once a batch, not per packet: a gap in it asks the publisher for a keyframe
+            if any(a.video and a.take_keyframe_request() for a in self._assemblers.values()):
+                self.stream.request_keyframe()
         except Exception as exc:  # the relay must go on whatever happens to the file
             self._fail(exc)
         self.cpu_s += time.thread_time() - started
