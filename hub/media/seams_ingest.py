@@ -114,6 +114,7 @@ NTP_UNIX_OFFSET_S = 2208988800  # aiortc's clock counts from the NTP epoch (1900
 ACTIVE_SOURCE_REFRESH_S = 1.0
 REMB_INTERVAL_S = 0.2
 REMB_SOONER_BELOW = 0.97
+RENACK_S = 0.3  # packets still missing this long after their NACK are NACKed again (≈ a weak link's RTT)
 
 
 def _receiver_private(receiver: RTCRtpReceiver, name: str) -> Any:
@@ -142,7 +143,7 @@ class ReceiverBookkeeping:
     """
 
     __slots__ = ("_active", "_clock_rate", "_estimator", "_nacks", "_receiver", "_refresh_at", "_remb_due",
-                 "_remb_sent", "_routed", "_seen", "_streams", "_tasks")
+                 "_remb_sent", "_renack_at", "_routed", "_seen", "_streams", "_tasks")
 
     def __init__(self, receiver: RTCRtpReceiver, clock_rate: int) -> None:
         self._receiver = receiver
@@ -161,6 +162,7 @@ class ReceiverBookkeeping:
         self._tasks: set[asyncio.Future[None]] = set()
         self._remb_due = 0.0
         self._remb_sent = 0
+        self._renack_at = 0.0
 
     def accepting(self) -> bool:
         """aiortc would route to this receiver: started, not stopped, enabled."""
@@ -192,6 +194,12 @@ class ReceiverBookkeeping:
         seen = self._seen
         seen.sequence_number = seq
         if nacks.add(seen):
+            self._renack_at = time.monotonic() + RENACK_S
+            self._spawn(self._receiver._send_rtcp_nack(ssrc, sorted(nacks.missing)))
+        elif nacks.missing and time.monotonic() >= self._renack_at:
+            # aiortc NACKs again only when a new gap appears: a lost NACK or a lost
+            # retransmission then waits for the next loss, and the viewers' picture with it
+            self._renack_at = time.monotonic() + RENACK_S
             self._spawn(self._receiver._send_rtcp_nack(ssrc, sorted(nacks.missing)))
 
     def _send_remb(self, remb: tuple[int, list[int]]) -> None:

@@ -159,6 +159,42 @@ async def test_a_lost_publisher_packet_is_nacked(relay: MediaRelay, monkeypatch:
     await publisher.close()
 
 
+async def test_a_lost_retransmission_is_nacked_again_without_a_new_gap(
+        relay: MediaRelay, monkeypatch: pytest.MonkeyPatch) -> None:
+    # aiortc NACKs again only when a new gap appears; on a lossy uplink the retransmission is
+    # lost too now and then, and the hole would stay open until the next loss.
+    publisher = await Publisher.start(relay, STATION, audio=False)
+    sender = publisher.pc.getTransceivers()[0].sender
+    dtls = sender.transport
+    send_rtp = dtls._send_rtp
+    media_sent = 0
+    dropped: list[int] = []
+    asked: list[int] = []
+
+    async def lossy(data: bytes) -> None:
+        nonlocal media_sent
+        if 192 <= data[1] <= 208 or struct.unpack_from("!I", data, 8)[0] != sender._ssrc:
+            await send_rtp(data)  # RTCP and RTX pass (the first RTX never leaves: see below)
+            return
+        media_sent += 1
+        if media_sent == 40:
+            dropped.append(struct.unpack_from("!H", data, 2)[0])
+            return  # one media packet lost, and no other loss after it
+        await send_rtp(data)
+
+    retransmit = sender._retransmit
+
+    async def lose_the_first_retransmission(seq: int) -> None:
+        asked.append(seq)
+        if asked.count(seq) > 1:
+            await retransmit(seq)
+
+    monkeypatch.setattr(dtls, "_send_rtp", lossy)
+    monkeypatch.setattr(sender, "_retransmit", lose_the_first_retransmission)
+    await wait_until(lambda: dropped and asked.count(dropped[0]) >= 2, message="the hole to be NACKed again")
+    await publisher.close()
+
+
 async def test_hostile_datagrams_on_the_publishers_socket_change_nothing(relay: MediaRelay) -> None:
     publisher = await Publisher.start(relay, STATION, audio=False)
     viewer = await Viewer.start(relay, STATION, audio=False)
