@@ -119,11 +119,11 @@ class PresenceTable:
         record.socket_lost = True
         return self._settle(record, now, "lost")
 
-    def publishing(self, station: str, active: bool, now: float, media: str = VIDEO) -> list[Transition]:
-        """Media connected (``media``: what it starts with) or gone."""
+    def publishing(self, station: str, active: bool, now: float) -> list[Transition]:
+        """Media connected (taken as video until the watchdog says otherwise) or gone."""
         record = self.get(station)
         record.publishing = active
-        record.media = media if active else STALLED
+        record.media = VIDEO if active else STALLED
         return self._settle(record, now, "published" if active else "unpublished")
 
     def media_flow(self, station: str, media: str, now: float) -> tuple[bool, list[Transition]]:

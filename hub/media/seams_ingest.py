@@ -193,12 +193,9 @@ class ReceiverBookkeeping:
             return
         seen = self._seen
         seen.sequence_number = seq
-        if nacks.add(seen):
-            self._renack_at = time.monotonic() + RENACK_S
-            self._spawn(self._receiver._send_rtcp_nack(ssrc, sorted(nacks.missing)))
-        elif nacks.missing and time.monotonic() >= self._renack_at:
-            # aiortc NACKs again only when a new gap appears: a lost NACK or a lost
-            # retransmission then waits for the next loss, and the viewers' picture with it
+        # aiortc NACKs again only when a new gap appears: a lost NACK or a lost retransmission
+        # would then wait for the next loss, and the viewers' picture with it
+        if nacks.add(seen) or (nacks.missing and time.monotonic() >= self._renack_at):
             self._renack_at = time.monotonic() + RENACK_S
             self._spawn(self._receiver._send_rtcp_nack(ssrc, sorted(nacks.missing)))
 
