@@ -22,7 +22,7 @@ Example::
     height = 360
     fps = 15
     bitrate_kbps = 500           # the best level; lower ones on a weak link (adaptive)
-    codec = "VP8"                # or "H264"
+    codec = "H264"               # or "VP8" (WebRTC only: the hub's HLS remuxes H.264 only)
     adaptive = true              # false: always this picture, the encoder following REMB
 
     [audio]
@@ -64,7 +64,7 @@ class VideoConfig:
     height: int = 360
     fps: int = 15
     bitrate_kbps: int = 500
-    codec: str = "VP8"  # "VP8" | "H264"
+    codec: str = "H264"  # "H264" | "VP8"; the hub's HLS packages H.264 only, a VP8 station is WebRTC-only
     adaptive: bool = True  # quality levels on weak links (clients/quality.py); false: always this picture
 
 

@@ -76,8 +76,9 @@ class MediaSession:
 
 
 def rate_control(config: StationConfig) -> rtc.RateControl:
-    """A session's encoder rate: video up to ``video.bitrate_kbps``, Opus at ``audio.bitrate_kbps``."""
-    return rtc.RateControl(config.video.bitrate_kbps * 1000, config.audio.bitrate_kbps * 1000)
+    """A session's encoder rate: video up to ``video.bitrate_kbps`` at ``video.fps``, Opus at
+    ``audio.bitrate_kbps``."""
+    return rtc.RateControl(config.video.bitrate_kbps * 1000, config.audio.bitrate_kbps * 1000, config.video.fps)
 
 
 async def _negotiate(pc: RTCPeerConnection, config: StationConfig, url: str, token: str | None,

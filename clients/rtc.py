@@ -13,13 +13,23 @@
    ``setRemoteDescription``, so wrap that call. What the proxy does:
 
    - REMB: the sender sets ``encoder.target_bitrate`` to the hub's estimate; the proxy only
-     records it (``RateControl.estimate_bps``) once the agent has set a target, else clamps
-     it to ``cap_bps`` (the behaviour without quality levels).
+     records it (``RateControl.estimate_bps``) once the agent has set a target, else keeps
+     it between aiortc's floor and ``cap_bps``, the cap winning (without quality levels).
    - The agent's target: aiortc's setter clamps to 250 kbps (VP8) / 500 kbps (H.264), so the
      proxy writes the encoders' private ``__target_bitrate`` (name-mangled), which ``encode``
      reads. aiortc's H.264 encoder assumes 30 fps (``codec.framerate``, ``MAX_FRAME_RATE``)
      and x264 spends ``bit_rate / 30`` per frame: at 10 fps it sent a third of its target,
-     so its target is scaled by 30 / fps.
+     so its target is scaled by 30 / fps (also when it follows REMB, ``fps`` from the config).
+   - H.264's VBV: aiortc opens x264 with an average bitrate and no VBV, and x264's ABR then
+     repays what a still picture saved: after 10 s of a still office, a busy picture went out
+     at 1.9–2.0 Mbps for 3 s and above 1 Mbps for 8 s at a 500 kbps target (4× the target at
+     every level; measured, docs/benchmarks.md "H.264 on the office PC"). The proxy opens
+     the x264 context itself just before aiortc's ``encode`` would, with aiortc's own
+     settings plus ``maxrate`` = the target and a one-second ``bufsize`` (libvpx's
+     ``rc_buf_sz`` in aiortc's VP8), under aiortc's own rule for when to open one again (a
+     new size, the target moved by more than 10 %), so aiortc keeps it. A new context starts
+     with an IDR picture and its SPS/PPS in band (x264 repeats them before every IDR), so a
+     new size or rate reaches the hub's packager with a new SPS.
    - Keyframes: ``request_keyframe`` makes the next ``encode`` a forced keyframe (the first
      picture after audio only must be one: the encoder kept its state across the pause).
    - Audio: an Opus encoder created inside the block gets ``audio_bps`` (aiortc's is fixed
@@ -36,10 +46,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import fractions
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import aiortc.rtcrtpsender
+import av
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.h264 import MAX_FRAME_RATE as H264_ASSUMED_FPS
 from aiortc.codecs.h264 import H264Encoder
@@ -63,13 +75,13 @@ class RateControl:
     Methods are called on the event loop; ``encode`` runs in aiortc's worker thread and only
     reads and swaps single attributes."""
 
-    def __init__(self, cap_bps: int, audio_bps: int = 0) -> None:
+    def __init__(self, cap_bps: int, audio_bps: int = 0, fps: int = 0) -> None:
         self.cap_bps = int(cap_bps)
         self.audio_bps = int(audio_bps)
         self.estimate_bps: int | None = None
         self.estimates = 0
         self.target_bps: int | None = None
-        self.fps = 0
+        self.fps = int(fps)  # the frame rate sent (0: unknown, taken as aiortc's 30)
         self._keyframe = False
         self._encoder: _ControlledEncoder | None = None
 
@@ -104,12 +116,37 @@ def _set_encoder_rate(inner: Any, bps: int, fps: int) -> None:
         inner.target_bitrate = int(bps)
 
 
+def _open_h264(inner: H264Encoder, frame: av.VideoFrame, fps: int) -> None:
+    """Give ``inner`` the x264 context its ``encode`` would open for ``frame`` now, with a
+    VBV: ``maxrate`` = the target, ``bufsize`` = one second at ``fps`` (seam 2). Nothing
+    when aiortc would keep its context (same size, target within 10 %: its rule)."""
+    bps = inner.target_bitrate
+    codec = inner.codec
+    opened_bps = codec.bit_rate if codec is not None else None
+    if (codec is not None and opened_bps and (frame.width, frame.height) == (codec.width, codec.height)
+            and abs(bps - opened_bps) / opened_bps <= 0.1):
+        return
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width, codec.height = frame.width, frame.height
+    codec.bit_rate = bps
+    codec.pix_fmt = "yuv420p"
+    codec.framerate = fractions.Fraction(H264_ASSUMED_FPS, 1)
+    codec.time_base = fractions.Fraction(1, H264_ASSUMED_FPS)
+    # x264 counts time in frames of 1/30 s: a real second holds fps of them.
+    bufsize = round(bps * (fps or H264_ASSUMED_FPS) / H264_ASSUMED_FPS)
+    codec.options = {"level": "31", "tune": "zerolatency", "maxrate": str(bps), "bufsize": str(bufsize)}
+    codec.profile = "Baseline"
+    inner.buffer_data, inner.buffer_pts = b"", None
+    inner.codec = codec
+
+
 class _ControlledEncoder:
     """Proxies an aiortc video encoder for a :class:`RateControl` (see seam 2 above)."""
 
     def __init__(self, inner: Any, control: RateControl) -> None:
         self._inner = inner
         self._control = control
+        self._followed_bps = int(inner.target_bitrate)  # aiortc's start value, until a REMB
         control.attach(self)
         self.apply()
 
@@ -118,7 +155,14 @@ class _ControlledEncoder:
         if control.target_bps is not None:
             _set_encoder_rate(self._inner, control.target_bps, control.fps)
         else:
-            self._inner.target_bitrate = min(self._inner.target_bitrate, control.cap_bps)
+            self._follow(self._followed_bps)
+
+    def _follow(self, bps: int) -> None:
+        """No target of the agent's: ``bps`` (REMB) kept within aiortc's floor and ceiling (its
+        setter), then the cap, which wins over the floor (500 kbps for H.264)."""
+        self._followed_bps = int(bps)
+        self._inner.target_bitrate = int(bps)
+        _set_encoder_rate(self._inner, min(self._inner.target_bitrate, self._control.cap_bps), self._control.fps)
 
     @property
     def target_bitrate(self) -> int:
@@ -130,9 +174,11 @@ class _ControlledEncoder:
         control.estimate_bps = int(bitrate)
         control.estimates += 1
         if control.target_bps is None:
-            self._inner.target_bitrate = min(bitrate, control.cap_bps)
+            self._follow(bitrate)
 
     def encode(self, frame: Any, force_keyframe: bool = False) -> Any:
+        if isinstance(self._inner, H264Encoder) and isinstance(frame, av.VideoFrame):
+            _open_h264(self._inner, frame, self._control.fps)
         return self._inner.encode(frame, self._control.take_keyframe() or force_keyframe)
 
     def __getattr__(self, name: str) -> Any:

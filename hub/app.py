@@ -27,14 +27,17 @@ from hub.core.talk import PENDOPO
 from hub.core.watch_admission import WatchAdmission
 from hub.errors import ClientError, ConfigError, RegistryError, Unavailable
 from hub.ledger.base import BufferedLedger
+from hub.media.aac import OpusToAac
 from hub.media.relay import MediaRelay
-from hub.routes import api, jejak, media, pages, questions, recordings, uvicorn_seams, ws
+from hub.routes import api, hls, jejak, media, pages, questions, recordings, uvicorn_seams, ws
 from hub.routes.middleware import SecurityHeaders, SessionMiddleware, client_error
 from hub.routes.proxies import RealClientMiddleware
 from hub.services.auth import AuthService
+from hub.services.hls import HlsService
+from hub.services.hls_remote import OwnerFetcher
 from hub.services.jejak import JejakService
 from hub.services.media_presence import MediaPresence
-from hub.services.metrics import Metrics, add_node_gauges, add_recording_gauges
+from hub.services.metrics import Metrics, add_hls_gauges, add_node_gauges, add_recording_gauges
 from hub.services.operator_access import OperatorAccess
 from hub.services.questions import QuestionsService
 from hub.services.recordings import RecordingsService
@@ -122,9 +125,16 @@ class Hub:
         self.jejak = JejakService(settings, self.stations.thumbnails, lambda: self.recordings.floor.low, clock)
         self.stations.on_activity = self.recordings.notify_activity
         self.stations.on_publishing = self.recordings.notify_publishing
+        # HLS of public H.264 stations, packaged on demand; other nodes' stations fetched from them
+        self.hls = HlsService(settings.hls, self.registry, self.media.stream, self.router.owner_url,
+                              OwnerFetcher(settings.hls.remote_cache_bytes), self._aac_transcoder)
         self._tasks: list[asyncio.Task[None]] = []
+        add_hls_gauges(self.metrics, self.hls.metrics)
         add_node_gauges(self.metrics, self.stations, self.ledger, self.watchers, self.media)
         add_recording_gauges(self.metrics, self.recordings.metrics)
+
+    def _aac_transcoder(self) -> OpusToAac:
+        return OpusToAac(self.settings.hls.audio_bitrate)
 
     def _viewers(self, station_id: str) -> int:
         return self.media.viewer_count(station_id)
@@ -191,6 +201,7 @@ class Hub:
                     await tick()
                 except Exception:
                     log.exception("%s tick failed", name)
+            self.hls.tick()
             await asyncio.sleep(tick_s)
 
     async def _end_operator_sessions(self) -> None:
@@ -207,6 +218,7 @@ class Hub:
         await self.stations.shutdown()
         with contextlib.suppress(Exception):  # parts closed while their streams still exist
             await self.recordings.stop()
+        self.hls.close()
         if self.media is not None:
             await self.media.close()
         for task in self._tasks:
@@ -235,7 +247,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> St
         finally:
             await hub.stop()
 
-    routes = [*api.routes, *jejak.routes, *recordings.routes, *questions.routes, *ws.routes, *media.routes,
+    routes = [*api.routes, *hls.routes, *jejak.routes, *recordings.routes, *questions.routes, *ws.routes, *media.routes,
               *pages.routes]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ClientError: client_error})
     app.state.hub = hub
@@ -244,7 +256,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> St
     # Pages, scripts and station lists shrink 3-10x; JPEGs, SDP and video gain nothing.
     app.add_middleware(GZipMiddleware, minimum_size=1024,
                        exclude_content_types=("text/event-stream", "image/jpeg", "application/sdp",
-                                              "video/webm", "video/mp4"))
+                                              "video/webm", "video/mp4", "video/iso.segment"))
     # Before anything reads scope["client"]: the real client behind trusted reverse proxies.
     app.add_middleware(RealClientMiddleware, trusted=TrustedProxies(settings.hub.trusted_proxies))
     # Outermost, so it sees the server's own send (the watch fan-out's fast path needs it).

@@ -159,6 +159,20 @@ class RecordingSettings:
 
 
 @dataclass(frozen=True)
+class HlsSettings:
+    """HLS and low-latency HLS by remux of public H.264 stations (docs/operations.md "HLS")."""
+
+    enabled: bool = True
+    part_s: float = 0.5  # LL-HLS part target
+    segment_s: float = 2.0  # segment target; the publisher is asked for a keyframe at this cadence
+    keep_segments: int = 6  # complete segments listed (and kept in memory) per station
+    idle_s: float = 30.0  # packaging stops after this long without a request
+    max_stations: int = 64  # stations packaged at once on this node; beyond → 503
+    audio_bitrate: int = 64000  # AAC from the publisher's Opus
+    remote_cache_bytes: int = 64_000_000  # parts fetched from the owning node, kept for other viewers here
+
+
+@dataclass(frozen=True)
 class Settings:
     hub: HubSettings = field(default_factory=HubSettings)
     stations: StationsSettings = field(default_factory=StationsSettings)
@@ -169,6 +183,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     questions: QuestionsSettings = field(default_factory=QuestionsSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
+    hls: HlsSettings = field(default_factory=HlsSettings)
     base_dir: str = "."  # the config file's folder: relative paths are resolved against it
 
     @property
@@ -316,6 +331,7 @@ def validate(settings: Settings) -> Settings:
     _validate_questions(settings.questions)
     _validate_recording(settings.recording)
     _validate_turn(settings.turn)
+    _validate_hls(settings.hls)
     media = settings.media
     if not 0 <= media.udp_port <= 65535:
         raise ConfigError(f"media.udp_port must be a port number (0: per-session ports), not {media.udp_port}")
@@ -398,3 +414,16 @@ def _validate_schedule(schedule: ScheduleSettings) -> None:
             raise ConfigError(f"schedule.extra_holidays: {day!r} is not a YYYY-MM-DD date") from None
     if not 0 < schedule.full_coverage <= 1:
         raise ConfigError("schedule.full_coverage must be in (0, 1]")
+
+
+def _validate_hls(hls: HlsSettings) -> None:
+    if not 0.1 <= hls.part_s <= hls.segment_s / 2:
+        raise ConfigError("hls.part_s must be at least 0.1 and at most half of hls.segment_s")
+    if not 1.0 <= hls.segment_s <= 10.0:
+        raise ConfigError("hls.segment_s must be between 1 and 10 seconds")
+    if hls.keep_segments < 3:
+        raise ConfigError("hls.keep_segments must be at least 3 (players hold back three segments)")
+    if hls.idle_s <= 0 or hls.max_stations < 0 or hls.remote_cache_bytes < 0:
+        raise ConfigError("hls.idle_s must be positive, hls.max_stations and hls.remote_cache_bytes not negative")
+    if not 16000 <= hls.audio_bitrate <= 320000:
+        raise ConfigError("hls.audio_bitrate must be between 16000 and 320000")

@@ -133,6 +133,14 @@ PROBES: dict[tuple[str, str], list[Probe]] = {
         Probe(f"/api/v1/stations/{PUBLIC_ID}/recording", {}, expect={"public": 401, "operator": 400})],
     ("GET", "/recordings/{recording}.webm"): [Probe("/recordings/no-such-recording.webm")],
     ("GET", "/recordings/{recording}.mp4"): [Probe("/recordings/no-such-recording.mp4")],
+    # HLS (docs/http-api.md "HLS"): public stations only, for everyone alike (operators watch
+    # private ones over WebRTC); a station not live is 404 `not_live`, a private one 404.
+    ("GET", "/hls/{station}/index.m3u8"): [
+        Probe(f"/hls/{PUBLIC_ID}/index.m3u8"),
+        Probe(f"/hls/{PRIVATE_ID}/index.m3u8", hidden=True, expect={"public": 404, "operator": 404, "station": 404}),
+    ],
+    ("GET", "/hls/{station}/plain.m3u8"): [Probe(f"/hls/{PUBLIC_ID}/plain.m3u8")],
+    ("GET", "/hls/{station}/{run}/{file}"): [Probe(f"/hls/{PUBLIC_ID}/feedbeef/p1.0.m4s")],
     ("GET", "/rekaman"): [Probe("/rekaman")],
     ("GET", "/rekaman/{recording}"): [Probe("/rekaman/no-such-recording")],
     ("GET", "/api/v1/activities"): [Probe("/api/v1/activities")],

@@ -45,12 +45,12 @@ from typing import Protocol
 from hub.media import containers, seams_keyframes
 from hub.media.containers import ContainerError, PacketWriter, Track
 from hub.media.frames import FrameAssembler, annexb_nal_units, video_size
+from hub.media.timeline import MediaTimeline
 
 logger = logging.getLogger(__name__)
 
 CLOCK_RATES = {"video": 90000, "audio": 48000}  # VP8, H.264 and Opus in RTP
 ANCHOR_STEPS_S = {"video": 0.1, "audio": 0.02}  # a re-anchored kind's least step after its last frame
-REANCHOR_S = 3.0  # an RTP clock further than this from the arrival clock is not trusted
 BATCH_S = 0.5  # packets are queued by the tap and turned into frames and written this often
 MAX_BATCH = 4096  # ... or when this many wait (an event loop held up)
 
@@ -146,43 +146,6 @@ class PartWriter:
                 pass
 
 
-class _Timeline:
-    """One kind's RTP timestamps → seconds since the recording started."""
-
-    __slots__ = ("_anchor_ext", "_anchor_s", "_ext", "_last_s", "_rate", "_step_s")
-
-    def __init__(self, rate: int, step_s: float) -> None:
-        self._rate = rate
-        # a new anchor is at least this after the last frame (the old publisher's RTP-timed
-        # frames may run ahead of the arrival clock): about one frame, not one tick, so
-        # players that map times onto a frame rate do not see two frames at one time
-        self._step_s = step_s
-        self._ext: int | None = None  # the last timestamp, extended past 32 bits
-        self._anchor_ext = 0
-        self._anchor_s = 0.0
-        self._last_s = -1.0
-
-    def reanchor(self) -> None:
-        self._ext = None
-
-    def time_s(self, ts: int, arrival_s: float) -> float:
-        ext = self._ext
-        if ext is not None:
-            delta = (ts - ext) & 0xFFFFFFFF
-            ext = ext + delta if delta < 0x80000000 else ext - (0x100000000 - delta)
-            time_s = self._anchor_s + (ext - self._anchor_ext) / self._rate
-            if abs(time_s - arrival_s) <= REANCHOR_S:
-                self._ext = ext
-                self._last_s = max(self._last_s, time_s)
-                return time_s
-        # first frame, a new publisher, or a clock not to be trusted: the arrival time
-        # (never before what was written, the muxer would refuse it)
-        self._ext = self._anchor_ext = ts
-        self._anchor_s = max(arrival_s, self._last_s + self._step_s)
-        self._last_s = self._anchor_s
-        return self._anchor_s
-
-
 class StreamRecorder:
     """Taps one StationStream for one part of one recording.
 
@@ -203,7 +166,7 @@ class StreamRecorder:
         self.writer = PartWriter(part_path, self._codecs.get("video", ""), self._codecs.get("audio"), start_time_s)
         self._assemblers = {kind: FrameAssembler(mime, seams_keyframes.depayload)
                             for kind, mime in self._codecs.items() if kind in CLOCK_RATES}
-        self._timelines = {kind: _Timeline(CLOCK_RATES[kind], ANCHOR_STEPS_S[kind]) for kind in self._assemblers}
+        self._timelines = {kind: MediaTimeline(CLOCK_RATES[kind], ANCHOR_STEPS_S[kind]) for kind in self._assemblers}
         self._source: str | None = None  # the source of the packets last queued
         self._started_at = 0.0
         # packets waiting for the next batch: (kind, seq, ts, marker, payload, arrival), or

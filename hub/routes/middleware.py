@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.errors import ClientError, RateLimited, Unavailable
-from hub.routes import media
+from hub.routes import hls, media
 from hub.services.auth import SESSION_COOKIE
 
 
@@ -111,5 +111,7 @@ async def client_error(request: Request, exc: Exception) -> Response:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if request.url.path.startswith(("/whip/", "/whep/")):
         headers.update(media.CORS)  # WHIP/WHEP clients on other origins must read the error
+    elif request.url.path.startswith("/hls/"):  # players elsewhere read it; no cache keeps it (routes/hls.py)
+        headers.update({**hls.CORS, "Cache-Control": "no-store"})
     return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.http_status,
                         headers=headers)

@@ -102,6 +102,21 @@ def add_recording_gauges(metrics: Metrics, read: Callable[[], dict[str, float]])
         metrics.add_gauges(name, help_text, "", _one(read, key))
 
 
+def add_hls_gauges(metrics: Metrics, read: Callable[[], dict[str, float]]) -> None:
+    """docs/operations.md "HLS"; ``read`` is ``HlsService.metrics``, read at scrape time."""
+    metrics.add_gauges("jaga_hls_packaged", "Stations whose HLS this node packages now", "", _one(read, "packaged"))
+    metrics.add_gauges("jaga_hls_started_total", "HLS packagers started (first request after idle)", "",
+                       _one(read, "started"))
+    metrics.add_gauges("jaga_hls_cpu_seconds_total", "CPU the HLS packagers' batches took (remux and AAC)", "",
+                       _one(read, "cpu_seconds"))
+    metrics.add_gauges("jaga_hls_requests_total", "HLS requests answered, by kind", "kind",
+                       lambda: {key.removeprefix("requests_"): value for key, value in read().items()
+                                if key.startswith("requests_")})
+    metrics.add_gauges("jaga_hls_remote_total", "HLS fetched from the node holding the station", "counter",
+                       lambda: {key.removeprefix("remote_"): value for key, value in read().items()
+                                if key.startswith("remote_")})
+
+
 def _one(read: Callable[[], dict[str, float]], key: str) -> Callable[[], dict[str, float]]:
     return lambda: {"": read()[key]}
 

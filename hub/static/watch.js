@@ -8,8 +8,18 @@
 // pictures stopped while sound goes on, asks the WHEP session resource why, and shows the
 // station's thumbnail over the frozen picture until pictures arrive again. A station that
 // itself sends only sound (`media: "audio"`) is shown the same way with its own words.
+// Two ways to play: WebRTC (WHEP, well under a second behind) first, and HLS (the hub's
+// low-latency HLS, a few seconds behind, plain HTTP that scales past the WebRTC viewer caps)
+// when WebRTC is refused (429/503 at the caps), fails (ICE) or brings no media within
+// NO_MEDIA_MS, or when the viewer picks it (the switch, or `?mode=hls` in a shared link).
+// A fallback lasts until the player stops (a failure, the station stopping, a switch): the
+// next start tries the viewer's own choice again. A VP8 station has no HLS (409
+// hls_needs_h264): with WebRTC full, the page says so and tries again later.
+// For tests: document.body.dataset.playMode ("webrtc", "hls" or "" without a player) and
+// dataset.delayMs (ms behind the station, every FLOW_MS; absent while unknown).
 import { KIND_LABEL, STATUS_LABEL, WatchFeed, badge, clockOf, clockOfEpoch, el, formatDuration, formatPercent, getJSON, thumbnailUrl } from "/static/common.js";
 import { QuestionsBox } from "/static/questions.js";
+import { HlsError, HlsPlayer } from "/static/hls_player.js";
 import { WhepError, WhepPlayer } from "/static/whep.js";
 
 const POLL_MS = 10000;
@@ -17,6 +27,8 @@ const RETRY_MS = 5000;
 const FLOW_MS = 2000; // how often the player's getStats() is read (local, no request)
 const ASK_MS = 5000; // at most one GET on the session resource per this, and only when pictures stop
 const AUDIO_ONLY_POLL_MS = 5000; // the station (and so its thumbnail) polled faster while audio only
+const NO_MEDIA_MS = 8000; // WebRTC that brings neither a picture nor a sound by then: HLS instead
+const FULL_RETRY_MS = 30000; // WebRTC refused at the caps and no HLS (a VP8 station): try again after
 const DAY_NAMES = { mon: "Senin", tue: "Selasa", wed: "Rabu", thu: "Kamis", fri: "Jumat", sat: "Sabtu", sun: "Minggu" };
 const DAY_ORDER = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
@@ -35,6 +47,14 @@ let videoOff = null; // the session resource's answer while the hub sends this v
 let flowTimer = null;
 let lastFlow = null;
 let lastAsk = 0;
+// "webrtc" or "hls": the viewer's choice (the switch, or ?mode=hls); fallback: why HLS plays
+// instead of WebRTC this time ("full", "failed", "no_media"), null when the choice plays.
+let chosenMode = new URLSearchParams(location.search).get("mode") === "hls" ? "hls" : "webrtc";
+let fallback = null;
+let playerStarted = 0; // when the WebRTC player started (the NO_MEDIA_MS watchdog)
+let sawMedia = false;
+let delayMs = null;
+const playMode = () => (fallback ? "hls" : chosenMode);
 
 const LOW_DATA_KEY = "jaga.lowData";
 const storedLowData = localStorage.getItem(LOW_DATA_KEY);
@@ -135,23 +155,70 @@ function render() {
 
 function startPlayer() {
   if (player) return;
+  if (playMode() === "hls") startHls();
+  else startWhep();
+  video.muted = true;
+  flowTimer = setInterval(tick, FLOW_MS);
+  video.play().catch(() => {}); // muted autoplay; some browsers still want a tap
+  showMode();
+}
+
+function startWhep() {
   const current = new WhepPlayer(`/whep/${encodeURIComponent(station.id)}`, video, (state) => {
-    if (state === "failed" && player === current) retryLater("Sambungan video terputus, mencoba lagi…");
+    if (state === "failed" && player === current) fallBack("failed");
   });
   player = current;
-  video.muted = true;
-  flowTimer = setInterval(checkFlow, FLOW_MS);
+  playerStarted = Date.now();
+  sawMedia = false;
   current.start().catch((error) => {
     if (player !== current) return;
     if (error instanceof WhepError && (error.status === 429 || error.status === 503)) {
-      retryLater("Penonton sedang penuh. Coba lagi nanti atau pakai mode hemat data.", 30000);
+      fallBack("full", error.retryAfterS);
     } else if (error instanceof WhepError && error.status === 404) {
       retryLater("Siaran belum tersedia, mencoba lagi…");
     } else {
-      retryLater("Video tidak dapat diputar, mencoba lagi…");
+      fallBack("failed");
     }
   });
-  video.play().catch(() => {}); // muted autoplay; some browsers still want a tap
+}
+
+function startHls() {
+  const current = new HlsPlayer(`/hls/${encodeURIComponent(station.id)}/index.m3u8`, video, (state) => {
+    if (state === "failed" && player === current) retryLater("Sambungan video terputus, mencoba lagi…");
+  });
+  player = current;
+  const why = fallback;
+  current.start().catch((error) => {
+    if (player !== current) return;
+    const code = error instanceof HlsError ? error.code : "";
+    const status = error instanceof HlsError ? error.status : 0;
+    // No HLS for this station: it sends VP8 (WebRTC only), or this hub packages no HLS at all.
+    const noHls = code === "hls_needs_h264" || (status === 404 && code !== "not_live");
+    if (noHls && !why) { // the viewer's choice, but only WebRTC can play this station
+      stopPlayer();
+      choose("webrtc");
+      $("mode-note").hidden = false;
+      $("mode-note").textContent = code === "hls_needs_h264"
+        ? "Kantor ini hanya bisa ditonton lewat WebRTC." : "HLS tidak tersedia, memakai WebRTC.";
+      render();
+    } else if (noHls && why.reason === "full") {
+      retryLater(code === "hls_needs_h264"
+        ? "Kantor ini hanya bisa ditonton lewat WebRTC; kapasitas penuh, coba lagi sebentar lagi."
+        : "Penonton sedang penuh. Coba lagi nanti atau pakai mode hemat data.",
+      Math.max(FULL_RETRY_MS, why.retryAfterS * 1000));
+    } else if (status === 404) {
+      retryLater("Siaran belum tersedia, mencoba lagi…");
+    } else {
+      retryLater(why ? "Sambungan video terputus, mencoba lagi…" : "Video tidak dapat diputar, mencoba lagi…");
+    }
+  });
+}
+
+// WebRTC did not work out this time: play HLS instead (the next start tries WebRTC again).
+function fallBack(reason, retryAfterS = 0) {
+  stopPlayer();
+  fallback = { reason, retryAfterS };
+  if (station) render();
 }
 
 function stopPlayer() {
@@ -160,17 +227,56 @@ function stopPlayer() {
   player = null;
   current.stop();
   clearInterval(flowTimer);
+  fallback = null;
   videoOff = null;
   lastFlow = null;
   lastAsk = 0;
+  delayMs = null;
+  showMode();
+}
+
+// The mode line under the player ("Mode: HLS (cadangan) · tunda ±3,1 dtk") and its switch.
+const seconds = new Intl.NumberFormat("id-ID", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+function showMode() {
+  const mode = player ? playMode() : "";
+  document.body.dataset.playMode = mode;
+  if (delayMs === null) delete document.body.dataset.delayMs;
+  else document.body.dataset.delayMs = String(delayMs);
+  $("play-mode").hidden = !mode;
+  const name = mode === "hls" ? (fallback ? "HLS (cadangan)" : "HLS") : "WebRTC";
+  const delay = delayMs === null ? "" : ` · tunda ±${seconds.format(delayMs / 1000)} dtk`;
+  $("play-mode-text").textContent = mode ? `Mode: ${name}${delay}` : "";
+  $("mode-switch").textContent = mode === "hls" ? "Pakai WebRTC" : "Pakai HLS";
+}
+
+// The viewer's choice, kept in the address (?mode=hls) so that a shared link plays the same.
+function choose(mode) {
+  chosenMode = mode;
+  const url = new URL(location.href);
+  if (mode === "hls") url.searchParams.set("mode", "hls");
+  else url.searchParams.delete("mode");
+  history.replaceState(history.state, "", url);
+}
+
+// Every FLOW_MS while a player runs: the delay, and for WebRTC whether media flows at all.
+async function tick() {
+  const current = player;
+  if (!current) return;
+  const delay = await current.delayMs();
+  if (player !== current) return;
+  delayMs = delay;
+  showMode();
+  if (current instanceof WhepPlayer) await checkFlow();
 }
 
 // Pictures stopped while sound goes on: ask the hub whether it stopped this viewer's video.
 async function checkFlow() {
   const current = player;
-  if (!current) return;
+  if (!(current instanceof WhepPlayer)) return;
   const flow = await current.flow();
   if (player !== current) return;
+  if (flow.frames > 0 || flow.audio > 0) sawMedia = true;
+  else if (!sawMedia && Date.now() - playerStarted > NO_MEDIA_MS) { fallBack("no_media"); return; }
   const previous = lastFlow;
   lastFlow = flow;
   if (!previous) return;
@@ -313,6 +419,14 @@ async function poll() {
 $("low-data").addEventListener("change", () => {
   localStorage.setItem(LOW_DATA_KEY, $("low-data").checked ? "1" : "0");
   playerProblem = null;
+  if (station) render();
+});
+$("mode-switch").addEventListener("click", () => {
+  choose(playMode() === "hls" ? "webrtc" : "hls");
+  stopPlayer();
+  playerProblem = null;
+  clearTimeout(retryTimer);
+  $("mode-note").hidden = true;
   if (station) render();
 });
 $("unmute").addEventListener("click", () => {

@@ -7,9 +7,10 @@
 import { fetchIceServers } from "./ice_servers.js";
 
 export class WhepError extends Error {
-  constructor(status, message) {
+  constructor(status, message, retryAfterS) {
     super(message || `WHEP HTTP ${status}`);
     this.status = status;
+    this.retryAfterS = retryAfterS || 0; // Retry-After of a 429/503 (the viewer caps), seconds
   }
 }
 
@@ -31,6 +32,7 @@ export class WhepPlayer {
     this.pc = null;
     this.session = null;
     this.runs = 0; // start() and stop() each count one: a start() that was stopped meanwhile gives up
+    this.buffered = null; // the last jitter-buffer totals read by delayMs()
   }
 
   async start() {
@@ -53,7 +55,9 @@ export class WhepPlayer {
       method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
     });
     const body = await response.text();
-    if (response.status !== 201) throw new WhepError(response.status, body);
+    if (response.status !== 201) {
+      throw new WhepError(response.status, body, Number(response.headers.get("Retry-After")) || 0);
+    }
     const location = response.headers.get("Location");
     if (location) this.session = new URL(location, response.url).href;
     if (this.pc !== pc) { this.deleteSession(); return; } // stopped while we waited
@@ -91,6 +95,40 @@ export class WhepPlayer {
       if (report.kind === "audio") flow.audio += report.packetsReceived || 0;
     });
     return flow;
+  }
+
+  // About how far behind the station the picture is, in ms, or null before media: this
+  // browser's jitter buffer (over the last reading, video first, audio when there is no
+  // video) plus half the round trip to the hub. It leaves out the station's own encoder and
+  // its uplink to the hub, which the page cannot see: a lower bound, not a measurement.
+  async delayMs() {
+    if (!this.pc) return null;
+    const stats = await this.pc.getStats();
+    const buffers = {};
+    let selectedPair = null;
+    let rtt = null;
+    stats.forEach((report) => {
+      if (report.type === "transport" && report.selectedCandidatePairId) selectedPair = report.selectedCandidatePairId;
+      if (report.type === "inbound-rtp" && (report.kind === "video" || report.kind === "audio")) {
+        buffers[report.kind] = { delay: report.jitterBufferDelay || 0, count: report.jitterBufferEmittedCount || 0 };
+      }
+    });
+    stats.forEach((report) => {
+      if (report.type !== "candidate-pair" || typeof report.currentRoundTripTime !== "number") return;
+      if (report.id === selectedPair || (selectedPair === null && report.nominated && report.state === "succeeded")) {
+        rtt = report.currentRoundTripTime;
+      }
+    });
+    const previous = this.buffered || {};
+    this.buffered = buffers;
+    const kinds = ["video", "audio"].filter((kind) => buffers[kind] && buffers[kind].count > 0);
+    if (!kinds.length) return null;
+    // What flowed since the last reading (video stopped by the hub, then audio), else the totals
+    const recent = kinds.find((kind) => previous[kind] && buffers[kind].count > previous[kind].count);
+    const buffer = recent
+      ? (buffers[recent].delay - previous[recent].delay) / (buffers[recent].count - previous[recent].count)
+      : buffers[kinds[0]].delay / buffers[kinds[0]].count;
+    return Math.round((buffer + (rtt || 0) / 2) * 1000);
   }
 
   // The session resource (GET on the Location): {"video": "on"|"off", "reason", "retry_in_s",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,78 @@ def test_rate_control_scales_h264_to_its_assumed_30_fps() -> None:
     assert encoder.target_bitrate == 360_000
     control.set_target(500_000, fps=15)
     assert encoder.target_bitrate == 1_000_000
+
+
+def test_h264_following_remb_is_scaled_to_the_configured_fps() -> None:
+    # video.adaptive = false: REMB between aiortc's floor and the cap, x264 still thinks 30 fps.
+    control = rtc.RateControl(800_000, fps=15)
+    with rtc.rate_control(control):
+        encoder = _sender_encoder("video/H264")
+    assert encoder.target_bitrate == 1_600_000  # aiortc's 1 Mbps start, capped, × 30 / 15
+    encoder.target_bitrate = 100_000  # a REMB below aiortc's floor
+    assert encoder.target_bitrate == 1_000_000  # 500 kbps × 2
+    encoder.target_bitrate = 600_000
+    assert encoder.target_bitrate == 1_200_000 and control.estimate_bps == 600_000
+    low_cap = rtc.RateControl(300_000, fps=10)  # bitrate_kbps = 300: a hard cap, below aiortc's floor
+    with rtc.rate_control(low_cap):
+        encoder = _sender_encoder("video/H264")
+    encoder.target_bitrate = 2_000_000
+    assert encoder.target_bitrate == 900_000  # 300 kbps × 30 / 10
+
+
+def _h264_nal_types(payloads: list[bytes]) -> list[int]:
+    """NAL unit types in one encoded picture's RTP payloads (STAP-A and FU-A undone)."""
+    from aiortc.codecs.h264 import h264_depayload
+
+    annexb = b"".join(h264_depayload(p) for p in payloads)
+    return [annexb[i + 4] & 0x1F for i in range(len(annexb) - 4) if annexb[i:i + 4] == b"\x00\x00\x00\x01"]
+
+
+def _starts_idr(payloads: list[bytes]) -> bool:
+    """SPS, PPS, then (after x264's SEI, if any) an IDR slice."""
+    types = _h264_nal_types(payloads)
+    return types[:2] == [7, 8] and 5 in types
+
+
+def test_h264_opens_x264_with_a_vbv_and_a_new_picture_size_starts_with_sps_pps_idr() -> None:
+    # The hub's HLS packager needs a new SPS when the quality level changes the picture.
+    control = rtc.RateControl(500_000, fps=15)
+    control.set_target(500_000, fps=15)
+    with rtc.rate_control(control):
+        encoder = _sender_encoder("video/H264")
+    first, _ = encoder.encode(video_frame(640, 360, pts=0))
+    context = encoder.codec
+    second, _ = encoder.encode(video_frame(640, 360, pts=6000))
+    assert encoder.codec is context  # aiortc keeps the context the proxy opened
+    assert context.bit_rate == context.max_bit_rate == 1_000_000  # x264's VBV: maxrate = the target
+    assert _starts_idr(first) and 5 not in _h264_nal_types(second)
+    control.set_target(120_000, fps=10)  # L0 → L2: a new size and rate
+    third, _ = encoder.encode(video_frame(320, 180, pts=12000))
+    fourth, _ = encoder.encode(video_frame(320, 180, pts=21000))
+    assert encoder.codec is not context and encoder.codec.max_bit_rate == 360_000
+    assert _starts_idr(third) and 5 not in _h264_nal_types(fourth)
+    control.request_keyframe()  # after audio only: an IDR, with its SPS/PPS again
+    fifth, _ = encoder.encode(video_frame(320, 180, pts=30000))
+    assert _starts_idr(fifth)
+
+
+def test_h264_does_not_repay_a_still_picture_at_once() -> None:
+    # Without a VBV, x264's average bitrate spent what 3 s of a still picture saved in the
+    # next second: 2.2 Mbit for a 120 kbps target (measured); with it, one second's buffer.
+    control = rtc.RateControl(500_000, fps=10)
+    control.set_target(120_000, fps=10)
+    with rtc.rate_control(control):
+        encoder = _sender_encoder("video/H264")
+    rng = random.Random(1)
+    for index in range(30):
+        encoder.encode(video_frame(pts=index * 9000))
+    busy_bits = 0
+    for index in range(30, 40):
+        frame = video_frame(pts=index * 9000)
+        frame.planes[0].update(rng.randbytes(frame.planes[0].buffer_size))  # noise: as busy as it gets
+        payloads, _ = encoder.encode(frame)
+        busy_bits += 8 * sum(len(p) for p in payloads)
+    assert busy_bits <= 2.5 * 120_000  # the buffer (1 s) + one second's rate, and a margin
 
 
 def test_rate_control_forces_the_next_keyframe() -> None:

@@ -33,10 +33,11 @@ FAST = QualityPolicy(tick_s=0.25, down_ticks=2, up_hold_s=1.0, probe_s=1.0)
 class Arrivals:
     """Every RTP packet the hub forwards for the station: (monotonic time, kind, keyframe start)."""
 
+    video_mime: str = ""  # the stream's video codec, e.g. "video/h264"
     packets: list[tuple[float, str, bool]] = field(default_factory=list)
 
     def tap(self, kind: str, seq: int, ts: int, marker: int, payload: bytes) -> None:
-        self.packets.append((time.monotonic(), kind, kind == "video" and starts_keyframe("video/vp8", payload)))
+        self.packets.append((time.monotonic(), kind, kind == "video" and starts_keyframe(self.video_mime, payload)))
 
     def since(self, index: int, kind: str) -> list[tuple[float, str, bool]]:
         return [p for p in self.packets[index:] if p[1] == kind]
@@ -85,6 +86,8 @@ async def test_audio_only_stops_video_and_video_returns_with_a_keyframe(
     try:
         await agent.wait_until(lambda a: a.state == "live", timeout(15))
         stream = await wait_until(lambda: hub.hub.media.stream(STATION), 5, "the station's stream")
+        arrivals.video_mime = stream.codecs()["video"]
+        assert arrivals.video_mime == "video/h264"  # the agent's default (the hub's HLS needs it)
         stream.add_tap(arrivals.tap)
         assert agent.quality is not None and agent.quality.name == "L0"
 

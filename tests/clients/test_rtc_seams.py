@@ -73,6 +73,27 @@ def test_the_h264_encoder_assumes_30_fps() -> None:
     assert encoder.codec is not None and encoder.codec.framerate == 30
 
 
+def test_the_h264_encoder_keeps_a_context_opened_for_it() -> None:
+    # The proxy opens x264 itself (aiortc's settings plus a VBV) just before aiortc's encode;
+    # aiortc must open it exactly so and keep a context of the frame's size and its target.
+    source = inspect.getsource(H264Encoder._encode_frame)
+    for line in ('self.codec = av.CodecContext.create("libx264", "w")', "self.codec.bit_rate = self.target_bitrate",
+                 'self.codec.pix_fmt = "yuv420p"', "self.codec.time_base = fractions.Fraction(1, MAX_FRAME_RATE)",
+                 '"level": "31",', '"tune": "zerolatency",', 'self.codec.profile = "Baseline"',
+                 "frame.width != self.codec.width", "frame.height != self.codec.height",
+                 "abs(self.target_bitrate - self.codec.bit_rate) / self.codec.bit_rate",
+                 "> 0.1", 'self.buffer_data = b""', "self.buffer_pts = None"):
+        assert line in source, line
+    assert source.count("self.codec.options") == 1  # no other option the proxy would miss
+    encoder = H264Encoder()
+    encoder.encode(video_frame())
+    ours = av.CodecContext.create("libx264", "w")
+    ours.width, ours.height, ours.pix_fmt, ours.bit_rate = 320, 180, "yuv420p", encoder.target_bitrate
+    encoder.codec = ours
+    encoder.encode(video_frame(pts=3000))
+    assert encoder.codec is ours
+
+
 def test_the_opus_encoder_opens_its_codec_at_the_firstvideo_frame() -> None:
     # The seam sets `codec.bit_rate` on a fresh Opus encoder; it takes effect when encode opens it.
     assert "self.codec.bit_rate = 96000" in inspect.getsource(OpusEncoder)

@@ -53,15 +53,16 @@ async def test_an_activity_becomes_one_playable_recording(hub: RunningHub, tmp_p
             sent, lasted = await bytes_sent(agent) - sent_before, time.monotonic() - started
             assert await agent.presence.send({"t": "activity.stop"})
             recording = await finished_recording(http, STATION)
-            path = await download(http, recording["url"], tmp_path / "recording.webm")
+            path = await download(http, recording["url"], tmp_path / "recording.mp4")
             assert [r["id"] for r in await recordings_of(http, STATION)] == [recording["id"]]
     finally:
         await agent.stop()
 
     assert recording["title"] == "Musyawarah Desa" and recording["station"] == STATION
-    assert "vp8" in recording["video_codec"].lower() and "opus" in recording["audio_codec"].lower(), recording
+    # The agent's default codec, H.264 (recorded as MP4); tests/media/test_recorder.py covers VP8 (WebM).
+    assert "h264" in recording["video_codec"].lower() and "opus" in recording["audio_codec"].lower(), recording
     file = probe(path)
-    assert (file.video_codec, file.audio_codec) == ("vp8", "opus"), file.raw["streams"]
+    assert (file.video_codec, file.audio_codec) == ("h264", "opus"), file.raw["streams"]
     # As long as the activity, less the wait for the first keyframe, give or take a second.
     assert lasted - 2.5 <= file.duration_s <= lasted + 1.5, (file.duration_s, lasted)
     assert abs(recording["duration_s"] - file.duration_s) <= 1.0, (recording["duration_s"], file.duration_s)

@@ -114,7 +114,7 @@ async def test_the_agent_goes_live_through_the_proxy_with_its_ca_file(
         await watcher.recv_until(presence_of(STATION, "live"), wait=30)
         # The agent logs this once its own side of the session is up, which may be a moment
         # after the hub's side: WHIP went over https through nginx.
-        published = f"live: publishing 320x180@10 VP8 ≤300 kbps to {deployment.url}/whip/{STATION}/"
+        published = f"live: publishing 320x180@10 H264 ≤300 kbps to {deployment.url}/whip/{STATION}/"
         await wait_until(lambda: published in agent.text(), timeout=10, message="the agent's own word that it is live")
         assert f"online: connected to {deployment.wss}/ws/station" in agent.text()
 
