@@ -18,9 +18,11 @@ import pytest
 from websockets.client import ClientProtocol
 from websockets.frames import Opcode
 from websockets.http11 import Response
+from websockets.protocol import Protocol
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
+from hub.routes import uvicorn_seams as seams
 from hub.services.watchers import Watcher, WatchService
 from jaga import wire
 from tests.kit import RunningHub, hub_settings, start_hub, stop_hub, timeout
@@ -117,6 +119,10 @@ async def test_msgpack_and_json_watchers_get_the_same_events_pre_framed(hub: Run
     for client in (binary, text):
         assert (await client.recv())["t"] == "snapshot"
     assert len(watch.watchers) == 2 and all(w.direct is not None for w in watch.watchers)
+    for watcher in watch.watchers:  # slimmed for an idle life (uvicorn_seams.slim), and still working below
+        protocol = watcher.direct.__self__._protocol  # type: ignore[union-attr]
+        assert isinstance(protocol.queue, seams.ReceiveQueue) and isinstance(protocol.writable, seams.WritableFlag)
+        assert protocol.request is None and protocol.conn.parser.gi_code is Protocol.parse.__code__
     direct0, asgi0 = watch.frames_direct, watch.frames_asgi
 
     from_binary: list[dict[str, Any]] = []

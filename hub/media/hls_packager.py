@@ -3,8 +3,8 @@
 Theory of operation.
 
 - **Tap.** Like the recorder, :class:`HlsPackager` taps a
-  :class:`~hub.media.station_stream.StationStream`: every forwarded RTP packet is queued with
-  its arrival time, and every ``BATCH_S`` the queue goes through a
+  :class:`~hub.media.station_stream.StationStream` (:mod:`hub.media.tap_queue`): every
+  forwarded RTP packet is queued with its arrival time, and every ``BATCH_S`` the queue goes through a
   :class:`~hub.media.frames.FrameAssembler` per kind. The video is never decoded or encoded:
   an H.264 access unit's NAL units become one fMP4 sample as they are (:mod:`hub.media.cmaf`).
   Audio is the exception: browsers' HLS wants AAC, publishers send Opus, so audio alone is
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import secrets
 import time
@@ -47,7 +48,7 @@ from hub.core.hls_playlist import Names, Window, first_msn
 from hub.media import cmaf, seams_keyframes
 from hub.media.cmaf import AudioTrack, Sample, TrackRun, VideoTrack
 from hub.media.frames import FrameAssembler, annexb_nal_units, video_size
-from hub.media.recorder import TappedStream
+from hub.media.tap_queue import Batch, TappedStream, TapQueue
 from hub.media.timeline import MediaTimeline
 
 logger = logging.getLogger(__name__)
@@ -153,37 +154,25 @@ class HlsPackager:
         self._audio: list[AacFrameLike] = []
         self._last_video_s = 0.0
         self._last_video_clock = 0.0
-        self._queue: list[tuple[str, int, int, int, bytes, float] | None] = []
-        self._source: str | None = None
         self._started_at = 0.0
         self._started_wall = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._tapped = False
+        self._tap = TapQueue(stream, self._process_batch, BATCH_S, MAX_BATCH, clock)
         self.cpu_s = 0.0
         self.failed: Exception | None = None
 
     # --- life ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._source = self.stream.source_id
         self._started_at = self._clock()
         self._started_wall = self._wall_clock()
-        try:
+        self._tap.start()
+        with contextlib.suppress(RuntimeError):  # outside an event loop (tests): audio at once
             self._loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
-        self.stream.add_tap(self._on_rtp)
-        self._tapped = True
         self.stream.request_keyframe()
 
     def stop(self) -> None:
-        if self._tapped:
-            self._tapped = False
-            self.stream.remove_tap(self._on_rtp)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._tap.stop()
         if self._transcoder is not None:
             # after the batches already queued for it, on the thread that uses it
             AUDIO_WORKER.submit(self._transcoder.close)
@@ -201,26 +190,8 @@ class HlsPackager:
 
     # --- the tap and the batches ----------------------------------------------------------
 
-    def _on_rtp(self, kind: str, seq: int, ts: int, marker: int, payload: bytes) -> None:
-        source = self.stream.source_id
-        if source != self._source:
-            self._source = source
-            self._queue.append(None)
-        self._queue.append((kind, seq, ts, marker, payload, self._clock()))
-        if self._timer is None:
-            if self._loop is None:
-                self.process()
-            else:
-                self._timer = self._loop.call_later(BATCH_S, self.process)
-        elif len(self._queue) >= MAX_BATCH:
-            self.process()
-
-    def process(self) -> None:
-        """Turn the queued packets into parts (the batch; tests call it directly)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        queue, self._queue = self._queue, []
+    def _process_batch(self, queue: Batch) -> None:
+        """The tap's batch (:mod:`hub.media.tap_queue`): frames → parts."""
         if self.failed is not None:
             return
         started = time.thread_time()

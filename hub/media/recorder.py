@@ -33,18 +33,17 @@ part (``on_error`` is called once), never the relay.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from hub.media import containers, seams_keyframes
 from hub.media.containers import ContainerError, PacketWriter, Track
 from hub.media.frames import FrameAssembler, annexb_nal_units, video_size
+from hub.media.tap_queue import Batch, TappedStream, TapQueue
 from hub.media.timeline import MediaTimeline
 
 logger = logging.getLogger(__name__)
@@ -57,17 +56,6 @@ MAX_BATCH = 4096  # ... or when this many wait (an event loop held up)
 
 class RecorderError(Exception):
     """A part could not go on (its file failed, or the publisher's codec changed)."""
-
-
-class TappedStream(Protocol):
-    """What the recorder needs of a :class:`~hub.media.station_stream.StationStream`."""
-
-    source_id: str | None
-
-    def add_tap(self, fn: Callable[[str, int, int, int, bytes], None]) -> None: ...
-    def remove_tap(self, fn: Callable[[str, int, int, int, bytes], None]) -> None: ...
-    def codecs(self) -> dict[str, str]: ...
-    def request_keyframe(self, urgent: bool = False) -> None: ...
 
 
 def part_suffix(video_codec: str) -> str:
@@ -167,31 +155,19 @@ class StreamRecorder:
         self._assemblers = {kind: FrameAssembler(mime, seams_keyframes.depayload)
                             for kind, mime in self._codecs.items() if kind in CLOCK_RATES}
         self._timelines = {kind: MediaTimeline(CLOCK_RATES[kind], ANCHOR_STEPS_S[kind]) for kind in self._assemblers}
-        self._source: str | None = None  # the source of the packets last queued
         self._started_at = 0.0
-        # packets waiting for the next batch: (kind, seq, ts, marker, payload, arrival), or
-        # None where another publisher's packets begin
-        self._queue: list[tuple[str, int, int, int, bytes, float] | None] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._tapped = False
+        self._tap = TapQueue(stream, self._process_batch, BATCH_S, MAX_BATCH, clock)
         self._failed = False
         self.cpu_s = 0.0  # thread CPU of the batches: the recorder's own cost, apart from the relay's
 
     def start(self) -> None:
-        self._source = self.stream.source_id
         self._started_at = self._clock()
-        try:
-            self._loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None  # outside an event loop: every packet is processed at once
-        self.stream.add_tap(self._on_rtp)
-        self._tapped = True
+        self._tap.start()
         self.stream.request_keyframe()
 
     def stop(self) -> float:
-        self._untap()
-        self._process_queue()
+        self._tap.stop()
+        self._tap.flush()
         try:
             self.writer.close()
         except ContainerError as exc:
@@ -202,39 +178,8 @@ class StreamRecorder:
     def bytes_written(self) -> int:
         return self.writer.bytes_written
 
-    def _untap(self) -> None:
-        if self._tapped:
-            self._tapped = False
-            self.stream.remove_tap(self._on_rtp)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_rtp(self, kind: str, seq: int, ts: int, marker: int, payload: bytes) -> None:
-        """The tap: called by ``StationStream.forward_rtp`` for every forwarded packet.
-
-        Only queues the packet (with its arrival time): the frames are assembled and written
-        in batches every ``BATCH_S``, which costs a fraction of doing it packet by packet
-        between the relay's other work (measured: ~57 → ~12 µs per packet).
-        """
-        source = self.stream.source_id
-        if source != self._source:
-            self._source = source
-            self._queue.append(None)
-        self._queue.append((kind, seq, ts, marker, payload, self._clock()))
-        if self._timer is None:
-            if self._loop is None:
-                self._process_queue()
-            else:
-                self._timer = self._loop.call_later(BATCH_S, self._process_queue)
-        elif len(self._queue) >= MAX_BATCH:
-            self._process_queue()
-
-    def _process_queue(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        queue, self._queue = self._queue, []
+    def _process_batch(self, queue: Batch) -> None:
+        """The tap's batch (:mod:`hub.media.tap_queue`): frames assembled and written."""
         if self._failed:
             return
         started = time.thread_time()
@@ -276,7 +221,7 @@ class StreamRecorder:
         if self._failed:
             return
         self._failed = True
-        self._untap()
+        self._tap.stop()
         logger.error("recording part %s failed: %s", self.part_path, exc)
         try:
             self._on_error(exc)

@@ -7,6 +7,7 @@ may be lives in :mod:`jaga.wire`; every rule about presence in the services.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -151,6 +152,9 @@ class WatchEndpoint:
 
 
 async def watch_socket(websocket: WebSocket, asgi_send: Any) -> None:
+    """Accept and check a watch socket, then hand its loop (:func:`_watch`) to the outermost
+    middleware: a watcher idles for hours, and awaited here it would keep a suspended frame
+    of every middleware, the router and this endpoint alive all that time."""
     hub = websocket.app.state.hub
     codec = await _accept(websocket)
     if codec is None:
@@ -164,8 +168,36 @@ async def watch_socket(websocket: WebSocket, asgi_send: Any) -> None:
         hub.metrics.errors.labels("forbidden_origin").inc()
         await SocketPeer(websocket, codec).close(4403, "the operator view needs a same-origin page")
         return
-    address = websocket.client.host if websocket.client else "unknown"
-    refused = hub.watchers.admission.admit(address)
+    since_text = websocket.query_params.get("since", "")
+    watch = WatchOpening(
+        address=websocket.client.host if websocket.client else "unknown", operator=operator,
+        since=int(since_text) if since_text.isdigit() else None,
+        # The operator view ends with the session that opened it (logout, expiry, revocation).
+        session_id=websocket.scope.get("jaga.session") if operator else None)
+    uvicorn_seams.slim(websocket.scope)  # uvicorn's connection, made smaller for an idle life
+    # Pre-framed event writes straight to the transport where uvicorn allows it (no compression).
+    writer = uvicorn_seams.direct_writer(websocket.scope)
+
+    watch_loop = functools.partial(_watch, hub, websocket, asgi_send, codec, watch, writer)
+    if not uvicorn_seams.hand_off(websocket.scope, watch_loop):
+        await watch_loop()
+
+
+class WatchOpening:
+    """What the watch loop keeps from the handshake (not the request itself)."""
+
+    __slots__ = ("address", "operator", "since", "session_id")
+
+    def __init__(self, address: str, operator: bool, since: int | None, session_id: str | None) -> None:
+        self.address = address
+        self.operator = operator
+        self.since = since
+        self.session_id = session_id
+
+
+async def _watch(hub: Any, websocket: WebSocket, asgi_send: Any, codec: wire.Codec, watch: WatchOpening,
+                 writer: uvicorn_seams.DirectWriter | None) -> None:
+    refused = hub.watchers.admission.admit(watch.address)
     if refused is not None:
         hub.metrics.errors.labels(refused.value).inc()
         if refused is Refusal.NODE_FULL:
@@ -173,28 +205,18 @@ async def watch_socket(websocket: WebSocket, asgi_send: Any) -> None:
         else:
             await SocketPeer(websocket, codec).close(4429, "too many watch sockets from this address")
         return
-    try:
-        await _watch(hub, websocket, asgi_send, codec, operator)
-    finally:
-        hub.watchers.admission.release(address)
-
-
-async def _watch(hub: Any, websocket: WebSocket, asgi_send: Any, codec: wire.Codec, operator: bool) -> None:
-    presence = hub.settings.presence
-    bucket = TokenBucket(presence.watch_messages_per_s, presence.watch_burst, presence.watch_burst, hub.clock())
-    since_text = websocket.query_params.get("since", "")
-    since = int(since_text) if since_text.isdigit() else None
-
-    # Pre-framed event writes straight to the transport where uvicorn allows it (no compression).
-    writer = uvicorn_seams.direct_writer(websocket.scope)
-    watcher = Watcher(asgi_send, codec, operator, hub.settings.presence.watcher_backlog,
-                      direct=writer.write if writer is not None else None)
     watchers = hub.watchers
-    watchers.attach(watcher, since)
-    # The operator view ends with the session that opened it (logout, expiry, revocation).
-    session_id = websocket.scope.get("jaga.session") if operator else None
-    handle = hub.operator_access.watch_opened(session_id, _closer(websocket, codec, watcher)) if session_id else 0
+    session_id = watch.session_id
+    watcher: Watcher | None = None
+    handle = 0
     try:
+        presence = hub.settings.presence
+        bucket = TokenBucket(presence.watch_messages_per_s, presence.watch_burst, presence.watch_burst, hub.clock())
+        watcher = Watcher(asgi_send, codec, watch.operator, presence.watcher_backlog,
+                          direct=writer.write if writer is not None else None)
+        watchers.attach(watcher, watch.since)
+        if session_id:
+            handle = hub.operator_access.watch_opened(session_id, _closer(websocket, codec, watcher))
         # Only reads here: a write that fails means the peer is gone, and the server then
         # delivers a disconnect to this receive. No extra task per watcher (memory, CPU).
         while True:
@@ -221,9 +243,11 @@ async def _watch(hub: Any, websocket: WebSocket, asgi_send: Any, codec: wire.Cod
     except (WebSocketDisconnect, RuntimeError, OSError):
         return
     finally:
-        watchers.detach(watcher)
-        if session_id:
+        if watcher is not None:
+            watchers.detach(watcher)
+        if handle:
             hub.operator_access.watch_closed(session_id, handle)
+        watchers.admission.release(watch.address)
 
 
 def _closer(websocket: WebSocket, codec: wire.Codec, watcher: Watcher) -> Any:

@@ -71,7 +71,13 @@ class Watcher:
     queued meanwhile (all through ``send``, and nothing goes direct until it is done, so no
     frame overtakes another); past ``backlog_limit`` queued frames the backlog is dropped and
     the drain sends a fresh snapshot instead.
+
+    Thousands of these sit idle for hours, so one holds no more than it needs: slots, and the
+    backlog's deque (760 bytes empty) only while a drain is under way.
     """
+
+    __slots__ = ("send", "direct", "codec", "operator", "backlog_limit", "queue", "resync", "closed", "draining",
+                 "snapshot")
 
     def __init__(self, send: Callable[[dict[str, Any]], Coroutine[Any, Any, None]], codec: wire.Codec,
                  operator: bool, backlog_limit: int, direct: Callable[[bytes], bool] | None = None) -> None:
@@ -81,11 +87,12 @@ class Watcher:
         self.codec = codec
         self.operator = operator
         self.backlog_limit = backlog_limit
-        self.queue: deque[Outgoing] = deque()
+        self.queue: deque[Outgoing] | None = None  # the backlog, while draining
         self.resync = False
-        self.closed = asyncio.Event()
+        self.closed = False  # no more writes: the socket failed or is being closed
         self.draining: asyncio.Task[None] | None = None
-        self.snapshot: Callable[[], bytes | str] = lambda: b""  # set by WatchService.attach
+        # The encoded snapshot for this watcher; set by WatchService.attach.
+        self.snapshot: Callable[[Watcher], bytes | str] = _no_snapshot
 
     def push(self, frame: bytes | str | Outgoing) -> bool:
         """Send ``frame``: bytes, text, or an :class:`Outgoing` built once per event.
@@ -93,15 +100,18 @@ class Watcher:
         True when it was written pre-framed (the fan-out counts them), False when it went
         to ``send``, was queued, or dropped.
         """
-        out = frame if isinstance(frame, Outgoing) else Outgoing(frame)
-        if self.closed.is_set():
+        if self.closed:
             return False
+        out = frame if isinstance(frame, Outgoing) else Outgoing(frame)
         if self.draining is not None:
-            if len(self.queue) >= self.backlog_limit:
-                self.queue.clear()
+            queue = self.queue
+            if queue is None:
+                queue = self.queue = deque()
+            if len(queue) >= self.backlog_limit:
+                queue.clear()
                 self.resync = True
             elif not self.resync:
-                self.queue.append(out)
+                queue.append(out)
             return False
         direct = self.direct
         if direct is not None and direct(out.wire):
@@ -109,16 +119,16 @@ class Watcher:
         try:
             blocked = eager.start(self.send(out.message))
         except Exception:
-            self.closed.set()
+            self.closed = True
             return False
         if blocked is not None:
             self.draining = asyncio.ensure_future(self._drain(blocked))
         return False
 
     def request_resync(self) -> None:
-        self.queue.clear()
+        self.queue = None
         if self.draining is None:
-            self.push(self.snapshot())
+            self.push(self.snapshot(self))
         else:
             self.resync = True
 
@@ -128,20 +138,26 @@ class Watcher:
             while self.queue or self.resync:
                 if self.resync:
                     self.resync = False
-                    self.queue.clear()
-                    message = _message(self.snapshot())
+                    self.queue = None
+                    message = _message(self.snapshot(self))
                 else:
+                    assert self.queue is not None  # not empty, by the loop's condition
                     message = self.queue.popleft().message
                 await self.send(message)
         except Exception:
-            self.closed.set()  # the socket is gone; the reader side cleans up
+            self.closed = True  # the socket is gone; the reader side cleans up
         finally:
             self.draining = None
+            self.queue = None  # drained (or dead): an idle watcher keeps no deque
 
     def close(self) -> None:
-        self.closed.set()
+        self.closed = True
         if self.draining is not None:
             self.draining.cancel()
+
+
+def _no_snapshot(_watcher: Watcher) -> bytes:
+    return b""
 
 
 def _as_json(frame: bytes) -> str:
@@ -258,7 +274,7 @@ class WatchService:
 
     def attach(self, watcher: Watcher, since: int | None) -> None:
         """Start a watcher with the events after ``since`` if still held, else a snapshot."""
-        watcher.snapshot = lambda: self._resync_snapshot(watcher)
+        watcher.snapshot = self._resync_snapshot
         self.watchers.add(watcher)
         oldest = self.history[0][0] if self.history else self.last_seq + 1
         if since is not None and oldest - 1 <= since <= self.last_seq:

@@ -48,7 +48,7 @@ async def test_slow_watcher_is_resynced_and_fast_one_gets_every_frame_inline() -
     # No task switch happened, yet the fast watcher has every frame, in order.
     assert [wire.decode_msgpack(f)["seq"] for f in fast_frames[1:]] == list(range(1, 11))
     assert fast.draining is None
-    assert slow.resync and len(slow.queue) == 0  # backlog dropped, not grown
+    assert slow.resync and not slow.queue  # backlog dropped, not grown
     released.set()
     assert slow.draining is not None
     await asyncio.wait_for(slow.draining, timeout(5))
@@ -106,7 +106,7 @@ async def test_a_failed_write_closes_the_watcher() -> None:
 
     watcher = Watcher(broken, wire.CODECS[wire.MSGPACK], False, 4)
     watch.attach(watcher, None)
-    assert watcher.closed.is_set()
+    assert watcher.closed
     watch.apply(event(1))  # ignored, no error
 
 
