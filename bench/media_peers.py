@@ -2,12 +2,15 @@
 
 - :func:`load_clip` encodes a 640×360 @ 15 fps VP8 clip (~500 kbps CBR, a keyframe every
   2 s) once, with the same libvpx settings aiortc uses, and caches it under
-  ``bench/results``. Every run then replays exactly the same packets.
+  ``bench/results``. Every run then replays exactly the same packets. :func:`load_h264_clip`
+  does the same pictures in H.264 (libx264 baseline) for the HLS benchmark.
 - :class:`ClipTrack` replays the clip as ``av.Packet`` s, paced at 15 fps: aiortc's sender
   only packetizes such input, so the publisher costs little and sends the same bytes to
   every system. (It cannot honour a PLI; viewers get the next keyframe of the clip.)
 - :class:`CountingViewer` is an aiortc receiver whose encoded frames go to a counter through
   the hub's own ``take_encoded_frames`` seam: nothing is decoded, so a viewer stays cheap.
+  :class:`FullViewer` is the same receiver with its track consumed by ``recv()`` (the relay
+  benchmark's browser-like viewers).
 - :func:`rtp_packets` packetizes the clip as plain RTP, for feeding Janus's Streaming plugin.
 """
 
@@ -93,6 +96,43 @@ def load_clip() -> list[tuple[bytes, bool]]:
         cached: list[tuple[bytes, bool]] = [(data, key) for data, key in msgpack.unpackb(path.read_bytes())]
         return cached
     clip = encode_clip()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(msgpack.packb(clip))
+    return clip
+
+
+H264_BITRATE = 580_000  # x264 undershoots on this texture: ≈ 490 kbps, as the VP8 clip
+
+
+def encode_h264_clip() -> list[tuple[bytes, bool]]:
+    """The same pictures as H.264 (for HLS): libx264 constrained baseline, zerolatency, no
+    B-frames, an IDR every GOP frames and no other (no scene cuts), SPS/PPS in band, Annex B."""
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width, codec.height, codec.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    codec.time_base = fractions.Fraction(1, FPS)
+    codec.framerate = fractions.Fraction(FPS, 1)
+    codec.bit_rate = H264_BITRATE
+    codec.gop_size = GOP
+    codec.max_b_frames = 0
+    codec.profile = "Baseline"
+    codec.options = {"preset": "veryfast", "tune": "zerolatency", "maxrate": str(H264_BITRATE),
+                     "bufsize": str(H264_BITRATE), "keyint_min": str(GOP), "sc_threshold": "0",
+                     "x264-params": "scenecut=0:repeat-headers=1"}
+    out = []
+    for frame in _frames():
+        for packet in codec.encode(frame):
+            out.append((bytes(packet), bool(packet.is_keyframe)))
+    for packet in codec.encode(None):
+        out.append((bytes(packet), bool(packet.is_keyframe)))
+    return out
+
+
+def load_h264_clip() -> list[tuple[bytes, bool]]:
+    """:func:`encode_h264_clip`, cached under ``bench/results`` like :func:`load_clip`."""
+    path = RESULTS / f"clip_h264_{WIDTH}x{HEIGHT}_{FPS}fps_{H264_BITRATE // 1000}k.msgpack"
+    if path.exists():
+        return [(data, key) for data, key in msgpack.unpackb(path.read_bytes())]
+    clip = encode_h264_clip()
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_bytes(msgpack.packb(clip))
     return clip
@@ -268,6 +308,71 @@ class CountingViewer:
         await close_peer_connection(self.pc)
         for task in self.tasks:
             task.cancel()
+
+
+class EncodedFrameTrack(MediaStreamTrack):
+    """A track whose frames are the receiver's reassembled, still encoded frames."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()
+
+    async def recv(self) -> Any:  # (data, timestamp): what a decoder would be given
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame = await self.queue.get()
+        if frame is None:
+            self.stop()
+            raise MediaStreamError
+        return frame
+
+
+class FullViewer(CountingViewer):
+    """A browser-like viewer: everything aiortc's receiver does on the wire runs — the jitter
+    buffer, RTCP receiver reports every 0.5–1.5 s, a NACK at each gap, a PLI when the jitter
+    buffer drops a frame — and the frames are consumed from a track with ``recv()``. Only the
+    VP8 decode is skipped (a decoder per viewer would fill the machine): the receiver's
+    reassembled frames go, through the hub's ``take_encoded_frames`` seam, to an
+    :class:`EncodedFrameTrack` instead of aiortc's decoder thread (whose end would end the
+    receiver's own track). Lost against a real decoder: a PLI after a frame that fails to
+    decode (on loopback none does); the receiver's RTCP is aiortc's own either way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.track = EncodedFrameTrack()
+
+    def _take(self, receiver: Any) -> None:
+        take_encoded_frames(receiver, lambda mime, rate, data, ts: self.track.queue.put_nowait((data, ts)))
+        self.tasks.append(asyncio.ensure_future(self._consume()))
+
+    def _prepare(self) -> None:
+        transceiver = self.pc.addTransceiver("video", direction="recvonly")
+        prefer_vp8(self.pc)
+        self._take(transceiver.receiver)
+
+    async def _consume(self) -> None:
+        try:
+            while True:
+                data, ts = await self.track.recv()
+                self._on_frame("video/VP8", 90000, data, ts)
+        except MediaStreamError:
+            pass
+
+    async def answer(self, offer_sdp: str, addresses: tuple[str, ...] = ()) -> str:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind == "video":
+                self._take(transceiver.receiver)
+        answer = await self.pc.createAnswer()
+        with announced_host_addresses(addresses):
+            await self.pc.setLocalDescription(answer)
+        return self.pc.localDescription.sdp
+
+    async def close(self) -> None:
+        self.track.stop()
+        await super().close()
 
 
 # ---------------------------------------------------------------- plain RTP (Janus)

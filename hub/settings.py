@@ -163,7 +163,7 @@ class HlsSettings:
     """HLS and low-latency HLS by remux of public H.264 stations (docs/operations.md "HLS")."""
 
     enabled: bool = True
-    part_s: float = 0.5  # LL-HLS part target
+    part_s: float = 0.4  # LL-HLS part target: 6 frames at 15 fps, 4 at 10 (a 2 s segment in equal parts)
     segment_s: float = 2.0  # segment target; the publisher is asked for a keyframe at this cadence
     keep_segments: int = 6  # complete segments listed (and kept in memory) per station
     idle_s: float = 30.0  # packaging stops after this long without a request

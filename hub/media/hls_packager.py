@@ -95,7 +95,7 @@ class PackagingError(Exception):
 
 @dataclass(frozen=True)
 class PackagerOptions:
-    part_s: float = 0.5
+    part_s: float = 0.4
     segment_s: float = 2.0
     keep_segments: int = 6
 

@@ -86,7 +86,8 @@ class Nginx:
     def values(self) -> dict[str, str]:
         return {"SERVER_NAME": SERVER_ADDRESS, "HTTPS_LISTEN": f"{SERVER_ADDRESS}:{self.https_port}",
                 "HTTP_LISTEN": f"{SERVER_ADDRESS}:{self.http_port}", "TLS_CERTIFICATE": str(self.tls.certificate),
-                "TLS_CERTIFICATE_KEY": str(self.tls.key), "HUB_UPSTREAM": f"127.0.0.1:{self.hub_port}"}
+                "TLS_CERTIFICATE_KEY": str(self.tls.key), "HUB_UPSTREAM": f"127.0.0.1:{self.hub_port}",
+                "HLS_CACHE_DIR": str(self.home / "hls-cache")}
 
     def _write(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -94,7 +95,10 @@ class Nginx:
         temp = "\n".join(f"    {kind}_temp_path {self.home / kind};"
                          for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
         main = self.home / "nginx.conf"
-        main.write_text(f"""worker_processes 1;
+        # As root, nginx's workers would run as `nobody`, who cannot enter the test's 0700
+        # temp folders to write the HLS cache: workers as root here (as the user otherwise).
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        main.write_text(f"""{user}worker_processes 1;
 events {{ worker_connections 512; }}
 http {{
     access_log {self.home / "access.log"};
