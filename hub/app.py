@@ -134,7 +134,7 @@ class Hub:
         add_recording_gauges(self.metrics, self.recordings.metrics)
 
     def _aac_transcoder(self) -> OpusToAac:
-        return OpusToAac(self.settings.hls.audio_bitrate)
+        return OpusToAac(self.settings.hls.audio_bitrate, self.settings.hls.audio_channels)
 
     def _viewers(self, station_id: str) -> int:
         return self.media.viewer_count(station_id)

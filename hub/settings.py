@@ -168,7 +168,8 @@ class HlsSettings:
     keep_segments: int = 6  # complete segments listed (and kept in memory) per station
     idle_s: float = 30.0  # packaging stops after this long without a request
     max_stations: int = 64  # stations packaged at once on this node; beyond → 503
-    audio_bitrate: int = 64000  # AAC from the publisher's Opus
+    audio_bitrate: int = 48000  # AAC-LC from the publisher's Opus
+    audio_channels: int = 1  # office microphones are mono (WebRTC's Opus is stereo all the same); 2: stereo
     remote_cache_bytes: int = 64_000_000  # parts fetched from the owning node, kept for other viewers here
 
 
@@ -427,3 +428,5 @@ def _validate_hls(hls: HlsSettings) -> None:
         raise ConfigError("hls.idle_s must be positive, hls.max_stations and hls.remote_cache_bytes not negative")
     if not 16000 <= hls.audio_bitrate <= 320000:
         raise ConfigError("hls.audio_bitrate must be between 16000 and 320000")
+    if hls.audio_channels not in (1, 2):
+        raise ConfigError(f"hls.audio_channels must be 1 or 2, not {hls.audio_channels}")

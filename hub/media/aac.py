@@ -142,6 +142,10 @@ class OpusToAac:
         """AudioSpecificConfig (the encoder's extradata), available right after __init__."""
         return self._config
 
+    @property
+    def channels(self) -> int:
+        return 1 if self._layout == "mono" else 2
+
     def push(self, opus: bytes, pts: int) -> list[AacFrame]:
         """One Opus packet (an RTP payload) whose first sample is at ``pts`` (48 kHz ticks on
         the caller's timeline, increasing). Returns the AAC frames completed so far (each

@@ -76,6 +76,8 @@ class AudioTranscoder(Protocol):
 
     @property
     def config(self) -> bytes: ...
+    @property
+    def channels(self) -> int: ...
     def push(self, opus: bytes, pts: int) -> Sequence[AacFrameLike]: ...
     def close(self) -> None: ...
 
@@ -254,7 +256,8 @@ class HlsPackager:
         self._video_track = VideoTrack(sps, pps, size[0], size[1])
         if self._transcoder is None and self._new_transcoder is not None and self._audio_assembler is not None:
             self._transcoder = self._new_transcoder()
-        audio = AudioTrack(self._transcoder.config) if self._transcoder is not None else None
+        transcoder = self._transcoder
+        audio = AudioTrack(transcoder.config, channels=transcoder.channels) if transcoder is not None else None
         self._init_index += 1
         self.inits[self._init_index] = cmaf.init_segment(self._video_track, audio)
         return True

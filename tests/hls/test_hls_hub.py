@@ -98,6 +98,8 @@ async def test_low_latency_playlist_parts_and_segments_play_as_the_publishers_h2
 
     file = probe(stream)
     assert (file.video_codec, file.audio_codec) == ("h264", "aac"), file.raw["streams"]
+    audio = next(stream for stream in file.raw["streams"] if stream["codec_type"] == "audio")
+    assert (audio["channels"], audio["sample_rate"]) == (1, "48000")  # hls.audio_channels: an office's one microphone
     assert abs(file.duration_s - listed_s) < 0.3, (file.duration_s, listed_s)  # what the playlist says
     assert decodes_cleanly(stream) == ""
 
