@@ -161,6 +161,7 @@ class LightPublisher:
         self.writer: PacketWriter | None = None
         self.last_sent_at = 0.0
         self.send_failures = 0
+        self.rtx_sent = 0  # RTX packets sent in answer to the hub's NACKs
 
     @property
     def frames(self) -> int:
@@ -198,6 +199,7 @@ class LightPublisher:
             packet = self.writer.rtx_packet(seq) if self.writer else None
             if packet is not None and self.wire is not None:
                 self.wire.send(packet)
+                self.rtx_sent += 1
 
     def _report(self, now: float) -> tuple[int, int, int] | None:
         """Our counters for aiortc's SR: its own stay zero, as it sends no RTP here."""

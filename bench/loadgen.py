@@ -94,8 +94,10 @@ class Publishers:
                     sent += source.packets  # aiortc's sender counts none: it sends no RTP here
         states = [pc.connectionState for pc, _ in self.peers]
         failures = sum(getattr(source, "send_failures", 0) for _, source in self.peers)
+        rtx = sum(getattr(source, "rtx_sent", 0) for _, source in self.peers)
         return {"frames": frames, "packets_sent": sent, "packets_lost": lost, "at": time.monotonic(),
-                "publishers": len(self.peers), "connected": states.count("connected"), "send_failures": failures}
+                "publishers": len(self.peers), "connected": states.count("connected"), "send_failures": failures,
+                "rtx_sent": rtx}
 
     async def close_all(self) -> dict[str, Any]:
         if self.ticker is not None:

@@ -95,7 +95,10 @@ class WatchSocket(asyncio.Protocol):
                         if not now:
                             now = time.time()
                         try:
-                            since = msgpack.unpackb(buf[pos + header:end]).get("since")
+                            event = msgpack.unpackb(buf[pos + header:end])
+                            since = next((event[k] for k in pool.stamps if k in event), None)
+                            if isinstance(since, dict):  # `thumbs {at: {id: time}}`: its oldest
+                                since = min(since.values(), default=None)
                         except Exception:
                             since = None
                         if isinstance(since, float) and len(pool.latency) < 500_000:
@@ -126,10 +129,15 @@ class WatchPool:
         self.latency = array("d")
         self.host, self.port, self.path = "127.0.0.1", 0, "/ws/watch"
         self.sample_every = 10
+        self.stamps: tuple[str, ...] = ("since",)  # event fields read as the server's send time
 
     async def connect(self, host: str, port: int, path: str, count: int, sample_every: int = 10,
-                      parallel: int = 64) -> dict[str, Any]:
+                      parallel: int = 64, stamps: list[str] | None = None) -> dict[str, Any]:
+        """``stamps``: the event fields taken as the server's time, first found (default
+        ``since``; ``["since", "at"]`` also times ``thumbs`` messages, by their oldest thumbnail)."""
         self.host, self.port, self.path, self.sample_every = host, port, path, sample_every
+        if stamps:
+            self.stamps = tuple(stamps)
         loop = asyncio.get_running_loop()
         gate = asyncio.Semaphore(parallel)
         failed = 0

@@ -111,7 +111,8 @@ class Hub:
                                      settings.presence.watch_history, settings.presence.watcher_backlog,
                                      viewers=self._viewers, thumb_at=self._thumb_at, clock=clock,
                                      admission=WatchAdmission(settings.presence.max_watchers,
-                                                              settings.presence.watchers_per_address))
+                                                              settings.presence.watchers_per_address),
+                                     thumbnail_batch_s=settings.presence.thumbnail_batch_s)
         self.questions = QuestionsService(settings.questions, self.registry, self.backend.questions, self.bus,
                                           self.credentials, self.presence_store, session_secret(settings),
                                           watchers=self.watchers, stations=self.stations, clock=clock)

@@ -58,6 +58,7 @@ class PresenceSettings:
     burst: int = 40
     watch_history: int = 2048  # deltas kept for `?since=` resume
     watcher_backlog: int = 256  # frames queued for one slow watcher before it is resynced
+    thumbnail_batch_s: float = 1.0  # new thumbnails are announced to watchers together, this often
     max_watchers: int = 20_000  # watch sockets on this node; beyond → 1013
     watchers_per_address: int = 100  # watch sockets per client address on this node; beyond → 4429
     watch_messages_per_s: float = 2.0  # what one watch socket may send (pings), sustained …
@@ -318,6 +319,8 @@ def validate(settings: Settings) -> Settings:
     for key in ("max_watchers", "watchers_per_address", "watch_burst"):
         if getattr(presence, key) < 1:
             raise ConfigError(f"presence.{key} must be at least 1")
+    if not 0 < presence.thumbnail_batch_s <= 10:
+        raise ConfigError("presence.thumbnail_batch_s must be more than 0 and at most 10")
     if presence.watch_messages_per_s <= 0:
         raise ConfigError("presence.watch_messages_per_s must be greater than 0")
     _validate_schedule(settings.schedule)

@@ -157,7 +157,7 @@ def hub_config(home: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "hub": {"host": "127.0.0.1", "port": 0, "data_dir": str(home / "data"), "checkpoint_s": 0.2},
         "stations": {"registry": str(registry)},
-        "presence": {"heartbeat_s": 0.2, "timeout_s": 1.0, "hello_timeout_s": 1.0},
+        "presence": {"heartbeat_s": 0.2, "timeout_s": 1.0, "hello_timeout_s": 1.0, "thumbnail_batch_s": 0.05},
         "schedule": {"workdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00",
                      "end": "23:59", "national_holidays": False},
         "media": {"host_addresses": ["127.0.0.1"], "udp_port": free_udp_port()},

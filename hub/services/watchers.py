@@ -15,6 +15,13 @@ bytes written straight to its transport; it falls back to the ASGI ``send`` whil
 backlog, while its socket buffer is over the writer's limit, or while the socket is closing.
 The frames a watcher receives, and their order, are the same either way.
 
+New thumbnails are not fanned out one by one: ~300 stations renew theirs every 10 s, ~30 a
+second, and sent to every watcher as they came they were most of a loaded hub's work (the
+Jember-day benchmark: half the event loop at 2,000 watchers). They are gathered for
+``thumbnail_batch_s`` and go out as one ``thumbs {at: {station: time}}`` per audience (public
+watchers: public stations only), without a ``seq`` (the ring keeps each ``thumb`` event for
+resuming; a resume sends the ones it holds as one ``thumbs`` too).
+
 A watcher starts with ``snapshot {seq, stations}``, or with the frames after ``since`` when
 the ring still holds them. Each watcher has a bounded backlog; one that falls more than
 ``watcher_backlog`` frames behind loses its backlog and gets a fresh snapshot when it can
@@ -160,6 +167,10 @@ def _no_snapshot(_watcher: Watcher) -> bytes:
     return b""
 
 
+def _thumbs_frame(at: dict[str, float]) -> bytes:
+    return wire.encode_msgpack({"t": "thumbs", "at": at})
+
+
 def _as_json(frame: bytes) -> str:
     """A bus frame (msgpack) as the JSON subprotocol's text frame."""
     return wire.encode_json(wire.decode_msgpack(frame))
@@ -174,7 +185,8 @@ class WatchService:
     def __init__(self, registry: Registry, schedule: Schedule, store: PresenceStore, bus: Bus,
                  metrics: Metrics, history: int, backlog: int,
                  viewers: Callable[[str], int], thumb_at: Callable[[str], float | None],
-                 clock: Callable[[], float] = time.time, admission: WatchAdmission | None = None) -> None:
+                 clock: Callable[[], float] = time.time, admission: WatchAdmission | None = None,
+                 thumbnail_batch_s: float = 1.0) -> None:
         self.registry = registry
         self.schedule = schedule
         self.store = store
@@ -186,7 +198,8 @@ class WatchService:
         self.clock = clock
         self.view: dict[str, dict[str, Any]] = {}
         self.last_seq = 0
-        self.history: deque[tuple[int, str, bytes]] = deque(maxlen=history)
+        # (seq, station, frame, thumbnail time or None): thumb events are replayed batched
+        self.history: deque[tuple[int, str, bytes, float | None]] = deque(maxlen=history)
         self.watchers: set[Watcher] = set()
         # Sockets per client address and on the node; the WebSocket edge admits and releases.
         defaults = PresenceSettings()
@@ -196,6 +209,9 @@ class WatchService:
         self.frames_direct = 0
         self.frames_asgi = 0
         self._snapshots: dict[tuple[bool, str], tuple[int, float, bytes | str]] = {}
+        self.thumbnail_batch_s = thumbnail_batch_s
+        self._thumbs: dict[str, float] = {}  # new thumbnails not yet announced: station → time
+        self._thumbs_timer: asyncio.TimerHandle | None = None
         self.ready = asyncio.Event()
 
     # The bus side
@@ -234,8 +250,29 @@ class WatchService:
                           reason=event.get("reason"), media=event.get("media", ""))
         elif kind == "activity":
             record["activity"] = {"title": event["title"], "since": event["since"]} if event["title"] else None
-        self.history.append((seq, station_id, frame))
-        self._fan_out(station_id, frame)
+        self.history.append((seq, station_id, frame, event["at"] if kind == "thumb" else None))
+        if kind == "thumb":
+            self._gather_thumb(station_id, event["at"])
+        else:
+            self._fan_out(station_id, frame)
+
+    def _gather_thumb(self, station_id: str, at: float) -> None:
+        self._thumbs[station_id] = at
+        if self._thumbs_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # outside an event loop (unit tests): at once
+                self._flush_thumbs()
+                return
+            self._thumbs_timer = loop.call_later(self.thumbnail_batch_s, self._flush_thumbs)
+
+    def _flush_thumbs(self) -> None:
+        """The thumbnails gathered since the last flush, as one message per audience."""
+        self._thumbs_timer = None
+        gathered, self._thumbs = self._thumbs, {}
+        everyone = {sid: at for sid, at in gathered.items() if self._visible(sid, operator=True)}
+        public = {sid: at for sid, at in everyone.items() if self._visible(sid, operator=False)}
+        self._send_all(_thumbs_frame(public) if public else None, _thumbs_frame(everyone) if everyone else None)
 
     async def resync(self) -> None:
         """Reload the view from the presence store; every watcher gets a fresh snapshot
@@ -248,20 +285,25 @@ class WatchService:
             watcher.request_resync()
 
     def _fan_out(self, station_id: str, frame: bytes) -> None:
-        station = self.registry.get(station_id)
-        public = station is not None and station.public
-        text: Outgoing | None = None
-        binary = Outgoing(frame)  # one message and one wire frame per event, shared by every watcher
+        self._send_all(frame if self._visible(station_id, operator=False) else None, frame)
+
+    def _send_all(self, public_frame: bytes | None, operator_frame: bytes | None) -> None:
+        """One bus frame (msgpack) to every watcher of its audience, each codec's message and
+        wire frame built once and shared by all of them."""
+        same = public_frame is operator_frame  # a public station's event: one message for all
+        frames = (public_frame, operator_frame)
+        built: list[Outgoing | None] = [None, None, None, None]  # by audience and codec, built once
         sent = framed = 0
         for watcher in list(self.watchers):  # a failed write may detach a watcher meanwhile
-            if not (public or watcher.operator):
-                continue
-            if watcher.codec.binary:
-                out = binary
-            else:
-                if text is None:
-                    text = Outgoing(_as_json(frame))
-                out = text
+            binary = watcher.codec.binary
+            operator = watcher.operator and not same
+            slot = 2 * operator + binary
+            out = built[slot]
+            if out is None:
+                frame = frames[watcher.operator]
+                if frame is None:
+                    continue
+                out = built[slot] = Outgoing(frame if binary else _as_json(frame))
             if watcher.push(out):
                 framed += 1
             sent += 1
@@ -278,9 +320,16 @@ class WatchService:
         self.watchers.add(watcher)
         oldest = self.history[0][0] if self.history else self.last_seq + 1
         if since is not None and oldest - 1 <= since <= self.last_seq:
-            for seq, station_id, frame in self.history:
+            thumbs: dict[str, float] = {}
+            for seq, station_id, frame, thumb_at in self.history:
                 if seq > since and self._visible(station_id, watcher.operator):
-                    watcher.push(frame if watcher.codec.binary else _as_json(frame))
+                    if thumb_at is not None:
+                        thumbs[station_id] = thumb_at
+                    else:
+                        watcher.push(frame if watcher.codec.binary else _as_json(frame))
+            if thumbs:
+                frame = _thumbs_frame(thumbs)
+                watcher.push(frame if watcher.codec.binary else _as_json(frame))
         else:
             watcher.push(self.encoded_snapshot(watcher.operator, watcher.codec))
 

@@ -202,6 +202,16 @@ function onMessage(message) {
     loadEarlierActivities(); // anything that ended while we were away
     return;
   }
+  if (message.t === "thumbs") { // new thumbnails, gathered by the hub: {at: {id: time}}
+    for (const [id, at] of Object.entries(message.at || {})) {
+      const station = stations.get(id);
+      if (!station) continue;
+      station.thumb_at = at;
+      const entry = cards.get(id);
+      for (const card of [entry.dir, entry.live]) if (card && visible.has(card)) loadThumb(card);
+    }
+    return;
+  }
   const station = stations.get(message.id);
   if (!station) return; // the hub only sends public stations; anything else is ignored
   if (message.t === "presence") {
@@ -221,10 +231,6 @@ function onMessage(message) {
         start: clockOfEpoch(previous.since), end: clockOfEpoch(message.since) });
     }
     renderActivities();
-  } else if (message.t === "thumb") {
-    station.thumb_at = message.at;
-    const entry = cards.get(station.id);
-    for (const card of [entry.dir, entry.live]) if (card && visible.has(card)) loadThumb(card);
   }
 }
 

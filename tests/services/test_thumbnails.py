@@ -43,7 +43,7 @@ async def test_thumbnails_are_re_encoded_bounded_checked_and_rate_limited(tmp_pa
 
         big = with_comment(make_jpeg(1280, 720, seed=3), b"GPS -8.1689,113.7022 operator=secret")
         await client.send({"t": "thumb", "jpeg": big})
-        await watcher.recv_until(lambda m: m["t"] == "thumb" and m["id"] == STATION)
+        await watcher.recv_until(lambda m: m["t"] == "thumbs" and STATION in m["at"])
         async with httpx.AsyncClient(base_url=running.http) as http:
             first = (await http.get(url)).content
         assert first.startswith(b"\xff\xd8") and b"secret" not in first and first != big
@@ -72,7 +72,7 @@ async def test_thumbnails_are_re_encoded_bounded_checked_and_rate_limited(tmp_pa
             assert response.headers["x-content-type-options"] == "nosniff"
             assert "default-src 'none'" in response.headers["content-security-policy"]
         await watcher.send({"t": "ping"})
-        assert (await watcher.recv_until(lambda m: m["t"] in ("pong", "thumb")))["t"] == "pong"
+        assert (await watcher.recv_until(lambda m: m["t"] in ("pong", "thumbs")))["t"] == "pong"
         assert running.hub.metrics.errors.labels("thumb_dropped")._value.get() == 1
         await watcher.close()
         await client.close()

@@ -15,10 +15,15 @@ from jaga import wire
 from tests.kit import TEST_REGISTRY, timeout
 
 
-def service(history: int = 16) -> WatchService:
+def service(history: int = 16, thumbnail_batch_s: float = 1.0) -> WatchService:
     return WatchService(parse_registry(TEST_REGISTRY), Schedule(ScheduleSettings()), MemoryPresenceStore(),
                         MemoryBus(), Metrics(), history=history, backlog=4,
-                        viewers=lambda _: 0, thumb_at=lambda _: None, clock=lambda: 1_787_000_000.0)
+                        viewers=lambda _: 0, thumb_at=lambda _: None, clock=lambda: 1_787_000_000.0,
+                        thumbnail_batch_s=thumbnail_batch_s)
+
+
+def thumb(seq: int, station: str, at: float) -> bytes:
+    return wire.encode_msgpack({"t": "thumb", "seq": seq, "id": station, "at": at})
 
 
 def event(seq: int, station: str = "35.09.01", state: str = "online") -> bytes:
@@ -147,3 +152,46 @@ async def test_snapshot_is_encoded_once_until_something_changes() -> None:
     assert second is not first and wire.decode_msgpack(second)["seq"] == 1
     now[0] += 1.5  # viewer counts and thumbnail times may have moved: rebuilt
     assert watch.encoded_snapshot(False, codec) is not second
+
+
+async def test_thumbnails_are_announced_together_per_audience_not_one_event_each() -> None:
+    watch = service(thumbnail_batch_s=0.05)
+    frames: dict[str, list[Any]] = {"public": [], "operator": []}
+    announced = asyncio.Event()
+
+    def recorder(audience: str) -> Any:
+        async def send(message: dict[str, Any]) -> None:
+            frames[audience].append(wire.decode_json(message["text"]))
+            if audience == "operator" and frames[audience][-1]["t"] == "thumbs":
+                announced.set()
+        return send
+
+    watch.attach(Watcher(recorder("public"), wire.CODECS[wire.JSON], False, 100), None)
+    watch.attach(Watcher(recorder("operator"), wire.CODECS[wire.JSON], True, 100), None)
+    for seq, station in enumerate(("35.09.01", "35.09.02", "opd.bakesbangpol", "35.09.01"), start=1):
+        watch.apply(thumb(seq, station, 100.0 + seq))
+    watch.apply(event(5, station="35.09.02"))  # presence goes out at once, thumbnails wait
+    assert [m["t"] for m in frames["public"]] == ["snapshot", "presence"]
+
+    await asyncio.wait_for(announced.wait(), timeout(5))
+    assert frames["public"][-1] == {"t": "thumbs", "at": {"35.09.01": 104.0, "35.09.02": 102.0}}  # no private
+    assert frames["operator"][-1] == {"t": "thumbs", "at": {"35.09.01": 104.0, "35.09.02": 102.0,
+                                                            "opd.bakesbangpol": 103.0}}
+    assert "seq" not in frames["public"][-1]
+
+
+async def test_a_resume_gets_the_missed_thumbnails_as_one_message_after_the_other_events() -> None:
+    watch = service()
+    watch.apply(event(1))
+    watch.apply(thumb(2, "35.09.01", 10.0))
+    watch.apply(thumb(3, "opd.bakesbangpol", 11.0))
+    watch.apply(event(4, station="35.09.02"))
+    watch.apply(thumb(5, "35.09.01", 12.0))
+    received: list[Any] = []
+
+    async def record(message: dict[str, Any]) -> None:
+        received.append(wire.decode_json(message["text"]))
+
+    watch.attach(Watcher(record, wire.CODECS[wire.JSON], False, 100), since=1)
+    assert [m["t"] for m in received] == ["presence", "thumbs"]
+    assert received[-1]["at"] == {"35.09.01": 12.0}  # the latest; the private one not at all

@@ -36,6 +36,16 @@ export class StationStore {
       this._emit({ reset: true });
       return;
     }
+    if (message.t === "thumbs") { // new thumbnails, gathered by the hub (no seq): one change per station
+      for (const [id, at] of Object.entries(message.at || {})) {
+        const station = this.stations.get(id);
+        if (!station) continue;
+        const previous = { status: station.status, state: station.state, since: station.since };
+        station.thumb_at = at;
+        this._emit({ id, kind: "thumb", previous });
+      }
+      return;
+    }
     if (typeof message.seq === "number") {
       if (message.seq <= this.seq) return; // a replay we already hold
       this.seq = message.seq;
@@ -51,8 +61,6 @@ export class StationStore {
       station.media = message.media ?? "";
     } else if (message.t === "activity") {
       station.activity = message.title ? { title: message.title, since: message.since } : null;
-    } else if (message.t === "thumb") {
-      station.thumb_at = message.at;
     } else {
       return;
     }
