@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -153,4 +152,4 @@ def cli() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    cli()

@@ -33,7 +33,6 @@ import os
 import re
 import ssl
 import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -331,7 +330,9 @@ async def measure(target: str, hub_port: int, hub_pid: int, nginx: tuple[int, in
     for reply in replies:
         for key, times in reply["parts"].items():
             receipts[key].extend(times)
-    after_probe, after_first, fraction = [], [], []
+    after_probe: list[float] = []
+    after_first: list[float] = []
+    fraction: list[float] = []
     for key, published_at in published.items():
         got = receipts.get(key, [])
         fraction.append(len(got) / clients)
@@ -376,7 +377,7 @@ async def start_station(workdir: Path, with_nginx: bool) -> tuple[Any, int, Work
     nginx = None
     if with_nginx:
         proc, https, ca = await asyncio.to_thread(nginx_up, workdir, hub_port)
-        await wait_for_file(workdir / "nginx" / "nginx.pid", _Exited(proc), 10)
+        await wait_for_file(workdir / "nginx" / "nginx.pid", _Exited(proc), 10)  # type: ignore[arg-type]  # duck-typed
         nginx = (proc.pid, https, ca)
     agent = await Worker.start("-m", "bench.hls_load", "--agent-worker", log=workdir / "agent.log")
     agent_pid = (await agent.call("start", timeout=60, hub=f"http://127.0.0.1:{hub_port}", station=STATION,
@@ -504,4 +505,4 @@ def cli() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    cli()

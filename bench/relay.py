@@ -2,14 +2,26 @@
 
 One publisher replays the same pre-encoded clip (640×360 @ 15 fps VP8, ~490 kbps, ~54 RTP
 packets/s) into each system: over WHIP for ours and MediaRelay, as plain RTP into the
-Streaming plugin for Janus. Viewers (aiortc receivers that count reassembled frames without
-decoding, 8 per process) are added N = 0, 4, 16, 32; at each N, after a warm-up,
-the server's CPU time is read over a fixed window together with the frames every viewer
-received. CPU per added viewer is the least-squares slope of server cores over N, taken
-only over the levels every viewer was served at ≥ 90 % of 15 fps (a system that falls
-behind stops there). Systems are interleaved within each repeat.
+Streaming plugin for Janus. Viewers (8 per process) are added N = 0, 16, 32; at each N,
+after a warm-up, the server's CPU time (user and system) is read over a fixed window
+together with the frames every viewer received. CPU per added viewer is the least-squares
+slope of server cores over N, taken only over the levels every viewer was served at ≥ 90 %
+of 15 fps (a system that falls behind stops there). Systems and viewer kinds are
+interleaved within each repeat, and ratios are taken per repeat.
 
-    python -m bench.relay [--repeats 3] [--viewers 0,4,16,32] [--systems hub,mediarelay,janus]
+Viewer kinds (``--viewers-kind``, a comma list; ``bench/rtcload.py``): ``full`` (the
+default), browser-like aiortc receivers — jitter buffer, receiver reports every 0.5–1.5 s,
+NACK at each gap, PLI when a frame is lost, the track consumed with ``recv()``, only the
+decode skipped; ``counting``, the same receivers counting frames at the jitter buffer (the
+benchmark's viewers before issue 20); ``light``, packets counted in the socket callback and
+never decrypted (no receiver reports, NACK or PLI: the relay's send path alone).
+
+``--before DIR`` adds the system ``hub-before``: the hub from another source tree (e.g.
+``git archive <commit> hub jaga | tar -x -C DIR``), started with the same config, for a
+before/after comparison in one run.
+
+    python -m bench.relay [--repeats 3] [--viewers 0,16,32] [--systems hub,mediarelay,janus]
+                          [--viewers-kind full,light] [--before DIR]
                           [--profile]   # py-spy the hub at the largest N
 """
 
@@ -26,7 +38,7 @@ from typing import Any
 from bench.common import (
     PY,
     Worker,
-    cpu_seconds,
+    cpu_split,
     fmt,
     fmt_spread,
     install_cleanup,
@@ -44,7 +56,9 @@ from bench.common import (
 from bench.janus import MOUNTPOINT, ensure_janus, start_janus
 from bench.media_peers import FPS, clip_kbps, load_clip, rtp_packets
 
-SYSTEMS = ("hub", "hub-sessions", "mediarelay", "janus")  # hub: one media UDP port; hub-sessions: a socket each
+# hub: one media UDP port; hub-sessions: a socket each; hub-before: another tree's hub (--before)
+SYSTEMS = ("hub", "hub-before", "hub-sessions", "mediarelay", "janus")
+VIEWER_KINDS = ("full", "counting", "light")
 PER_WORKER = 8
 STATION = "35.09.01.2001"
 
@@ -59,11 +73,16 @@ def slope(points: list[tuple[float, float]]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else None
 
 
-async def start_system(system: str, workdir: Path, janus_bin: str | None) -> dict[str, Any]:
-    if system in ("hub", "hub-sessions"):
-        proc, port, config = await start_hub(workdir, media={"max_sessions_per_address": 1000,
-                                                            "max_viewers_per_station": 1000,
-                                                            **({"udp_port": 0} if system == "hub-sessions" else {})})
+async def start_system(system: str, workdir: Path, janus_bin: str | None, before: Path | None = None,
+                       thumbnail_s: float | None = None) -> dict[str, Any]:
+    if system in ("hub", "hub-sessions", "hub-before"):
+        media: dict[str, Any] = {"max_sessions_per_address": 1000, "max_viewers_per_station": 1000}
+        if system == "hub-sessions":
+            media["udp_port"] = 0
+        if thumbnail_s is not None:
+            media["thumbnail_s"] = thumbnail_s
+        proc, port, config = await start_hub(workdir, media=media,
+                                             source=before if system == "hub-before" else None)
         token = (await asyncio.to_thread(mint_tokens, config, [STATION]))[STATION]
         return {"proc": proc, "base": f"http://127.0.0.1:{port}", "token": token}
     if system == "mediarelay":
@@ -76,13 +95,13 @@ async def start_system(system: str, workdir: Path, janus_bin: str | None) -> dic
 
 
 async def run_system(system: str, levels: list[int], args: argparse.Namespace, janus_bin: str | None,
-                     packets_per_s: float) -> dict[str, Any]:
+                     packets_per_s: float, kind: str = "full") -> dict[str, Any]:
     workdir = temp_dir(f"bench-relay-{system}-")
-    server = await start_system(system, workdir, janus_bin)
+    server = await start_system(system, workdir, janus_bin, args.before, args.thumbnail_s)
     pid = server["proc"].pid
     publisher = await Worker.start("-m", "bench.rtcload", "publisher", log=workdir / "pub.log")
     workers: list[Worker] = []
-    out: dict[str, Any] = {"system": system, "levels": [], "profile": None}
+    out: dict[str, Any] = {"system": system, "kind": kind, "levels": [], "profile": None}
     try:
         if system == "janus":
             await publisher.call("rtp", port=server["rtp_port"])
@@ -96,7 +115,7 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
         for n in levels:
             while current < n:
                 if current // PER_WORKER >= len(workers):
-                    workers.append(await Worker.start("-m", "bench.rtcload", "viewers",
+                    workers.append(await Worker.start("-m", "bench.rtcload", "viewers", "--kind", kind,
                                                       log=workdir / "viewers.log"))
                 worker = workers[current // PER_WORKER]
                 take = min(n - current, PER_WORKER - current % PER_WORKER)
@@ -110,9 +129,10 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
                 current += take
             await asyncio.sleep(args.warmup)
             before = [await w.call("stats") for w in workers]
-            cpu0, t0 = cpu_seconds(pid), time.monotonic()
+            (user0, sys0), t0 = cpu_split(pid), time.monotonic()
             await asyncio.sleep(args.window)
-            cpu1, t1 = cpu_seconds(pid), time.monotonic()
+            (user1, sys1), t1 = cpu_split(pid), time.monotonic()
+            cpu0, cpu1 = user0 + sys0, user1 + sys1
             after = [await w.call("stats") for w in workers]
             fps = []
             lost = 0
@@ -120,16 +140,20 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
                 fps += [(y - x) / (t1 - t0) for x, y in zip(b["frames"], a["frames"], strict=True)]
                 lost += sum(a["lost"]) - sum(b["lost"])
             profile = None
-            if args.profile and system == "hub" and n == levels[-1] and not out["profile"]:
+            if args.profile and system == "hub" and n == levels[-1] and not out["profile"] and kind == args.kinds[0]:
                 profile = await py_spy(pid, workdir, args.profile_seconds)
                 out["profile"] = profile
             cores = (cpu1 - cpu0) / (t1 - t0)
             ordered = sorted(fps)
-            level = {"viewers": n, "cores": cores, "fps_median": ordered[len(ordered) // 2] if fps else None,
+            system_cores = (sys1 - sys0) / (t1 - t0)
+            level = {"viewers": n, "cores": cores, "user_cores": (user1 - user0) / (t1 - t0),
+                     "system_cores": system_cores,
+                     "fps_median": ordered[len(ordered) // 2] if fps else None,
                      "fps_min": ordered[0] if fps else None, "lost_packets": lost,
                      "served": (not fps) or ordered[0] >= 0.9 * FPS}
             out["levels"].append(level)
-            log(f"{system:10} N={n:2} cpu={cores * 100:5.1f}% fps median={fmt(level['fps_median'], 1)} "
+            log(f"{system:10} {kind:8} N={n:2} cpu={cores * 100:5.1f}% (sys {system_cores * 100:4.1f}%) "
+                f"fps median={fmt(level['fps_median'], 1)} "
                 f"min={fmt(level['fps_min'], 1)} lost={lost}")
             if not level["served"]:
                 log(f"{system}: viewers below 90% of {FPS} fps at N={n}; stopping here")
@@ -145,6 +169,8 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
         await stop(server["proc"])
     served = [(level["viewers"], level["cores"]) for level in out["levels"] if level["served"]]
     out["slope_cores_per_viewer"] = slope(served)
+    out["slope_system_cores_per_viewer"] = slope([(level["viewers"], level["system_cores"])
+                                                  for level in out["levels"] if level["served"]])
     out["us_per_packet"] = (out["slope_cores_per_viewer"] * 1e6 / packets_per_s
                             if out["slope_cores_per_viewer"] is not None else None)
     out["max_served"] = max((n for n, _ in served), default=0)
@@ -156,7 +182,7 @@ async def py_spy(pid: int, workdir: Path, seconds: float) -> dict[str, Any]:
     raw = workdir / "pyspy.txt"
     binary = Path(PY).parent / "py-spy"
     proc = await asyncio.create_subprocess_exec(str(binary), "record", "--pid", str(pid), "--duration",
-                                                str(int(seconds)), "--rate", "200", "--format", "raw",
+                                                str(int(seconds)), "--rate", "500", "--format", "raw",
                                                 "--nonblocking", "-o", str(raw),
                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     await asyncio.wait_for(proc.wait(), seconds + 30)
@@ -186,44 +212,61 @@ async def py_spy(pid: int, workdir: Path, seconds: float) -> dict[str, Any]:
 
 
 def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) -> tuple[str, dict[str, Any]]:
-    names = {"hub": "Jaga hub (forwarding)", "hub-sessions": "Jaga hub, a UDP socket per session",
+    names = {"hub": "Jaga hub (forwarding)", "hub-before": "Jaga hub, before (--before tree)",
+             "hub-sessions": "Jaga hub, a UDP socket per session",
              "mediarelay": "aiortc MediaRelay (re-encoding)",
              "janus": "Janus 1.1 Streaming"}
+    kinds = [k for k in VIEWER_KINDS if any(r.get("kind", "full") == k for r in runs)]
     agg: dict[str, Any] = {}
     lines = ["Server CPU (% of one core) by viewers N, median over repeats; viewers' frame rate as min fps:", ""]
-    lines.append("| system | " + " | ".join(f"N={n}" for n in levels)
-                 + " | CPU per added viewer | µs per relayed packet | most viewers served |")
-    lines.append("|---|" + "---|" * (len(levels) + 3))
-    for system in SYSTEMS:
-        mine = [r for r in runs if r["system"] == system]
-        if not mine:
-            continue
-        cells = []
-        for n in levels:
-            got = [level for r in mine for level in r["levels"] if level["viewers"] == n]
-            if not got:
-                cells.append("–")
+    lines.append("| system | viewers | " + " | ".join(f"N={n}" for n in levels)
+                 + " | CPU per added viewer | of which system (kernel) | µs per relayed packet | most viewers served |")
+    lines.append("|---|---|" + "---|" * (len(levels) + 4))
+    for kind in kinds:
+        for system in SYSTEMS:
+            mine = [r for r in runs if r["system"] == system and r.get("kind", "full") == kind]
+            if not mine:
                 continue
-            cpu = summary([level["cores"] * 100 for level in got])
-            low = min(level["fps_min"] for level in got) if n else None
-            cells.append(f"{fmt(cpu['median'], 1)} %" + (f" ({fmt(low, 1)} fps)" if low is not None else ""))
-        s = summary([r["slope_cores_per_viewer"] for r in mine])
-        us = summary([r["us_per_packet"] for r in mine])
-        agg[system] = {"slope": s, "us_per_packet": us, "max_served": summary([r["max_served"] for r in mine])}
-        lines.append(f"| {names[system]} | " + " | ".join(cells) + f" | {fmt_spread(s, 2, 100)} % | "
-                     f"{fmt_spread(us)} | {fmt(agg[system]['max_served']['median'])} |")
+            cells = []
+            for n in levels:
+                got = [level for r in mine for level in r["levels"] if level["viewers"] == n]
+                if not got:
+                    cells.append("–")
+                    continue
+                cpu = summary([level["cores"] * 100 for level in got])
+                low = min(level["fps_min"] for level in got) if n else None
+                cells.append(f"{fmt(cpu['median'], 1)} %" + (f" ({fmt(low, 1)} fps)" if low is not None else ""))
+            s = summary([r["slope_cores_per_viewer"] for r in mine])
+            sys_s = summary([r.get("slope_system_cores_per_viewer") for r in mine])
+            us = summary([r["us_per_packet"] for r in mine])
+            key = system if kind == "full" else f"{system}/{kind}"
+            agg[key] = {"slope": s, "system_slope": sys_s, "us_per_packet": us,
+                        "max_served": summary([r["max_served"] for r in mine])}
+            most = fmt(agg[key]["max_served"]["median"])
+
+            def percent(spread: dict[str, Any]) -> str:
+                return f"{fmt_spread(spread, 3, 100)} %" if spread["median"] is not None else "–"
+
+            lines.append(f"| {names[system]} | {kind} | " + " | ".join(cells) + f" | {percent(s)} | "
+                         f"{percent(sys_s)} | {fmt_spread(us)} | {most} |")
     lines += ["", f"(a viewer receives ~{packets_per_s:.0f} RTP packets/s; spread is min–max over repeats)"]
-    ratios = {}
-    for other in ("janus", "mediarelay", "hub-sessions"):
-        pairs = []
-        hub_runs = [r for r in runs if r["system"] == "hub"]
-        other_runs = [r for r in runs if r["system"] == other]
-        for a, b in zip(hub_runs, other_runs, strict=False):  # a failed run makes one list shorter
-            x, y = a["slope_cores_per_viewer"], b["slope_cores_per_viewer"]
-            pairs.append(x / y if x and y else None)
-        if any(p is not None for p in pairs):
-            ratios[f"hub/{other}"] = summary(pairs)
-            lines.append(f"- CPU per added viewer, hub ÷ {other} (per repeat): {fmt_spread(ratios[f'hub/{other}'], 2)}")
+    ratios: dict[str, Any] = {}
+    for kind in kinds:
+        hub_runs = sorted((r for r in runs if r["system"] == "hub" and r.get("kind", "full") == kind),
+                          key=lambda r: r.get("repeat", 0))
+        for other in ("janus", "hub-before", "mediarelay", "hub-sessions"):
+            other_runs = {r.get("repeat", 0): r for r in runs if r["system"] == other and r.get("kind", "full") == kind}
+            pairs = []
+            for a in hub_runs:  # the same repeat: the two ran back to back
+                b = other_runs.get(a.get("repeat", 0))
+                x, y = a["slope_cores_per_viewer"], b["slope_cores_per_viewer"] if b else None
+                pairs.append(x / y if x and y else None)
+            if any(p is not None for p in pairs):
+                name = f"hub/{other}" if kind == "full" else f"hub/{other}/{kind}"
+                ratios[name] = summary(pairs) | {"per_repeat": pairs}
+                each = ", ".join(fmt(p, 2) for p in pairs)
+                lines.append(f"- CPU per added viewer, hub ÷ {other}, {kind} viewers: "
+                             f"{fmt_spread(ratios[name], 2)}; per repeat {each}")
     agg["ratios"] = ratios
     return "\n".join(lines), agg
 
@@ -232,7 +275,14 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--viewers", default="0,16,32")
-    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--systems", default=",".join(s for s in SYSTEMS if s != "hub-before"))
+    parser.add_argument("--viewers-kind", default="full",
+                        help="comma list of full, counting, light (see the module doc); each is run for every system")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="a source tree of an earlier hub: adds the system hub-before")
+    parser.add_argument("--thumbnail-s", type=float, default=None,
+                        help="the hubs' media.thumbnail_s (default: the hub's, 10 s: the benchmark's publisher is no "
+                             "agent, so the relay decodes a keyframe for its thumbnail every 10 s; 0: none)")
     parser.add_argument("--window", type=float, default=4.0)
     parser.add_argument("--warmup", type=float, default=2.5,
                         help="after adding viewers (the clip has a keyframe every 2 s)")
@@ -245,6 +295,11 @@ async def main() -> None:
         args.repeats, args.viewers, args.window = 1, "0,4,16", 3.0
     levels = [int(x) for x in args.viewers.split(",")]
     systems = args.systems.split(",")
+    if args.before is not None and "hub-before" not in systems:
+        systems.insert(1 if "hub" in systems else 0, "hub-before")
+    args.kinds = args.viewers_kind.split(",")
+    if unknown := set(args.kinds) - set(VIEWER_KINDS):
+        parser.error(f"unknown viewer kind(s) {sorted(unknown)}")
     raise_fd_limit()
     janus_bin = ensure_janus(not args.no_install) if "janus" in systems else None
     notes = []
@@ -256,17 +311,20 @@ async def main() -> None:
     started = time.monotonic()
     runs = []
     for rep in range(args.repeats):
-        for system in systems:
-            log(f"repeat {rep + 1}/{args.repeats}: {system}")
-            try:
-                runs.append(await run_system(system, levels, args, janus_bin, packets_per_s) | {"repeat": rep})
-            except Exception as exc:
-                log(f"{system} failed: {exc!r}")
-                notes.append(f"{system}, repeat {rep + 1}: {exc!r}")
+        for kind in args.kinds:
+            for system in systems:
+                log(f"repeat {rep + 1}/{args.repeats}: {system}, {kind} viewers")
+                try:
+                    runs.append(await run_system(system, levels, args, janus_bin, packets_per_s, kind)
+                                | {"repeat": rep})
+                except Exception as exc:
+                    log(f"{system} ({kind} viewers) failed: {exc!r}")
+                    notes.append(f"{system}, {kind} viewers, repeat {rep + 1}: {exc!r}")
         args.profile = False  # one profile is enough
     table, agg = render(runs, levels, packets_per_s)
     profile = next((r["profile"] for r in runs if r.get("profile")), None)
-    path = write_result("relay", {"levels": levels, "args": vars(args), "clip_kbps": clip_kbps(clip),
+    plain_args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    path = write_result("relay", {"levels": levels, "args": plain_args, "clip_kbps": clip_kbps(clip),
                                   "packets_per_s": packets_per_s, "runs": runs, "summary": agg, "table": table,
                                   "profile": profile, "notes": notes, "elapsed_s": time.monotonic() - started})
     print(table)

@@ -1,8 +1,12 @@
 """WebRTC load for the relay benchmarks, run as worker processes (see ``bench.common.Worker``).
 
 ``publisher``: one WHIP publisher replaying the pre-encoded clip, or the same clip as plain
-RTP to a UDP port (Janus's Streaming plugin). ``viewers``: many counting viewers in one
-process, over WHEP (our hub, the MediaRelay baseline) or Janus's HTTP API.
+RTP to a UDP port (Janus's Streaming plugin). ``viewers [--kind full|counting|light]``: many
+viewers in one process, over WHEP (our hub, the MediaRelay baseline) or Janus's HTTP API:
+``full`` (the default) browser-like aiortc receivers whose track is consumed (``FullViewer``),
+``counting`` the same receivers counting frames at the jitter buffer (``CountingViewer``),
+``light`` packets counted in the socket callback, never decrypted: no RTCP receiver reports,
+no NACK, no PLI (``bench.loadgen.LightViewer``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from bench.common import raise_fd_limit, serve_worker
 from bench.media_peers import (
     ClipTrack,
     CountingViewer,
+    FullViewer,
     LivePatternTrack,
     load_clip,
     rtp_packets,
@@ -84,7 +89,7 @@ class Janus:
             raise RuntimeError(f"janus: {reply}")
         return reply
 
-    async def watch(self, mountpoint: int, viewer: CountingViewer) -> tuple[int, int]:
+    async def watch(self, mountpoint: int, viewer: Any) -> tuple[int, int]:
         session = (await self.post("", {"janus": "create"}))["data"]["id"]
         handle = (await self.post(f"/{session}", {"janus": "attach", "plugin": "janus.plugin.streaming"}))["data"]["id"]
         await self.post(f"/{session}/{handle}", {"janus": "message", "body": {"request": "watch", "id": mountpoint}})
@@ -104,14 +109,67 @@ class Janus:
         return session, handle
 
 
-class Viewers:
+class JanusLightViewer:
+    """``bench.loadgen.LightViewer`` answering Janus's offer instead of making a WHEP one."""
+
     def __init__(self) -> None:
-        self.viewers: list[CountingViewer] = []
+        from bench.loadgen import LightViewer
+
+        self.light = LightViewer()
+        self.pc = self.light.pc
+
+    @property
+    def frames(self) -> int:
+        return self.light.frames
+
+    async def answer(self, offer_sdp: str, addresses: tuple[str, ...] = ()) -> str:
+        from aiortc import RTCSessionDescription
+
+        from jaga.ice_hosts import announced_host_addresses
+
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        answer = await self.pc.createAnswer()
+        with announced_host_addresses(addresses):
+            await self.pc.setLocalDescription(answer)
+        video = next(t for t in self.pc.getTransceivers() if t.kind == "video")
+        self.light._count_rtp(video.receiver.transport.transport)
+        return str(self.pc.localDescription.sdp)
+
+
+def new_viewer(kind: str, janus: bool = False) -> Any:
+    if kind == "full":
+        return FullViewer()
+    if kind == "counting":
+        return CountingViewer()
+    if kind == "light":
+        if janus:
+            return JanusLightViewer()
+        from bench.loadgen import LightViewer
+
+        return LightViewer()
+    raise ValueError(f"unknown viewer kind {kind!r}")
+
+
+async def viewer_lost(viewer: Any) -> int:
+    return await viewer.lost() if hasattr(viewer, "lost") else 0  # light viewers decrypt nothing
+
+
+async def close_viewer(viewer: Any) -> None:
+    if hasattr(viewer, "close"):
+        await viewer.close()
+    else:
+        await close_peer_connection(viewer.pc)
+
+
+class Viewers:
+    def __init__(self, kind: str = "full") -> None:
+        self.kind = kind
+        self.viewers: list[Any] = []
         self.janus: Janus | None = None
 
     async def whep(self, base: str, station: str, count: int) -> dict[str, Any]:
         async def one() -> bool:
-            viewer = CountingViewer()
+            viewer = new_viewer(self.kind)
             self.viewers.append(viewer)
             await viewer.whep(base, station)
             return await wait_connected(viewer.pc)
@@ -125,7 +183,7 @@ class Viewers:
             self.janus = Janus(url)
 
         async def one() -> bool:
-            viewer = CountingViewer()
+            viewer = new_viewer(self.kind, janus=True)
             self.viewers.append(viewer)
             assert self.janus is not None
             await self.janus.watch(mountpoint, viewer)
@@ -141,12 +199,12 @@ class Viewers:
                 "errors": [repr(r)[:200] for r in results if isinstance(r, BaseException)][:3]}
 
     async def stats(self) -> dict[str, Any]:
-        lost = [await v.lost() for v in self.viewers]
+        lost = [await viewer_lost(v) for v in self.viewers]
         return {"frames": [v.frames for v in self.viewers], "lost": lost,
                 "states": [v.pc.connectionState for v in self.viewers]}
 
     async def close_all(self) -> dict[str, Any]:
-        await asyncio.gather(*(v.close() for v in self.viewers), return_exceptions=True)
+        await asyncio.gather(*(close_viewer(v) for v in self.viewers), return_exceptions=True)
         self.viewers.clear()
         return {}
 
@@ -159,7 +217,7 @@ async def main() -> None:
         await serve_worker({"publish": p.publish, "rtp": p.rtp, "stats": p.stats, "close": p.close})
         await p.close()
     else:
-        v = Viewers()
+        v = Viewers(sys.argv[sys.argv.index("--kind") + 1] if "--kind" in sys.argv else "full")
         await serve_worker({"whep": v.whep, "janus": v.janus_watch, "stats": v.stats, "close_all": v.close_all})
         await v.close_all()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from hub.errors import ProtocolViolation
-from hub.media import seams_egress, seams_keyframes, seams_peers
+from hub.media import seams_egress, seams_ingest, seams_keyframes, seams_peers
 from hub.media.ingest import KindRtpSink, ingest_publisher
 from hub.media.offer import CheckedOffer
 from hub.media.seams_peers import (
@@ -83,12 +83,15 @@ async def answer_viewer(
     make_egress: Callable[[EgressParameters], ViewerEgress],
     on_keyframe_request: Callable[[], None],
     tracks: list[IdleTrack],
+    sender_reports: seams_egress.SenderReports | None = None,
 ) -> tuple[str, dict[str, ViewerEgress], dict[str, RTCRtpSender]]:
     """Answer a WHEP offer with the publisher's codecs.
 
     Each kind gets a sender whose track never yields (``IdleTrack``, appended to
     ``tracks`` so the caller can stop them on any failure) and a ``ViewerEgress`` that
-    sends the media itself once connected. Returns (answer, egresses, senders by kind).
+    sends the media itself once connected; its RTCP sender reports go out on
+    ``sender_reports``' timer (if given; else on aiortc's loop per sender). Returns
+    (answer, egresses, senders by kind).
     """
     senders: dict[str, RTCRtpSender] = {}
     for kind in offer.kinds:
@@ -110,6 +113,9 @@ async def answer_viewer(
     if not senders:
         raise ProtocolViolation("the offer receives nothing this station sends")
     answer_sdp = await _apply_offer_and_answer(pc, offer, host_addresses, "WHEP")
+    # the viewer's receiver reports, NACKs and PLIs: handled in the socket callback
+    for dtls in {id(sender.transport): sender.transport for sender in senders.values()}.values():
+        seams_ingest.divert_srtp(dtls, None)
     negotiated = seams_peers.negotiated_media(answer_sdp)
     egresses: dict[str, ViewerEgress] = {}
     for kind, sender in senders.items():
@@ -130,6 +136,6 @@ async def answer_viewer(
             extensions=extensions,
         ))
         seams_egress.on_nack(sender, egress.retransmit)
-        seams_egress.report_with(sender, egress.sender_report)
+        seams_egress.report_with(sender, egress.sender_report, sender_reports)
         egresses[kind] = egress
     return answer_sdp, egresses, senders

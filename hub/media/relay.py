@@ -63,6 +63,8 @@ class MediaRelay:
         # viewers' video fallback: the thresholds (set_congestion_policy), one per viewer with video
         self.congestion_policy = CongestionPolicy()
         self._fallbacks: dict[str, ViewerVideoFallback] = {}
+        # every viewer's RTCP sender reports on one timer (seams_egress, seam 8)
+        self._sender_reports = seams_egress.SenderReports()
         # where sessions' host candidates bind: the shared media port (opened by ``open``), a
         # port range, or aioice's ephemeral ports
         self._binding = seams_udp.Binding(port_range=port_range(settings.udp_ports) if not settings.udp_port else None)
@@ -229,6 +231,7 @@ class MediaRelay:
                         lambda parameters: self._new_egress(parameters, station),
                         lambda: self._viewer_wants_keyframe(station_id),
                         tracks,
+                        self._sender_reports,
                     )
                 self._refuse_if_closed()
                 if self._live_station(station_id) is not station:  # the publisher left meanwhile
@@ -283,6 +286,7 @@ class MediaRelay:
         await asyncio.gather(*(self.end(sid) for sid in list(self._sessions)))
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self._sender_reports.close()
         for mux in self._binding.muxes:
             mux.close()
 

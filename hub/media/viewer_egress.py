@@ -52,11 +52,17 @@ MAX_NACKED_PER_REQUEST = 64
 ERA_STEP = {"video": 90000 // 30, "audio": 960}
 
 
+# What ``Wire.send_parts`` answers (``seams_egress`` defines the same).
+SENT, NOT_SENT, CONGESTED = 1, 0, -1
+
+
 class Wire(Protocol):
     """Where a viewer's packets go (``seams_egress.SrtpWire`` in production)."""
 
+    # protect and send header + rest (not joined first): SENT, NOT_SENT, or CONGESTED (the
+    # viewer's socket is backed up: nothing sent)
+    def send_parts(self, header: bytes, rest: bytes) -> int: ...
     def send(self, packet: bytes) -> bool: ...  # protect and send; False if not sent
-    def congested(self) -> bool: ...  # the viewer's socket is backed up
 
 
 class StreamClock:
@@ -210,14 +216,14 @@ class ViewerEgress:
         wire = self._wire
         if wire is None:
             return 0
-        if wire.congested():
-            self._overflow()
-            return 0
         vts = (ts + self._ts_off) & MASK32
         header = HEADER.pack(
             self._first_byte, self._pt_marker if marker else self._pt, (seq + self._seq_off) & 0xFFFF, vts, self._ssrc
         )
-        if not wire.send(header + rest):
+        result = wire.send_parts(header, rest)
+        if result != SENT:
+            if result == CONGESTED:
+                self._overflow()
             return 0
         if distance > self._top:
             if distance > self._top + 1 and self._top >= 0:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import av
 import pytest
@@ -83,7 +84,8 @@ def sent_access_units(sample: rtp_samples.Sample) -> list[tuple[bytes, bool]]:
 def demuxed_video(packager: HlsPackager) -> list[tuple[bytes, bool, int]]:
     segments = [s.msn for s in packager.window.segments if s.complete]
     body = packager.inits[0] + b"".join(packager.segment_bytes(msn) or b"" for msn in segments)
-    with av.open(io.BytesIO(body)) as container:
+    container: Any = av.open(io.BytesIO(body))
+    with container:
         stream = container.streams.video[0]
         return [(bytes(p), p.is_keyframe, int(p.pts)) for p in container.demux(stream) if p.size]
 

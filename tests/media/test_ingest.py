@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 
 import pytest
 from aiortc import RTCPeerConnection
@@ -192,6 +193,44 @@ async def test_a_lost_retransmission_is_nacked_again_without_a_new_gap(
     monkeypatch.setattr(dtls, "_send_rtp", lossy)
     monkeypatch.setattr(sender, "_retransmit", lose_the_first_retransmission)
     await wait_until(lambda: dropped and asked.count(dropped[0]) >= 2, message="the hole to be NACKed again")
+    await publisher.close()
+
+
+async def test_a_packet_that_never_comes_is_asked_for_at_most_max_nacks_times(
+        relay: MediaRelay, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An overloaded hub's own socket drops packets; asking for each again and again fed the
+    # overload (the Jember-day benchmark): a hole is NACKed MAX_NACKS times, then given up.
+    from hub.media.seams_ingest import MAX_NACKS, RENACK_S
+
+    publisher = await Publisher.start(relay, STATION, audio=False)
+    sender = publisher.pc.getTransceivers()[0].sender
+    dtls = sender.transport
+    send_rtp = dtls._send_rtp
+    media_sent = 0
+    dropped: list[int] = []
+    asked: list[int] = []
+
+    async def lossy(data: bytes) -> None:
+        nonlocal media_sent
+        if 192 <= data[1] <= 208 or struct.unpack_from("!I", data, 8)[0] != sender._ssrc:
+            await send_rtp(data)
+            return
+        media_sent += 1
+        if media_sent == 40:
+            dropped.append(struct.unpack_from("!H", data, 2)[0])
+            return
+        await send_rtp(data)
+
+    async def never_retransmit(seq: int) -> None:
+        asked.append(seq)
+
+    monkeypatch.setattr(dtls, "_send_rtp", lossy)
+    monkeypatch.setattr(sender, "_retransmit", never_retransmit)
+    await wait_until(lambda: dropped and asked.count(dropped[0]) >= MAX_NACKS, message="the hole asked for")
+    started = time.monotonic()
+    # long after: ten more re-NACK periods of media, the hole still tracked by aiortc
+    await wait_until(lambda: time.monotonic() - started > 10 * RENACK_S, message="ten re-NACK periods", every=0.05)
+    assert asked.count(dropped[0]) == MAX_NACKS
     await publisher.close()
 
 

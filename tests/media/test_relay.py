@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from aiortc.stats import RTCRemoteOutboundRtpStreamStats
@@ -271,3 +272,32 @@ async def test_viewer_nack_is_answered_as_rtx_and_sender_reports_carry_our_count
     assert {kind for _, kind in viewer.pictures} == {"A"}
     await viewer.close()
     await publisher.close()
+
+
+async def test_sender_reports_of_every_viewer_go_out_on_one_timer_and_stop_with_the_viewer(relay: MediaRelay) -> None:
+    from aiortc.rtp import RtcpSrPacket
+
+    publisher = await Publisher.start(relay, STATION, audio=False)
+    viewers = [await Viewer.start(relay, STATION, audio=False) for _ in range(2)]
+    counts = [0, 0]
+    for i, viewer in enumerate(viewers):
+        receiver = viewer.pc.getTransceivers()[0].receiver
+        handle = receiver._handle_rtcp_packet
+
+        async def count_srs(packet: object, i: int = i, handle: Any = handle) -> None:
+            if isinstance(packet, RtcpSrPacket):
+                counts[i] += 1
+            await handle(packet)
+
+        vars(receiver)["_handle_rtcp_packet"] = count_srs  # the DTLS transport looks it up per packet
+    reports = relay._sender_reports
+    # aiortc's loop per sender sends the first report (0.5-1.5 s in), then the relay's timer takes over
+    await wait_until(lambda: len(reports) == 2, message="both viewers' report loops parked")
+    earlier = list(counts)
+    await wait_until(lambda: all(n >= e + 2 for n, e in zip(counts, earlier, strict=True)), 8,
+                     "two more sender reports to each viewer, from the timer")
+    await viewers[0].close()
+    await wait_until(lambda: len(reports) == 1, message="the closed viewer's reports to stop")
+    await viewers[1].close()
+    await publisher.close()
+    await wait_until(lambda: len(reports) == 0, message="no reports left")

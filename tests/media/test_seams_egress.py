@@ -1,4 +1,4 @@
-"""Pins the aiortc / aioice internals ``hub.media.seams_egress`` relies on (seams 6-9, 14-15).
+"""Pins the aiortc / aioice / pylibsrtp internals ``hub.media.seams_egress`` relies on (seams 6-9, 14-16).
 
 If one of these fails after an upgrade, re-read the named function and adapt the seam (and
 docs/media.md) first: otherwise viewers may get packets with the wrong SSRC, unanswered
@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio.selector_events
 import dataclasses
 import inspect
+import os
+import struct
 from collections.abc import Callable
 
 import aioice.ice
 import aiortc.rtcdtlstransport
+import pylibsrtp
+import pytest
 from aiortc import RTCRtpSender, rtcicetransport
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtcpPacket, RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
@@ -56,6 +60,10 @@ def test_sender_routes_nacks_to_retransmit_and_reports_through_send_rtcp() -> No
     run_rtcp = source(RTCRtpSender._run_rtcp)
     assert "RtcpSrPacket(" in run_rtcp and "await self._send_rtcp(packets)" in run_rtcp
     assert list(inspect.signature(RTCRtpSender._send_rtcp).parameters) == ["self", "packets"]
+    # what report_with's shadow then does itself on the wire: serialise, protect as SRTCP, send
+    send_rtcp = source(RTCRtpSender._send_rtcp)
+    assert "payload += bytes(packet)" in send_rtcp and "await self.transport._send_rtp(payload)" in send_rtcp
+    assert "data = self._tx_srtp.protect_rtcp(data)" in source(RTCDtlsTransport._send_rtp)
 
 
 def test_sender_ssrcs_are_random_per_sender_and_route_its_rtcp() -> None:
@@ -98,8 +106,77 @@ async def test_nacks_and_reports_are_shadowed_per_sender() -> None:
 
 
 def test_wire_answers_false_once_nothing_is_nominated() -> None:
-    wire = seams.SrtpWire(lambda packet: packet, {})
-    assert not wire.send(b"\x80" * 12) and not wire.congested()
+    wire = seams.SrtpWire(pylibsrtp.Session(), {})
+    assert wire.send_parts(b"\x80" * 12, b"") == seams.NOT_SENT and not wire.send(b"\x80" * 12)
+    assert not wire.congested()
+
+
+def test_pylibsrtp_protects_through_its_cffi_binding_on_the_session_srtp_t() -> None:
+    # Seam 16: what Session.protect does, which SrtpWire does in a buffer of its own.
+    session = source(pylibsrtp.Session.__init__)
+    assert 'srtp = ffi.new("srtp_t *")' in session and "self._srtp = ffi.gc(srtp," in session
+    assert "lib.srtp_protect, SRTP_MAX_TRAILER_LEN" in source(pylibsrtp.Session.protect)
+    assert "self.__process(packet, lib.srtp_unprotect)" in source(pylibsrtp.Session.unprotect)  # seams_ingest's
+    process = source(vars(pylibsrtp.Session)["_Session__process"])
+    assert "func(self._srtp[0], self._cdata, len_p)" in process and "len_p[0] = len(data)" in process
+    assert "return self._buffer[0 : len_p[0]]" in process
+    assert pylibsrtp._binding.lib.srtp_err_status_ok == 0  # SrtpWire treats any non-zero as refused
+
+
+class Sink:
+    """Stands in for the nominated pair's protocol and transport."""
+
+    def __init__(self, backlog: int = 0) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+        self.backlog = backlog
+        self.transport = self
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+    def get_write_buffer_size(self) -> int:
+        return self.backlog
+
+
+class Pair:
+    def __init__(self, protocol: Sink) -> None:
+        self.protocol, self.remote_addr = protocol, ("127.0.0.1", 9)
+
+
+def srtp_sessions() -> tuple[pylibsrtp.Session, pylibsrtp.Session, pylibsrtp.Session]:
+    """Two senders with one key (so their output must match) and a receiver for it."""
+    key = os.urandom(30)
+
+    def one(direction: int) -> pylibsrtp.Session:
+        return pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=direction))
+
+    return one(pylibsrtp.Policy.SSRC_ANY_OUTBOUND), one(pylibsrtp.Policy.SSRC_ANY_OUTBOUND), \
+        one(pylibsrtp.Policy.SSRC_ANY_INBOUND)
+
+
+def test_the_wire_protects_exactly_as_session_protect_does_without_joining_first() -> None:
+    ours, theirs, receiver = srtp_sessions()
+    sink = Sink()
+    wire = seams.SrtpWire(ours, {1: Pair(sink)})  # type: ignore[dict-item]  # a pair's two fields suffice
+    for seq in range(40):
+        header = struct.pack("!BBHII", 0x80, 96 | (0x80 if seq % 5 == 4 else 0), 1000 + seq, 3000 * seq, 0xAABBCCDD)
+        rest = os.urandom(seq * 30)  # 0 to 1,170 bytes: the buffer is reused, shorter after longer
+        assert wire.send_parts(header, rest) == seams.SENT
+        assert sink.sent[-1] == (theirs.protect(header + rest), ("127.0.0.1", 9))
+        assert receiver.unprotect(sink.sent[-1][0]) == header + rest
+    assert wire.send(header + rest) is False  # the same sequence number twice: libsrtp refuses
+    assert wire.send_parts(header, os.urandom(2000)) == seams.NOT_SENT  # larger than any MTU
+    assert len(sink.sent) == 40
+
+
+def test_the_wire_sends_nothing_while_the_socket_is_backed_up() -> None:
+    ours, _, _ = srtp_sessions()
+    sink = Sink(backlog=seams.MAX_SOCKET_BACKLOG + 1)
+    wire = seams.SrtpWire(ours, {1: Pair(sink)})  # type: ignore[dict-item]
+    header = struct.pack("!BBHII", 0x80, 96, 1, 1, 1)
+    assert wire.send_parts(header, b"x") == seams.CONGESTED and wire.congested() and sink.sent == []
+    sink.backlog = 0
+    assert wire.send_parts(header, b"x") == seams.SENT and not wire.congested()
 
 
 def test_report_blocks_reach_the_sender_they_name_through_an_instance_lookup() -> None:
@@ -161,3 +238,45 @@ async def test_the_lsr_of_each_sender_report_sent_is_noted_after_report_with_fil
     assert "ntp_timestamp=self.__ntp_timestamp" in source(RTCRtpSender._run_rtcp)
     assert "self.__ntp_timestamp = 0" in source(RTCRtpSender.__init__)
     await pc.close()
+
+
+async def test_on_the_shared_port_the_wire_writes_to_the_socket_itself_unless_asyncio_holds_bytes() -> None:
+    import socket
+    from typing import Any
+
+    from hub.media.seams_udp import UdpMux
+
+    mux = await UdpMux.open("127.0.0.1", 0)
+    session = mux.session(Any, "abcd")  # type: ignore[arg-type]  # the connection is not used here
+    ours, _, receiver = srtp_sessions()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as viewer:
+        viewer.bind(("127.0.0.1", 0))
+        viewer.settimeout(5)
+        address = viewer.getsockname()
+        session.sendto(b"\x80\x60", address)  # data to the peer: the session owns its address now
+        assert viewer.recv(100) == b"\x80\x60"
+        pair = Pair(Sink())
+        pair.protocol.transport, pair.remote_addr = session, address  # type: ignore[assignment]
+        wire = seams.SrtpWire(ours, {1: pair})  # type: ignore[dict-item]
+        queued: list[bytes] = []
+        through_asyncio = session.sendto
+
+        def note(data: Any, addr: Any = None) -> None:
+            queued.append(bytes(data))
+            through_asyncio(data, addr)
+
+        session.sendto = note  # type: ignore[method-assign]  # to see which way a packet went
+        header = struct.pack("!BBHII", 0x80, 96, 1, 1, 1)
+        assert wire.send_parts(header, b"direct") == seams.SENT
+        assert receiver.unprotect(viewer.recv(200)) == header + b"direct" and queued == []
+        session.backlog = lambda: 1  # asyncio holds bytes for the socket: queue behind them, in order
+        wire = seams.SrtpWire(ours, {1: pair})  # type: ignore[dict-item]  # reads the session anew
+        header = struct.pack("!BBHII", 0x80, 96, 2, 1, 1)
+        assert wire.send_parts(header, b"queued") == seams.SENT
+        assert receiver.unprotect(viewer.recv(200)) == header + b"queued" and len(queued) == 1
+        session.close()
+        assert wire.send_parts(struct.pack("!BBHII", 0x80, 96, 3, 1, 1), b"closed") == seams.SENT  # dropped
+        viewer.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            viewer.recv(200)
+    mux.close()

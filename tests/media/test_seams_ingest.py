@@ -98,3 +98,80 @@ def test_bitrate_estimator_parts_we_swap() -> None:
     assert "self.update_min_frame_period(" in source(aiortc.rate.OveruseEstimator.update)
     assert source(aiortc.rate.OveruseEstimator).count("self.ts_delta_hist =") == 0
     assert aiortc.rate.MIN_FRAME_PERIOD_HISTORY_LENGTH == 60
+
+
+def test_srtcp_is_unprotected_with_the_rx_session_and_handled_by_handle_rtcp_data() -> None:
+    # Seam 17: what _recv_next does with an SRTCP datagram, which divert_srtp does at once.
+    recv_next = source(aiortc.rtcdtlstransport.RTCDtlsTransport._recv_next)
+    assert "if is_rtcp(data):" in recv_next
+    unprotect_then_handle = r"data = self\._rx_srtp\.unprotect_rtcp\(data\)\s+await self\._handle_rtcp_data\(data\)"
+    assert re.search(unprotect_then_handle, recv_next)
+    handle = source(aiortc.rtcdtlstransport.RTCDtlsTransport._handle_rtcp_data)
+    assert list(inspect.signature(aiortc.rtcdtlstransport.RTCDtlsTransport._handle_rtcp_data).parameters) == [
+        "self", "data"]
+    # it awaits nothing but the recipients' handlers (ours, or aiortc's, which do not suspend for RTCP)
+    assert re.findall(r"await ([\w.]+)\(", handle) == ["recipient._handle_rtcp_packet"]
+
+
+async def test_run_now_finishes_a_coroutine_that_never_suspends_before_returning() -> None:
+    done: list[int] = []
+
+    async def handler() -> None:
+        done.append(1)
+
+    seams.run_now(handler())
+    assert done == [1]
+
+
+async def test_run_now_hands_a_suspended_coroutine_to_a_task_that_resumes_it_as_awaited() -> None:
+    loop = asyncio.get_running_loop()
+    first, second = loop.create_future(), loop.create_future()
+    got: list[object] = []
+
+    async def handler() -> None:
+        got.append(await first)
+        try:
+            await second
+        except asyncio.CancelledError:
+            got.append("cancelled")
+            raise
+
+    seams.run_now(handler())
+    assert got == [] and len(seams._running) == 1
+    first.set_result("value")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert got == ["value"]
+    (task,) = seams._running
+    task.cancel()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert got == ["value", "cancelled"] and task.cancelled() and not seams._running
+
+
+def test_srtp_before_the_keys_is_kept_and_forwarded_first_once_they_exist() -> None:
+    # Left in aioice's queue, such packets reached aiortc's receive path after the handshake.
+    import os
+    import struct
+    from types import SimpleNamespace
+
+    import pylibsrtp
+
+    key = os.urandom(30)
+    sender = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    queued: list[bytes] = []
+    connection = SimpleNamespace(_protocols=[], data_received=lambda data, component: queued.append(data))
+    dtls = SimpleNamespace(_rx_srtp=None, transport=SimpleNamespace(_connection=connection))
+    forwarded: list[bytes] = []
+    seams.divert_srtp(dtls, forwarded.append)  # type: ignore[arg-type]  # the fields it reads
+
+    def rtp(seq: int) -> bytes:
+        return struct.pack("!BBHII", 0x80, 96, seq, 0, 1234) + b"payload"
+
+    for seq in range(1, 4):
+        connection.data_received(sender.protect(rtp(seq)), 1)  # before DTLS made the keys
+    connection.data_received(b"\x16\xfe\xfd" + b"\x00" * 20, 1)  # DTLS still goes to aiortc
+    assert forwarded == [] and len(queued) == 1
+    dtls._rx_srtp = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    connection.data_received(sender.protect(rtp(4)), 1)
+    assert forwarded == [rtp(1), rtp(2), rtp(3), rtp(4)] and len(queued) == 1

@@ -11,7 +11,15 @@ import pytest
 
 from hub.media.packet_cache import PacketCache
 from hub.media.seams_peers import MediaStreamError
-from hub.media.viewer_egress import EgressParameters, IdleTrack, StreamClock, ViewerEgress, mid_extension_block
+from hub.media.viewer_egress import (
+    CONGESTED,
+    SENT,
+    EgressParameters,
+    IdleTrack,
+    StreamClock,
+    ViewerEgress,
+    mid_extension_block,
+)
 
 VIDEO = EgressParameters(kind="video", payload_type=96, clock_rate=90000, ssrc=0xAABBCCDD,
                          rtx_payload_type=97, rtx_ssrc=0x01020304)
@@ -23,12 +31,15 @@ class FakeWire:
         self.sent: list[bytes] = []
         self.backed_up = False
 
+    def send_parts(self, header: bytes, rest: bytes) -> int:
+        if self.backed_up:
+            return CONGESTED
+        self.sent.append(header + rest)
+        return SENT
+
     def send(self, packet: bytes) -> bool:
         self.sent.append(packet)
         return True
-
-    def congested(self) -> bool:
-        return self.backed_up
 
     def headers(self) -> list[tuple[int, int, int, int, int]]:
         """(marker, payload type, seq, ts, ssrc) of each packet sent."""
