@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from aiortc import RTCPeerConnection
@@ -129,34 +131,51 @@ async def test_publisher_gets_receiver_reports_and_a_bandwidth_estimate(
     await publisher.close()
 
 
-async def test_a_lost_publisher_packet_is_nacked(relay: MediaRelay, monkeypatch: pytest.MonkeyPatch) -> None:
-    publisher = await Publisher.start(relay, STATION, audio=False)
-    sender = publisher.pc.getTransceivers()[0].sender
+def drop_one_media_packet(sender: Any, monkeypatch: pytest.MonkeyPatch, at: int = 40) -> list[int]:
+    """The publisher's ``at``-th media packet never leaves (RTCP and RTX do): the returned list
+    gets its sequence number. No other loss after it."""
     dtls = sender.transport
     send_rtp = dtls._send_rtp
     media_sent = 0
-    dropped: list[int] = []  # the sequence number of the one media packet dropped
+    dropped: list[int] = []
 
     async def lossy(data: bytes) -> None:
         nonlocal media_sent
-        rtcp = 192 <= data[1] <= 208
-        if not rtcp and struct.unpack_from("!I", data, 8)[0] == sender._ssrc:  # media, not RTX
-            media_sent += 1
-            if media_sent == 40 and not dropped:
-                dropped.append(struct.unpack_from("!H", data, 2)[0])
-                return
+        if 192 <= data[1] <= 208 or struct.unpack_from("!I", data, 8)[0] != sender._ssrc:
+            await send_rtp(data)  # RTCP, and RTX under its own SSRC
+            return
+        media_sent += 1
+        if media_sent == at:
+            dropped.append(struct.unpack_from("!H", data, 2)[0])
+            return
         await send_rtp(data)
 
     monkeypatch.setattr(dtls, "_send_rtp", lossy)
-    retransmitted: list[int] = []
+    return dropped
+
+
+def record_retransmissions(sender: Any, monkeypatch: pytest.MonkeyPatch,
+                           sends: Callable[[list[int], int], bool]) -> list[int]:
+    """Every NACKed sequence number the publisher is asked to resend, in order; it resends
+    only when ``sends(asked so far, seq)`` says so."""
+    asked: list[int] = []
     retransmit = sender._retransmit
 
     async def spy(seq: int) -> None:
-        retransmitted.append(seq)
-        await retransmit(seq)
+        asked.append(seq)
+        if sends(asked, seq):
+            await retransmit(seq)
 
     monkeypatch.setattr(sender, "_retransmit", spy)
-    await wait_until(lambda: dropped and dropped[0] in retransmitted, message="the dropped packet to be retransmitted")
+    return asked
+
+
+async def test_a_lost_publisher_packet_is_nacked(relay: MediaRelay, monkeypatch: pytest.MonkeyPatch) -> None:
+    publisher = await Publisher.start(relay, STATION, audio=False)
+    sender = publisher.pc.getTransceivers()[0].sender
+    dropped = drop_one_media_packet(sender, monkeypatch)
+    asked = record_retransmissions(sender, monkeypatch, lambda asked, seq: True)
+    await wait_until(lambda: dropped and dropped[0] in asked, message="the dropped packet to be retransmitted")
     await publisher.close()
 
 
@@ -166,32 +185,8 @@ async def test_a_lost_retransmission_is_nacked_again_without_a_new_gap(
     # lost too now and then, and the hole would stay open until the next loss.
     publisher = await Publisher.start(relay, STATION, audio=False)
     sender = publisher.pc.getTransceivers()[0].sender
-    dtls = sender.transport
-    send_rtp = dtls._send_rtp
-    media_sent = 0
-    dropped: list[int] = []
-    asked: list[int] = []
-
-    async def lossy(data: bytes) -> None:
-        nonlocal media_sent
-        if 192 <= data[1] <= 208 or struct.unpack_from("!I", data, 8)[0] != sender._ssrc:
-            await send_rtp(data)  # RTCP and RTX pass (the first RTX never leaves: see below)
-            return
-        media_sent += 1
-        if media_sent == 40:
-            dropped.append(struct.unpack_from("!H", data, 2)[0])
-            return  # one media packet lost, and no other loss after it
-        await send_rtp(data)
-
-    retransmit = sender._retransmit
-
-    async def lose_the_first_retransmission(seq: int) -> None:
-        asked.append(seq)
-        if asked.count(seq) > 1:
-            await retransmit(seq)
-
-    monkeypatch.setattr(dtls, "_send_rtp", lossy)
-    monkeypatch.setattr(sender, "_retransmit", lose_the_first_retransmission)
+    dropped = drop_one_media_packet(sender, monkeypatch)
+    asked = record_retransmissions(sender, monkeypatch, lambda asked, seq: asked.count(seq) > 1)  # the first is lost
     await wait_until(lambda: dropped and asked.count(dropped[0]) >= 2, message="the hole to be NACKed again")
     await publisher.close()
 
@@ -204,28 +199,8 @@ async def test_a_packet_that_never_comes_is_asked_for_at_most_max_nacks_times(
 
     publisher = await Publisher.start(relay, STATION, audio=False)
     sender = publisher.pc.getTransceivers()[0].sender
-    dtls = sender.transport
-    send_rtp = dtls._send_rtp
-    media_sent = 0
-    dropped: list[int] = []
-    asked: list[int] = []
-
-    async def lossy(data: bytes) -> None:
-        nonlocal media_sent
-        if 192 <= data[1] <= 208 or struct.unpack_from("!I", data, 8)[0] != sender._ssrc:
-            await send_rtp(data)
-            return
-        media_sent += 1
-        if media_sent == 40:
-            dropped.append(struct.unpack_from("!H", data, 2)[0])
-            return
-        await send_rtp(data)
-
-    async def never_retransmit(seq: int) -> None:
-        asked.append(seq)
-
-    monkeypatch.setattr(dtls, "_send_rtp", lossy)
-    monkeypatch.setattr(sender, "_retransmit", never_retransmit)
+    dropped = drop_one_media_packet(sender, monkeypatch)
+    asked = record_retransmissions(sender, monkeypatch, lambda asked, seq: False)  # never resent
     await wait_until(lambda: dropped and asked.count(dropped[0]) >= MAX_NACKS, message="the hole asked for")
     started = time.monotonic()
     # long after: ten more re-NACK periods of media, the hole still tracked by aiortc
