@@ -23,7 +23,7 @@ import os
 import random
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import av
@@ -81,24 +81,31 @@ def encode_clip() -> list[tuple[bytes, bool]]:
     codec.options = {"bufsize": str(BITRATE), "cpu-used": "-6", "deadline": "realtime", "lag-in-frames": "0",
                      "minrate": str(BITRATE), "maxrate": str(BITRATE), "noise-sensitivity": "4",
                      "overshoot-pct": "15", "partitions": "0", "static-thresh": "1", "undershoot-pct": "100"}
+    return _encode(codec)
+
+
+def _encode(codec: Any) -> list[tuple[bytes, bool]]:
+    """Every picture of the clip through ``codec``, then its delayed frames: (data, keyframe)."""
     out = []
-    for frame in _frames():
+    for frame in itertools.chain(_frames(), [None]):
         for packet in codec.encode(frame):
             out.append((bytes(packet), bool(packet.is_keyframe)))
-    for packet in codec.encode(None):
-        out.append((bytes(packet), bool(packet.is_keyframe)))
     return out
 
 
-def load_clip() -> list[tuple[bytes, bool]]:
-    path = RESULTS / f"clip_vp8_{WIDTH}x{HEIGHT}_{FPS}fps_{BITRATE // 1000}k.msgpack"
+def _cached(name: str, encode: Callable[[], list[tuple[bytes, bool]]]) -> list[tuple[bytes, bool]]:
+    """An encoded clip, kept under ``bench/results`` so every run sends the same bytes."""
+    path = RESULTS / f"{name}.msgpack"
     if path.exists():
-        cached: list[tuple[bytes, bool]] = [(data, key) for data, key in msgpack.unpackb(path.read_bytes())]
-        return cached
-    clip = encode_clip()
+        return [(data, key) for data, key in msgpack.unpackb(path.read_bytes())]
+    clip = encode()
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_bytes(msgpack.packb(clip))
     return clip
+
+
+def load_clip() -> list[tuple[bytes, bool]]:
+    return _cached(f"clip_vp8_{WIDTH}x{HEIGHT}_{FPS}fps_{BITRATE // 1000}k", encode_clip)
 
 
 H264_BITRATE = 580_000  # x264 undershoots on this texture: ≈ 490 kbps, as the VP8 clip
@@ -118,24 +125,12 @@ def encode_h264_clip() -> list[tuple[bytes, bool]]:
     codec.options = {"preset": "veryfast", "tune": "zerolatency", "maxrate": str(H264_BITRATE),
                      "bufsize": str(H264_BITRATE), "keyint_min": str(GOP), "sc_threshold": "0",
                      "x264-params": "scenecut=0:repeat-headers=1"}
-    out = []
-    for frame in _frames():
-        for packet in codec.encode(frame):
-            out.append((bytes(packet), bool(packet.is_keyframe)))
-    for packet in codec.encode(None):
-        out.append((bytes(packet), bool(packet.is_keyframe)))
-    return out
+    return _encode(codec)
 
 
 def load_h264_clip() -> list[tuple[bytes, bool]]:
     """:func:`encode_h264_clip`, cached under ``bench/results`` like :func:`load_clip`."""
-    path = RESULTS / f"clip_h264_{WIDTH}x{HEIGHT}_{FPS}fps_{H264_BITRATE // 1000}k.msgpack"
-    if path.exists():
-        return [(data, key) for data, key in msgpack.unpackb(path.read_bytes())]
-    clip = encode_h264_clip()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(msgpack.packb(clip))
-    return clip
+    return _cached(f"clip_h264_{WIDTH}x{HEIGHT}_{FPS}fps_{H264_BITRATE // 1000}k", encode_h264_clip)
 
 
 def clip_kbps(clip: list[tuple[bytes, bool]]) -> float:

@@ -120,14 +120,14 @@ class _OpenPart:
 
 class HlsPackager:
     def __init__(self, stream: TappedStream, options: PackagerOptions, transcoder: Callable[[], AudioTranscoder] | None,
-                 on_change: Callable[[], None] = lambda: None, *, clock: Callable[[], float] = time.monotonic,
+                 *, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time, run: str | None = None) -> None:
         codecs = {kind: mime.lower() for kind, mime in stream.codecs().items()}
         if codecs.get("video") != "video/h264":
             raise PackagingError(f"HLS needs H.264 video, the station sends {codecs.get('video') or 'no video'}")
         self.stream = stream
         self.options = options
-        self._on_change = on_change
+        self.on_change: Callable[[], None] = lambda: None  # set by the owner: wakes blocked requests
         self._clock = clock
         self._wall_clock = wall_clock
         self.names = Names(run or secrets.token_hex(4))
@@ -222,7 +222,7 @@ class HlsPackager:
             self.stop()
         self.cpu_s += time.thread_time() - started
         if self.window.version != changed:
-            self._on_change()
+            self.on_change()
 
     # --- video ---------------------------------------------------------------------------
 
@@ -325,7 +325,7 @@ class HlsPackager:
             self.failed = exc
             logger.exception("HLS audio of %s failed", getattr(self.stream, "station_id", "?"))
             self.stop()
-            self._on_change()
+            self.on_change()
             return
         self.audio_cpu_s += cpu_s
         if generation == self._audio_generation:

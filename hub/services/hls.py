@@ -207,13 +207,12 @@ class HlsService:
     def _start(self, station_id: str, stream: Any) -> _Packaged:
         if len(self.packaged) >= self.settings.max_stations:
             raise Unavailable("this node packages as many stations as it may", retry_after=10, code="hls_full")
-        holder: list[_Packaged] = []
         try:
-            packager = HlsPackager(stream, self._options, self._transcoder, lambda: holder[0].notify())
+            packager = HlsPackager(stream, self._options, self._transcoder)
         except PackagingError as exc:
             raise Conflict(f"{exc}: this station can be watched over WebRTC only", code="hls_needs_h264") from None
         held = _Packaged(packager, self._clock())
-        holder.append(held)
+        packager.on_change = held.notify
         self.packaged[station_id] = held
         packager.start()
         self.started += 1
@@ -224,11 +223,12 @@ class HlsService:
         """Why a wait ended early, as an error (nothing if it simply timed out)."""
         if held.stopped and held.packager.failed is None:
             raise NotFound("that HLS stream has ended: reload the playlist", code="hls_gone")
-        if held.packager.failed is not None:
-            raise Conflict(f"HLS packaging failed: {held.packager.failed}", code="hls_needs_h264") \
-                if isinstance(held.packager.failed, PackagingError) else \
-                Unavailable("HLS packaging failed; it starts again on the next request", retry_after=2,
-                            code="hls_failed")
+        failed = held.packager.failed
+        if isinstance(failed, PackagingError):  # the publisher changed to another codec
+            raise Conflict(f"HLS packaging failed: {failed}", code="hls_needs_h264")
+        if failed is not None:
+            raise Unavailable("HLS packaging failed; it starts again on the next request", retry_after=2,
+                              code="hls_failed")
 
     def _stop(self, station_id: str) -> None:
         held = self.packaged.pop(station_id, None)
