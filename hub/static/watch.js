@@ -16,7 +16,8 @@
 // next start tries the viewer's own choice again. A VP8 station has no HLS (409
 // hls_needs_h264): with WebRTC full, the page says so and tries again later.
 // For tests: document.body.dataset.playMode ("webrtc", "hls" or "" without a player) and
-// dataset.delayMs (ms behind the station, every FLOW_MS; absent while unknown).
+// dataset.delayMs (ms behind the station, every FLOW_MS; absent while unknown) with
+// dataset.delayReadings (how many readings so far: a steady delay reads the same twice).
 import { KIND_LABEL, STATUS_LABEL, WatchFeed, badge, clockOf, clockOfEpoch, el, formatDuration, formatPercent, getJSON, thumbnailUrl } from "/static/common.js";
 import { QuestionsBox } from "/static/questions.js";
 import { HlsError, HlsPlayer } from "/static/hls_player.js";
@@ -265,6 +266,7 @@ async function tick() {
   const delay = await current.delayMs();
   if (player !== current) return;
   delayMs = delay;
+  document.body.dataset.delayReadings = String(Number(document.body.dataset.delayReadings || 0) + 1);
   showMode();
   if (current instanceof WhepPlayer) await checkFlow();
 }

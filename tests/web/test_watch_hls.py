@@ -93,10 +93,12 @@ async def hls_plays(page: Page) -> None:
 async def delay_shown(page: Page) -> int:
     """The page's delay (``dataset.delayMs``) once it is known, after a few readings."""
     await page.wait_for_function("() => Number(document.body.dataset.delayMs) > 0", timeout=timeout(15) * 1000)
-    first = await page.evaluate("() => document.body.dataset.delayMs")
-    # a later reading (every 2 s): the first one may still carry the start-up
-    await page.wait_for_function("(v) => (document.body.dataset.delayMs || v) !== v", arg=first,
+    readings = await page.evaluate("() => Number(document.body.dataset.delayReadings)")
+    # a later reading (every 2 s): the first one may still carry the start-up. Counted, not
+    # compared: a steady WebRTC delay reads the same milliseconds twice
+    await page.wait_for_function("(n) => Number(document.body.dataset.delayReadings) > n", arg=readings,
                                  timeout=timeout(10) * 1000)
+    await page.wait_for_function("() => Number(document.body.dataset.delayMs) > 0", timeout=timeout(15) * 1000)
     return int(await page.evaluate("() => Number(document.body.dataset.delayMs)"))
 
 
