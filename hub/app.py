@@ -32,6 +32,7 @@ from hub.media.relay import MediaRelay
 from hub.routes import api, hls, jejak, media, pages, questions, recordings, uvicorn_seams, ws
 from hub.routes.middleware import SecurityHeaders, SessionMiddleware, client_error
 from hub.routes.proxies import RealClientMiddleware
+from hub.server import sleep_to_beat
 from hub.services.auth import AuthService
 from hub.services.hls import HlsService
 from hub.services.hls_remote import OwnerFetcher
@@ -203,7 +204,7 @@ class Hub:
                 except Exception:
                     log.exception("%s tick failed", name)
             self.hls.tick()
-            await asyncio.sleep(tick_s)
+            await sleep_to_beat(tick_s)  # on uvicorn's tick: one wake-up for both
 
     async def _end_operator_sessions(self) -> None:
         """Close what logged-out, expired or revoked operator sessions held open, and delete

@@ -100,6 +100,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from hub.app import create_app
+    from hub.server import HubServer
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if overrides:
@@ -114,7 +115,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                             ws_max_size=WS_MAX_SIZE, ws_per_message_deflate=False, lifespan="on",
                             log_level="info", access_log=False, timeout_graceful_shutdown=5,
                             proxy_headers=False)  # see the note at WS_MAX_SIZE
-    server = uvicorn.Server(config)
+    server = HubServer(config)
     try:
         return asyncio.run(_serve(server, app, settings, args.port_file))
     except KeyboardInterrupt:  # uvicorn already shut down cleanly on the first Ctrl-C

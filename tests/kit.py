@@ -50,6 +50,7 @@ import uvicorn
 
 from hub.app import Hub, create_app
 from hub.cli import WS_MAX_SIZE
+from hub.server import HubServer
 from hub.settings import Settings, settings_from_mapping
 
 REPO = Path(__file__).resolve().parent.parent
@@ -204,7 +205,7 @@ def run_cli(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedPr
 # -- a hub in the test's event loop ----------------------------------------------------------
 
 
-class _InProcessServer(uvicorn.Server):
+class _InProcessServer(HubServer):
     """uvicorn inside the test's event loop: the test runner keeps its own signal handlers."""
 
     @contextlib.contextmanager
@@ -231,7 +232,7 @@ class _OnLoopback:
 class RunningHub(_OnLoopback):
     hub: Hub
     port: int
-    server: uvicorn.Server
+    server: HubServer
     task: asyncio.Task[None]
     host: str = "127.0.0.1"
 

@@ -20,10 +20,11 @@ locked aiortc / aioice:
     ``StreamStatistics.add`` reads only ``sequence_number`` and ``timestamp``), the NACK
     generator (``__nack_generator``, sent with ``_send_rtcp_nack``), the REMB estimate the
     publisher's encoder adapts to (``__remote_bitrate_estimator``, sent from
-    ``__rtcp_ssrc`` with ``_send_rtcp``; its ``incoming_bitrate`` and
-    ``estimator.update_min_frame_period`` swapped for ``hub.media.bitrate``'s cheaper
-    equivalents), the active-source list PLIs go to (``__active_ssrc``), and whether
-    aiortc would route to the receiver at all (``_enabled``,
+    ``__rtcp_ssrc`` with ``_send_rtcp``; its per-packet ``add`` done by
+    ``hub.media.bitrate.RembEstimate``, which hands each packet group to the estimator's own
+    ``estimator`` / ``detector`` / ``rate_control``, and ``estimator.update_min_frame_period``
+    swapped for ``hub.media.bitrate``'s cheaper equivalent), the active-source list PLIs go
+    to (``__active_ssrc``), and whether aiortc would route to the receiver at all (``_enabled``,
     ``RTCDtlsTransport._rtp_router.receivers``).
 17. SRTCP at once (``divert_srtp``, for publishers and viewers alike): an SRTCP datagram is
     unprotected with ``_rx_srtp.unprotect_rtcp`` and given to aiortc's own
@@ -52,12 +53,13 @@ import pylibsrtp
 from aioice.ice import StunProtocol
 from aiortc import RTCDtlsTransport, RTCRtpReceiver
 from aiortc import clock as aiortc_clock
-from aiortc.rate import RemoteBitrateEstimator
+from aiortc.rate import BandwidthUsage, RemoteBitrateEstimator
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, is_rtcp, pack_remb_fci
 from pylibsrtp import _binding as srtp_binding
 
-from hub.media.bitrate import WindowRate, min_frame_period
+from hub.media.bitrate import RembEstimate, min_frame_period
+from hub.media.seams_udp import SessionSocket
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +162,9 @@ def _skip_stun_parsing_for_rtp(protocol: StunProtocol) -> None:
 
     # asyncio calls the protocol's own; typed bytes | str upstream, but a UDP socket gives bytes
     protocol.datagram_received = datagram_received  # type: ignore[method-assign,assignment]  # shadowed per instance; UDP gives bytes
+    if isinstance(protocol.transport, SessionSocket):  # the shared port's mux hands RTP/RTCP straight here
+        component = protocol.local_candidate.component
+        protocol.transport.media = functools.partial(connection.data_received, component=component)
 
 
 def run_now(coroutine: Coroutine[Any, Any, None]) -> None:
@@ -238,7 +243,7 @@ class ReceiverBookkeeping:
     original SSRC and sequence number), which feeds the NACK generator.
     """
 
-    __slots__ = ("_active", "_clock_rate", "_estimator", "_nacks", "_receiver", "_refresh_at", "_remb_due",
+    __slots__ = ("_active", "_clock_rate", "_estimate", "_nacks", "_receiver", "_refresh_at", "_remb_due",
                  "_nack_counts", "_remb_sent", "_renack_at", "_routed", "_seen", "_streams")
 
     def __init__(self, receiver: RTCRtpReceiver, clock_rate: int) -> None:
@@ -247,9 +252,8 @@ class ReceiverBookkeeping:
         self._streams: dict[int, StreamStatistics] = _receiver_private(receiver, "remote_streams")
         self._active: dict[int, datetime.datetime] = _receiver_private(receiver, "active_ssrc")
         self._nacks: NackGenerator | None = _receiver_private(receiver, "nack_generator")
-        self._estimator: RemoteBitrateEstimator | None = _receiver_private(receiver, "remote_bitrate_estimator")
-        if self._estimator is not None:
-            _speed_up(self._estimator)
+        estimator: RemoteBitrateEstimator | None = _receiver_private(receiver, "remote_bitrate_estimator")
+        self._estimate = _speed_up(estimator) if estimator is not None else None
         self._clock_rate = clock_rate
         # StreamStatistics.add and NackGenerator.add take an RtpPacket and read only these
         # two fields: one stand-in, refilled per packet, instead of a packet object each.
@@ -276,10 +280,9 @@ class ReceiverBookkeeping:
         if now >= self._refresh_at.get(ssrc, 0.0):  # getSynchronizationSources() wants ≤ 10 s
             self._refresh_at[ssrc] = now + ACTIVE_SOURCE_REFRESH_S
             self._active[ssrc] = aiortc_clock.current_datetime()
-        if abs_send_time is not None and self._estimator is not None:
+        if abs_send_time is not None and self._estimate is not None:
             arrival_ms = int((time.time() + NTP_UNIX_OFFSET_S) * 1000)
-            remb = self._estimator.add(abs_send_time=abs_send_time, arrival_time_ms=arrival_ms,
-                                       payload_size=size, ssrc=ssrc)
+            remb = self._estimate.add(arrival_ms, abs_send_time, size, ssrc)
             if remb is not None:
                 self._send_remb(remb)
 
@@ -331,11 +334,12 @@ class ReceiverBookkeeping:
         run_now(coro)
 
 
-def _speed_up(estimator: RemoteBitrateEstimator) -> None:
-    """Swap two per-packet steps of a fresh ``RemoteBitrateEstimator`` for ``hub.media.bitrate``'s
-    equivalents (same results, a fraction of the cost)."""
-    estimator.incoming_bitrate = WindowRate(1000, 8000)  # type: ignore[assignment]  # a RateCounter stand-in
+def _speed_up(estimator: RemoteBitrateEstimator) -> RembEstimate:
+    """What ``count`` calls instead of a fresh ``RemoteBitrateEstimator``'s ``add`` (same results,
+    a fraction of the cost), with the estimator's min-frame-period step swapped for
+    ``hub.media.bitrate``'s equivalent too."""
     overuse = estimator.estimator
     # OveruseEstimator.update calls self.update_min_frame_period(...)
     cheaper = functools.partial(min_frame_period, overuse.ts_delta_hist)
     overuse.update_min_frame_period = cheaper  # type: ignore[method-assign]  # shadowed per instance
+    return RembEstimate(estimator, BandwidthUsage.OVERUSING)

@@ -24,9 +24,10 @@ reason (``UdpMux.dropped``), and no session sees it. A forged datagram from an o
 reaches that session, where DTLS or SRTP authentication drops it, as it would on a socket of
 its own.
 
-The ingest and egress fast paths keep working: a session's ``StunProtocol`` is called per
-datagram through its instance attribute ``datagram_received`` (which ``seams_ingest``
-shadows), and egress writes each packet with the socket's own ``sendto`` while asyncio's
+The ingest and egress fast paths keep working: a session's RTP/RTCP goes straight to
+``SessionSocket.media`` when ``seams_ingest`` has set it (otherwise its ``StunProtocol`` is
+called per datagram through its instance attribute ``datagram_received``), and egress
+writes each packet with the socket's own ``sendto`` while asyncio's
 buffer for it is empty (``SessionSocket.raw_sendto``), through asyncio's transport
 otherwise, so its flow control (a backed-up socket queues in order) stays as it was.
 """
@@ -163,6 +164,9 @@ class UdpMux(asyncio.DatagramProtocol):
             if session is None:
                 self.dropped["unknown_address"] += 1
                 return
+            if 127 < data[0] < 192 and session.media is not None:  # RTP/RTCP (RFC 7983)
+                session.media(data)
+                return
         if session is not None:
             session.deliver(data, address)
 
@@ -237,6 +241,9 @@ class SessionSocket(asyncio.DatagramTransport):
         self.backlog: Callable[[], int] = mux.transport.get_write_buffer_size  # type: ignore[attr-defined]
         self.raw_sendto: Callable[[bytes, tuple[str, int]], object] = mux._sendto
         self.protocol: StunProtocol = None  # type: ignore[assignment]  # set right after, by attach
+        # Where the session's RTP/RTCP goes straight from the mux, past ``deliver`` and the
+        # protocol (``seams_ingest`` sets it); None: through them, as any other datagram.
+        self.media: Callable[[bytes], None] | None = None
         self._closing = False
 
     def attach(self, protocol: StunProtocol) -> None:
@@ -284,6 +291,7 @@ class SessionSocket(asyncio.DatagramTransport):
             return
         self._closing = True
         self._send = _discard
+        self.media = None
         self.mux._forget(self)
         self.addresses.clear()
         for protocol in self.protocols:

@@ -18,6 +18,7 @@ import aiortc.rate
 import aiortc.rtcdtlstransport
 from aiortc import RTCRtpReceiver, rtcrtpreceiver
 
+from hub.media import bitrate
 from hub.media import seams_ingest as seams
 from hub.media.seams_peers import new_peer_connection
 from tests.locked import check_locked
@@ -89,12 +90,24 @@ async def test_receiver_bookkeeping_reaches_a_fresh_receivers_state() -> None:
     await pc.close()
 
 
-def test_bitrate_estimator_parts_we_swap() -> None:
-    # Seam 11 (_speed_up): the estimator reaches its rate counter and min-frame-period step
-    # through instance attributes, and the history list is never replaced.
+def test_bitrate_estimator_parts_we_drive() -> None:
+    # Seam 11 (_speed_up, RembEstimate): the estimator's parts we call once per packet group,
+    # what its add does with them (RembEstimate does the same; test_bitrate.py compares the
+    # results), the constants RembEstimate copies, and the min-frame-period step, reached
+    # through an instance attribute on a history list that is never replaced.
+    estimator = aiortc.rate.RemoteBitrateEstimator()
+    assert {"estimator", "detector", "rate_control", "ssrcs"} <= set(vars(estimator))
     add = source(aiortc.rate.RemoteBitrateEstimator.add)
-    assert "self.incoming_bitrate.rate(arrival_time_ms)" in add and "self.incoming_bitrate.reset()" in add
-    assert "self.incoming_bitrate = RateCounter(1000, 8000)" in source(aiortc.rate.RemoteBitrateEstimator.__init__)
+    for step in ("self.ssrcs[ssrc] = arrival_time_ms", "self.incoming_bitrate.rate(arrival_time_ms)",
+                 "self.inter_arrival.compute_deltas(", "self.estimator.update(", "self.detector.detect(",
+                 "self.rate_control.feedback_interval()", "self.rate_control.update(",
+                 "return target_bitrate, list(self.ssrcs.keys())"):
+        assert step in add
+    assert "return 500" in source(aiortc.rate.AimdRateControl.feedback_interval)  # read once per estimate
+    assert source(aiortc.rate.OveruseDetector.state).strip().endswith("return self.hypothesis")
+    assert (bitrate.BURST_DELTA_THRESHOLD_MS, bitrate.INTER_ARRIVAL_SHIFT, bitrate.TIMESTAMP_TO_MS) == (
+        aiortc.rate.BURST_DELTA_THRESHOLD_MS, aiortc.rate.INTER_ARRIVAL_SHIFT, aiortc.rate.TIMESTAMP_TO_MS)
+    assert bitrate.TIMESTAMP_GROUP_LENGTH == estimator.inter_arrival.group_length
     assert "self.update_min_frame_period(" in source(aiortc.rate.OveruseEstimator.update)
     assert source(aiortc.rate.OveruseEstimator).count("self.ts_delta_hist =") == 0
     assert aiortc.rate.MIN_FRAME_PERIOD_HISTORY_LENGTH == 60

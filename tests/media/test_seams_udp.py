@@ -132,6 +132,25 @@ async def test_hostile_datagrams_are_dropped_counted_and_reach_nobody(mux: UdpMu
     assert mux.by_ufrag == {} and mux.by_address == {}
 
 
+async def test_rtp_and_rtcp_go_straight_to_the_sessions_media_handler_the_rest_to_its_protocol(mux: UdpMux) -> None:
+    session = mux.session(FakeConnection("abcd", "wxyz"), "abcd")  # type: ignore[arg-type]
+    protocol = Recorded()
+    session.attach(protocol)
+    media: list[bytes] = []
+    session.media = media.append  # as seams_ingest.divert_srtp sets it
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind(("127.0.0.1", 0))
+        session.sendto(stun(0x0101), peer.getsockname())  # the session answered: the address is its own
+        target = ("127.0.0.1", mux.port)
+        for datagram in (b"\x80\x60rtp", b"\x81\xc9rtcp", b"\x16\xfe\xfddtls", b"\xc0other", stun(0x0001, "abcd:wxyz")):
+            peer.sendto(datagram, target)
+        await wait_until(lambda: mux.received == 5, message="the five datagrams")
+    assert media == [b"\x80\x60rtp", b"\x81\xc9rtcp"]  # bytes 128-191 (RFC 7983)
+    assert [data[:3] for data, _ in protocol.got] == [b"\x16\xfe\xfd", b"\xc0ot", stun(0x0001, "abcd:wxyz")[:3]]
+    session.close()
+    assert session.media is None  # a closed session's handler is not called again
+
+
 async def test_two_sessions_with_one_ufrag_are_told_apart_by_the_remote_half(mux: UdpMux) -> None:
     first, second = Recorded(), Recorded()
     mux.session(FakeConnection("abcd", "aaaa"), "abcd").attach(first)  # type: ignore[arg-type]
