@@ -16,6 +16,10 @@ decode skipped; ``counting``, the same receivers counting frames at the jitter b
 benchmark's viewers before issue 20); ``light``, packets counted in the socket callback and
 never decrypted (no receiver reports, NACK or PLI: the relay's send path alone).
 
+``--systems …,asyncio-sink`` (with ``--viewers 0``) adds the floor for the publisher alone:
+its plain RTP into a bare asyncio datagram endpoint that only counts packets
+(``bench/servers/udp_sink.py``); at N = 0 the summary gives hub ÷ each other system per repeat.
+
 ``--before DIR`` adds the system ``hub-before``: the hub from another source tree (e.g.
 ``git archive <commit> hub jaga | tar -x -C DIR``), started with the same config, for a
 before/after comparison in one run.
@@ -56,8 +60,9 @@ from bench.common import (
 from bench.janus import MOUNTPOINT, ensure_janus, start_janus
 from bench.media_peers import FPS, clip_kbps, load_clip, rtp_packets
 
-# hub: one media UDP port; hub-sessions: a socket each; hub-before: another tree's hub (--before)
-SYSTEMS = ("hub", "hub-before", "hub-sessions", "mediarelay", "janus")
+# hub: one media UDP port; hub-sessions: a socket each; hub-before: another tree's hub (--before);
+# asyncio-sink: the publisher's plain RTP into a bare asyncio datagram endpoint (N = 0 only)
+SYSTEMS = ("hub", "hub-before", "hub-sessions", "mediarelay", "janus", "asyncio-sink")
 VIEWER_KINDS = ("full", "counting", "light")
 PER_WORKER = 8
 STATION = "35.09.01.2001"
@@ -85,6 +90,10 @@ async def start_system(system: str, workdir: Path, janus_bin: str | None, before
                                              source=before if system == "hub-before" else None)
         token = (await asyncio.to_thread(mint_tokens, config, [STATION]))[STATION]
         return {"proc": proc, "base": f"http://127.0.0.1:{port}", "token": token}
+    if system == "asyncio-sink":
+        port_file = workdir / "port"
+        proc = await spawn(PY, "-m", "bench.servers.udp_sink", str(port_file), log=workdir / "sink.log")
+        return {"proc": proc, "rtp_port": int(await wait_for_file(port_file, proc))}
     if system == "mediarelay":
         port_file = workdir / "port"
         proc = await spawn(PY, "-m", "bench.servers.mediarelay_server", str(port_file), log=workdir / "mr.log")
@@ -103,7 +112,7 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
     workers: list[Worker] = []
     out: dict[str, Any] = {"system": system, "kind": kind, "levels": [], "profile": None}
     try:
-        if system == "janus":
+        if system in ("janus", "asyncio-sink"):
             await publisher.call("rtp", port=server["rtp_port"])
         else:
             reply = await publisher.call("publish", timeout=60, base=server["base"], station=STATION,
@@ -113,6 +122,8 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
         await asyncio.sleep(1.0)
         current = 0
         for n in levels:
+            if n and system == "asyncio-sink":
+                break  # a floor for the publisher alone: it has no viewers
             while current < n:
                 if current // PER_WORKER >= len(workers):
                     workers.append(await Worker.start("-m", "bench.rtcload", "viewers", "--kind", kind,
@@ -215,7 +226,7 @@ def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) 
     names = {"hub": "Jaga hub (forwarding)", "hub-before": "Jaga hub, before (--before tree)",
              "hub-sessions": "Jaga hub, a UDP socket per session",
              "mediarelay": "aiortc MediaRelay (re-encoding)",
-             "janus": "Janus 1.1 Streaming"}
+             "janus": "Janus 1.1 Streaming", "asyncio-sink": "bare asyncio UDP receiver (the floor)"}
     kinds = [k for k in VIEWER_KINDS if any(r.get("kind", "full") == k for r in runs)]
     agg: dict[str, Any] = {}
     lines = ["Server CPU (% of one core) by viewers N, median over repeats; viewers' frame rate as min fps:", ""]
@@ -267,15 +278,32 @@ def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) 
                 each = ", ".join(fmt(p, 2) for p in pairs)
                 lines.append(f"- CPU per added viewer, hub ÷ {other}, {kind} viewers: "
                              f"{fmt_spread(ratios[name], 2)}; per repeat {each}")
+    if 0 in levels:  # one publisher, no viewers (issue 20's ingest goal): hub ÷ each other, per repeat
+        for other in ("janus", "hub-before", "asyncio-sink", "hub-sessions"):
+            pairs = ingest_ratios(runs, other)
+            if any(p is not None for p in pairs):
+                ratios[f"N0:hub/{other}"] = summary(pairs) | {"per_repeat": pairs}
+                lines.append(f"- CPU with the publisher alone (N = 0), hub ÷ {other}: "
+                             + ", ".join(fmt(p, 2) for p in pairs) + " per repeat")
     agg["ratios"] = ratios
     return "\n".join(lines), agg
+
+
+def ingest_ratios(runs: list[dict[str, Any]], other: str) -> list[float | None]:
+    """Hub ÷ ``other`` CPU at N = 0 for each repeat both ran (full viewers' runs: the same publisher)."""
+    def at_zero(system: str) -> dict[int, float]:
+        return {r.get("repeat", 0): level["cores"] for r in runs if r["system"] == system
+                and r.get("kind", "full") == "full" for level in r["levels"] if level["viewers"] == 0}
+
+    hub, theirs = at_zero("hub"), at_zero(other)
+    return [hub[rep] / theirs[rep] if rep in theirs and theirs[rep] else None for rep in sorted(hub)]
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--viewers", default="0,16,32")
-    parser.add_argument("--systems", default=",".join(s for s in SYSTEMS if s != "hub-before"))
+    parser.add_argument("--systems", default=",".join(s for s in SYSTEMS if s not in ("hub-before", "asyncio-sink")))
     parser.add_argument("--viewers-kind", default="full",
                         help="comma list of full, counting, light (see the module doc); each is run for every system")
     parser.add_argument("--before", type=Path, default=None,
