@@ -229,12 +229,17 @@ async def metrics_text(http: Any, base: str) -> str:
     return str(response.text)
 
 
-def free_udp_port() -> int:
-    """A UDP port free right now: the bench hub's shared media port (7882 may be a demo's)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """A port on 127.0.0.1 free right now (TCP, or ``kind`` SOCK_DGRAM for UDP)."""
+    with socket.socket(socket.AF_INET, kind) as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def free_udp_port() -> int:
+    """A UDP port free right now: the bench hub's shared media port (7882 may be a demo's)."""
+    return free_port(socket.SOCK_DGRAM)
 
 
 def hub_config(workdir: Path, registry: Path | None = None, **sections: dict[str, Any]) -> Path:

@@ -185,7 +185,8 @@ async def run_players(host: str, port: int, ca: str | None, base: str, clients: 
 
 def nginx_up(workdir: Path, hub_port: int) -> tuple[subprocess.Popen[bytes], int, Path]:
     """nginx from the shipped file (rendered as tests/proxy does), one worker, enough connections."""
-    from tests.proxy.nginx import free_port, render, require_nginx
+    from bench.common import free_port
+    from tests.proxy.nginx import render, require_nginx
     from tests.proxy.tls import SERVER_ADDRESS, make_tls
 
     home = workdir / "nginx"

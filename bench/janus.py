@@ -16,7 +16,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from bench.common import spawn
+from bench.common import free_port, spawn
 
 MOUNTPOINT = 1
 # Every plugin but Streaming: fewer threads and sockets competing with the relay being measured.
@@ -36,13 +36,6 @@ def ensure_janus(install: bool = True) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return shutil.which("janus")
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]  # (host, port) for AF_INET
-        return port
 
 
 def write_config(folder: Path, http_port: int, rtp_port: int) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from bench.common import (
     cpu_seconds,
     fmt,
     fmt_spread,
+    free_port,
     install_cleanup,
     log,
     mint_tokens,
@@ -55,12 +55,6 @@ STATIONS = ("35.09.01.2001", "35.09.01.2002")
 LEVELS = "300,600,900"
 PER_PROC = 100
 CAPS = {"max_viewers_per_station": 100_000, "max_viewers_per_node": 100_000, "max_sessions_per_address": 100_000}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def start_redis(workdir: Path) -> tuple[Any, str]:

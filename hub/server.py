@@ -4,7 +4,7 @@ uvicorn's ``Server.main_loop`` sleeps 0.1 s between calls to ``on_tick``, which 
 ``Date`` header once a second (every tenth call) and returns whether to stop. That is ten
 wake-ups a second of an otherwise idle process, and a wake-up is not free: on this kind of
 virtual machine each costs ~100-200 µs of CPU (docs/benchmarks.md, section 4: the idle hub
-went from 0.25 % of a core to 0.05 % without them). uvicorn seam 10 (1-9 are in
+went from 0.25 % of a core to 0.04 % without them). uvicorn seam 10 (1-9 are in
 ``hub/routes/uvicorn_seams.py``), pinned by ``tests/test_server.py`` against the locked uvicorn:
 
 10. ``main_loop`` / ``on_tick(counter)``: ``main_loop`` is the whole of the server's life

@@ -136,13 +136,18 @@ opd.bakesbangpol,"Badan Kesatuan Bangsa dan Politik, Rahasia",opd,,false
 """
 
 
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    """A UDP port nobody holds right now, for a test hub's shared media port (the default
-    7882 would collide between test runs on one machine)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+def free_port(host: str = "127.0.0.1", kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """A port on ``host`` nobody holds right now (TCP, or ``kind`` SOCK_DGRAM for UDP)."""
+    with socket.socket(socket.AF_INET, kind) as probe:
         probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port nobody holds right now, for a test hub's shared media port (the default
+    7882 would collide between test runs on one machine)."""
+    return free_port(host, socket.SOCK_DGRAM)
 
 
 def hub_config(home: Path, **sections: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,15 +17,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.kit import timeout, wait_until_sync
+from tests.kit import free_port, timeout, wait_until_sync
 
 BINARY = "redis-server"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kit import REPO, timeout, wait_until
+from tests.kit import REPO, free_port, timeout, wait_until
 from tests.proxy.tls import SERVER_ADDRESS, Tls
 
 SHIPPED = REPO / "deploy" / "nginx" / "jaga.conf"
@@ -46,12 +46,6 @@ def render(values: Mapping[str, str]) -> str:
     for name, value in values.items():
         text = text.replace(f"@{name}@", value)
     return text
-
-
-def free_port(host: str = SERVER_ADDRESS) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def _listens(port: int) -> bool:
@@ -115,7 +109,7 @@ http {{
     async def start(self) -> None:
         """Start on fresh free ports; a port taken between the probe and nginx's bind: again."""
         for _ in range(5):
-            self.https_port, self.http_port = free_port(), free_port()
+            self.https_port, self.http_port = free_port(SERVER_ADDRESS), free_port(SERVER_ADDRESS)
             self._write()
             self.process = subprocess.Popen(
                 self.command("-g", f"daemon off; pid {self.home / 'nginx.pid'};"),

@@ -19,7 +19,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.kit import REPO, HubProcess, RunningHub, hub_settings, start_hub, stop_hub, timeout, wait_until_sync
+from tests.kit import (
+    REPO,
+    HubProcess,
+    RunningHub,
+    free_port,
+    hub_settings,
+    start_hub,
+    stop_hub,
+    timeout,
+    wait_until_sync,
+)
 from tests.wsclient import JSON, Client
 
 OPERATOR, PASSWORD = "budi", "rahasia-sekali"
@@ -135,12 +145,6 @@ def documented_nginx() -> tuple[str, str]:
     location = re.search(r"^( *location / \{.*?^ *\})", example, re.M | re.S)
     assert maps and location, example
     return maps, location.group(1)
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
