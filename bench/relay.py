@@ -36,6 +36,7 @@ import asyncio
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -263,15 +264,8 @@ def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) 
     lines += ["", f"(a viewer receives ~{packets_per_s:.0f} RTP packets/s; spread is min–max over repeats)"]
     ratios: dict[str, Any] = {}
     for kind in kinds:
-        hub_runs = sorted((r for r in runs if r["system"] == "hub" and r.get("kind", "full") == kind),
-                          key=lambda r: r.get("repeat", 0))
         for other in ("janus", "hub-before", "mediarelay", "hub-sessions"):
-            other_runs = {r.get("repeat", 0): r for r in runs if r["system"] == other and r.get("kind", "full") == kind}
-            pairs = []
-            for a in hub_runs:  # the same repeat: the two ran back to back
-                b = other_runs.get(a.get("repeat", 0))
-                x, y = a["slope_cores_per_viewer"], b["slope_cores_per_viewer"] if b else None
-                pairs.append(x / y if x and y else None)
+            pairs = per_repeat_ratios(runs, other, kind, lambda r: r["slope_cores_per_viewer"])
             if any(p is not None for p in pairs):
                 name = f"hub/{other}" if kind == "full" else f"hub/{other}/{kind}"
                 ratios[name] = summary(pairs) | {"per_repeat": pairs}
@@ -280,7 +274,7 @@ def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) 
                              f"{fmt_spread(ratios[name], 2)}; per repeat {each}")
     if 0 in levels:  # one publisher, no viewers (issue 20's ingest goal): hub ÷ each other, per repeat
         for other in ("janus", "hub-before", "asyncio-sink", "hub-sessions"):
-            pairs = ingest_ratios(runs, other)
+            pairs = per_repeat_ratios(runs, other, "full", cores_without_viewers)
             if any(p is not None for p in pairs):
                 ratios[f"N0:hub/{other}"] = summary(pairs) | {"per_repeat": pairs}
                 lines.append(f"- CPU with the publisher alone (N = 0), hub ÷ {other}: "
@@ -289,14 +283,22 @@ def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) 
     return "\n".join(lines), agg
 
 
-def ingest_ratios(runs: list[dict[str, Any]], other: str) -> list[float | None]:
-    """Hub ÷ ``other`` CPU at N = 0 for each repeat both ran (full viewers' runs: the same publisher)."""
-    def at_zero(system: str) -> dict[int, float]:
-        return {r.get("repeat", 0): level["cores"] for r in runs if r["system"] == system
-                and r.get("kind", "full") == "full" for level in r["levels"] if level["viewers"] == 0}
+def per_repeat_ratios(runs: list[dict[str, Any]], other: str, kind: str,
+                      value: Callable[[dict[str, Any]], float | None]) -> list[float | None]:
+    """Hub ÷ ``other`` of ``value(run)`` for each repeat of the hub (None where either has none):
+    the two ran back to back in the same repeat."""
+    theirs = {r.get("repeat", 0): r for r in runs if r["system"] == other and r.get("kind", "full") == kind}
+    pairs: list[float | None] = []
+    for hub in sorted((r for r in runs if r["system"] == "hub" and r.get("kind", "full") == kind),
+                      key=lambda r: r.get("repeat", 0)):
+        other_run = theirs.get(hub.get("repeat", 0))
+        x, y = value(hub), value(other_run) if other_run else None
+        pairs.append(x / y if x and y else None)
+    return pairs
 
-    hub, theirs = at_zero("hub"), at_zero(other)
-    return [hub[rep] / theirs[rep] if rep in theirs and theirs[rep] else None for rep in sorted(hub)]
+
+def cores_without_viewers(run: dict[str, Any]) -> float | None:
+    return next((level["cores"] for level in run["levels"] if level["viewers"] == 0), None)
 
 
 async def main() -> None:
