@@ -47,7 +47,7 @@ class HubServer(uvicorn.Server):
     """uvicorn's server, ticking on whole seconds; setting ``should_exit`` wakes it at once."""
 
     def __init__(self, config: uvicorn.Config) -> None:
-        self._wake: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+        self._woken: asyncio.Future[None] | None = None  # what main_loop awaits between ticks
         self._exit = False
         super().__init__(config)
 
@@ -58,11 +58,11 @@ class HubServer(uvicorn.Server):
     @should_exit.setter
     def should_exit(self, value: bool) -> None:
         self._exit = value
-        if value and self._wake is not None:
+        woken = self._woken
+        if value and woken is not None:
             # Set from the signal handler too, inside the loop's select: only the loop's
             # self-pipe wakes it from there.
-            loop, woken = self._wake
-            loop.call_soon_threadsafe(_resolve, woken)
+            woken.get_loop().call_soon_threadsafe(_resolve, woken)
 
     async def main_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -70,14 +70,13 @@ class HubServer(uvicorn.Server):
         should_exit = await self.on_tick(counter)
         while not should_exit:
             counter = (counter + TICKS_PER_HEADER_RENEWAL) % COUNTER_WRAP
-            woken: asyncio.Future[None] = loop.create_future()
-            self._wake = (loop, woken)
+            woken = self._woken = loop.create_future()
             timer = loop.call_at(next_beat(loop.time(), 1.0), _resolve, woken)
             try:
                 await woken
             finally:
                 timer.cancel()
-                self._wake = None
+                self._woken = None
             should_exit = await self.on_tick(counter)
 
 

@@ -80,7 +80,7 @@ async def test_setting_should_exit_wakes_the_server_without_waiting_for_the_tick
     # The next tick an hour away: the server can only stop because setting should_exit woke it.
     monkeypatch.setattr(server_module, "next_beat", lambda now, period: now + 3600)
     server, task = await _serve(_InProcessServer)
-    await wait_until(lambda: server._wake is not None, timeout=10, message="the server to sleep")
+    await wait_until(lambda: server._woken is not None, timeout=10, message="the server to sleep")
     server.should_exit = True
     await asyncio.wait_for(task, timeout(20))
     assert server.should_exit
@@ -90,7 +90,7 @@ async def test_a_signal_from_another_thread_wakes_the_server(monkeypatch: pytest
     # As the signal handler does inside the loop's select: only the loop's self-pipe wakes it.
     monkeypatch.setattr(server_module, "next_beat", lambda now, period: now + 3600)
     server, task = await _serve(_InProcessServer)
-    await wait_until(lambda: server._wake is not None, timeout=10, message="the server to sleep")
+    await wait_until(lambda: server._woken is not None, timeout=10, message="the server to sleep")
     thread = threading.Thread(target=server.handle_exit, args=(signal.SIGTERM, None))
     thread.start()
     await asyncio.wait_for(task, timeout(20))
