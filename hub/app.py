@@ -19,6 +19,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from hub.backends.factory import build_backend
 from hub.backends.nodes import ClusterHooks
+from hub.beat import sleep_to_beat
 from hub.core.audit import ReadAudit
 from hub.core.proxies import TrustedProxies
 from hub.core.registry import Registry, parse_registry
@@ -32,7 +33,6 @@ from hub.media.relay import MediaRelay
 from hub.routes import api, hls, jejak, media, pages, questions, recordings, uvicorn_seams, ws
 from hub.routes.middleware import SecurityHeaders, SessionMiddleware, client_error
 from hub.routes.proxies import RealClientMiddleware
-from hub.server import sleep_to_beat
 from hub.services.auth import AuthService
 from hub.services.hls import HlsService
 from hub.services.hls_remote import OwnerFetcher

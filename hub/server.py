@@ -15,32 +15,19 @@ went from 0.25 % of a core to 0.04 % without them). uvicorn seam 10 (1-9 are in
     with a counter that is always a multiple of 10, and wakes at once when ``should_exit``
     is set, so stopping is as prompt as before.
 
-The hub's own timers (:func:`sleep_to_beat`) tick on the same whole seconds, so both share
-one wake-up.
+The hub's own timers (``hub.beat``) tick on the same whole seconds, so they share its wake-up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 
 import uvicorn
 
+from hub.beat import next_beat
+
 TICKS_PER_HEADER_RENEWAL = 10  # uvicorn renews the Date header when counter % 10 == 0
 COUNTER_WRAP = 864000  # as uvicorn's main_loop
-
-
-def next_beat(now: float, period: float) -> float:
-    """The first multiple of ``period`` after ``now``: timers with the same period that
-    sleep to it wake together, in one turn of the loop."""
-    return (math.floor(now / period) + 1) * period
-
-
-async def sleep_to_beat(period: float) -> None:
-    """Sleep until the loop's clock reaches the next multiple of ``period``."""
-    loop = asyncio.get_running_loop()
-    now = loop.time()
-    await asyncio.sleep(next_beat(now, period) - now)
 
 
 class HubServer(uvicorn.Server):

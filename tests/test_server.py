@@ -1,4 +1,4 @@
-"""The hub's uvicorn server ticks once a second and stops at once (seam 18, hub/server.py)."""
+"""The hub's uvicorn server ticks once a second and stops at once (uvicorn seam 10, hub/server.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from hub import server as server_module
-from hub.server import HubServer, next_beat
+from hub.beat import next_beat
+from hub.server import HubServer
 from tests.kit import _InProcessServer, timeout, wait_until
 
 

@@ -58,6 +58,7 @@ from aiortc import clock as aiortc_clock
 from aiortc.rtp import AnyRtcpPacket, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
 from pylibsrtp import _binding as srtp_binding
 
+from hub.beat import call_on_beat
 from hub.media.congestion import ReceiverReport
 from hub.media.seams_udp import SessionSocket
 from hub.media.viewer_egress import CONGESTED, NOT_SENT, SENT  # what SrtpWire.send_parts answers
@@ -270,7 +271,8 @@ class _Reporter:
 class SenderReports:
     """Every viewer's RTCP sender reports on one timer (see seam 8). Each sender keeps its own
     randomised interval of 0.5–1.5 s (RFC 3550 §6.2, as aiortc's loop draws it), checked
-    every ``tick_s``. ``close`` stops the timer (the relay's shutdown)."""
+    every ``tick_s``, on the hub's beat (``hub.beat``: a tick of 0.25 s shares every fourth
+    wake-up with the hub's other timers). ``close`` stops the timer (the relay's shutdown)."""
 
     def __init__(self, tick_s: float = 0.25) -> None:
         self.tick_s = tick_s
@@ -285,7 +287,7 @@ class SenderReports:
         reporter.due = time.monotonic() + 0.5 + random.random()
         self._reporters.add(reporter)
         if self._timer is None and not self._closed:
-            self._timer = asyncio.get_running_loop().call_later(self.tick_s, self._tick)
+            self._timer = call_on_beat(self.tick_s, self._tick)
 
     def _forget(self, reporter: _Reporter) -> None:
         self._reporters.discard(reporter)
@@ -302,7 +304,7 @@ class SenderReports:
             except Exception:  # one viewer's report must not stop everyone's
                 logger.exception("sender report failed")
         if self._reporters and not self._closed:
-            self._timer = asyncio.get_running_loop().call_later(self.tick_s, self._tick)
+            self._timer = call_on_beat(self.tick_s, self._tick)
 
     def close(self) -> None:
         self._closed = True

@@ -1,0 +1,34 @@
+"""The hub's beat: periodic work on whole multiples of its period on the loop's clock.
+
+A wake-up of an idle Python process is not free: on the virtual machines the hub runs on,
+each costs ~100-200 µs of CPU whatever it then does (docs/benchmarks.md, section 4). Timers
+that each draw their own phase (uvicorn's tick, aiortc's RTCP loops, one per receiver and
+sender) wake the process once each; timers due at the same multiple of a common period
+fire in one turn of the loop, so every periodic job here is scheduled on the beat:
+``next_beat`` of the loop's clock, never ``now + period``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+
+
+def next_beat(now: float, period: float) -> float:
+    """The first multiple of ``period`` after ``now``: timers with the same period that
+    sleep to it wake together, in one turn of the loop."""
+    return (math.floor(now / period) + 1) * period
+
+
+async def sleep_to_beat(period: float) -> None:
+    """Sleep until the loop's clock reaches the next multiple of ``period``."""
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    await asyncio.sleep(next_beat(now, period) - now)
+
+
+def call_on_beat(period: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
+    """Call ``callback`` (once) on the next multiple of ``period`` of the running loop's clock."""
+    loop = asyncio.get_running_loop()
+    return loop.call_at(next_beat(loop.time(), period), callback)
