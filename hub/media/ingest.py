@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from hub.errors import ProtocolViolation
 from hub.media import seams_ingest
 from hub.media.rtp import parse_rtp
-from hub.media.seams_ingest import ReceiverBookkeeping
+from hub.media.seams_ingest import ReceiverBookkeeping, ReceiverReports
 from hub.media.seams_peers import NegotiatedMedia, RTCDtlsTransport, RTCRtpReceiver
 
 # (kind, sequence number, timestamp, marker, payload): RTX already unwrapped
@@ -73,10 +73,11 @@ class PublisherIngest:
 
 
 def ingest_publisher(receivers: dict[str, RTCRtpReceiver], negotiated: dict[str, NegotiatedMedia],
-                     on_rtp: KindRtpSink) -> list[PublisherIngest]:
+                     on_rtp: KindRtpSink, reports: ReceiverReports | None = None) -> list[PublisherIngest]:
     """Divert the publisher's packets from aiortc's receivers to the fast path.
 
-    ``receivers``: the publisher's receivers by kind; ``negotiated``: our answer's media.
+    ``receivers``: the publisher's receivers by kind; ``negotiated``: our answer's media;
+    ``reports``: the timer their receiver reports go out on (None: aiortc's loop each).
     Raises ProtocolViolation if two kinds share a payload type (the answer must not go out).
     """
     transports: dict[int, RTCDtlsTransport] = {}  # one per transport: a single one with BUNDLE
@@ -100,6 +101,9 @@ def ingest_publisher(receivers: dict[str, RTCRtpReceiver], negotiated: dict[str,
         on_transport.update(wanted)
         if kind == "video" and media.abs_send_time_extension_id is not None:
             abs_send_time_ids[id(dtls)] = media.abs_send_time_extension_id
+    if reports is not None:
+        for receiver in receivers.values():
+            seams_ingest.report_on_beat(receiver, reports)
     ingests = []
     for key, dtls in transports.items():  # only once every check passed: nothing half-diverted
         ingest = PublisherIngest(routes[key], abs_send_time_ids.get(key), on_rtp)

@@ -56,9 +56,11 @@ async def answer_publisher(
     codecs: dict[str, RTCRtpCodecParameters],
     host_addresses: Sequence[str],
     on_rtp: KindRtpSink,
+    receiver_reports: seams_ingest.ReceiverReports | None = None,
 ) -> tuple[str, dict[str, RTCRtpReceiver]]:
     """Answer a WHIP offer. RTP packets go to ``on_rtp`` as they arrive, on the ingest fast
-    path (``hub.media.ingest``). Returns (answer, receivers by kind)."""
+    path (``hub.media.ingest``); the receiver reports go out on ``receiver_reports``' timer
+    (if given; else on aiortc's loop per receiver). Returns (answer, receivers by kind)."""
     receivers: dict[str, RTCRtpReceiver] = {}
     for kind in offer.kinds:
         transceiver = pc.addTransceiver(kind, direction="recvonly")
@@ -67,7 +69,7 @@ async def answer_publisher(
     answer_sdp = await _apply_offer_and_answer(pc, offer, host_addresses, "WHIP")
     for receiver in receivers.values():
         seams_keyframes.take_encoded_frames(receiver, _never_called)  # no decoder thread
-    ingest_publisher(receivers, seams_peers.negotiated_media(answer_sdp), on_rtp)
+    ingest_publisher(receivers, seams_peers.negotiated_media(answer_sdp), on_rtp, receiver_reports)
     return answer_sdp, receivers
 
 

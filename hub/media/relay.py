@@ -30,7 +30,7 @@ from typing import Any
 
 from hub.core.announce import announce_public, public_mapping
 from hub.errors import NotFound, RateLimited, Unavailable
-from hub.media import seams_egress, seams_keyframes, seams_peers, seams_udp
+from hub.media import seams_egress, seams_ingest, seams_keyframes, seams_peers, seams_udp
 from hub.media.congestion import OFF, CongestionPolicy
 from hub.media.counters import MediaCounters
 from hub.media.keyframes import KeyframeRequester
@@ -65,6 +65,8 @@ class MediaRelay:
         self._fallbacks: dict[str, ViewerVideoFallback] = {}
         # every viewer's RTCP sender reports on one timer (seams_egress, seam 8)
         self._sender_reports = seams_egress.SenderReports()
+        # and every publisher's receiver reports on another (seams_ingest, seam 18)
+        self._receiver_reports = seams_ingest.ReceiverReports()
         # where sessions' host candidates bind: the shared media port (opened by ``open``), a
         # port range, or aioice's ephemeral ports
         self._binding = seams_udp.Binding(port_range=port_range(settings.udp_ports) if not settings.udp_port else None)
@@ -174,6 +176,7 @@ class MediaRelay:
                         pc, offer, codecs, self.settings.host_addresses,
                         lambda kind, seq, ts, marker, payload: self._forward_rtp(
                             station_id, session_id, kind, seq, ts, marker, payload),
+                        self._receiver_reports,
                     )
                 self._refuse_if_closed()
             except BaseException:
@@ -287,6 +290,7 @@ class MediaRelay:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         self._sender_reports.close()
+        self._receiver_reports.close()
         for mux in self._binding.muxes:
             mux.close()
 

@@ -17,8 +17,9 @@ locked aiortc / aioice:
 11. ``ReceiverBookkeeping``: the parts of ``RTCRtpReceiver._handle_rtp_packet`` a relay
     still wants for each packet, done on the receiver's own private state so aiortc's RTCP
     task keeps sending correct receiver reports: RTCP statistics (``__remote_streams``;
-    ``StreamStatistics.add`` reads only ``sequence_number`` and ``timestamp``), the NACK
-    generator (``__nack_generator``, sent with ``_send_rtcp_nack``), the REMB estimate the
+    ``StreamStatistics.add`` written out on its fields), the NACK generator
+    (``__nack_generator``; ``NackGenerator.add`` and ``truncate`` written out on its
+    ``max_seq`` and ``missing``; sent with ``_send_rtcp_nack``), the REMB estimate the
     publisher's encoder adapts to (``__remote_bitrate_estimator``, sent from
     ``__rtcp_ssrc`` with ``_send_rtcp``; its per-packet ``add`` done by
     ``hub.media.bitrate.RembEstimate``, which hands each packet group to the estimator's own
@@ -34,8 +35,16 @@ locked aiortc / aioice:
     loop turn and two task wake-ups less each. Its handlers do not suspend (ours are
     shadowed synchronous ones, aiortc's await nothing else for RTCP), so the coroutine is
     run to its end on the spot (``run_now``); were one to suspend, a task finishes it.
+18. ``report_on_beat``: a receiver's RTCP loop (``RTCRtpReceiver._run_rtcp``, started as a
+    task by ``receive()``, which looks it up on the instance) sleeps a random 0.5-1.5 s
+    between receiver reports: each publisher's receivers woke the hub on a phase of their
+    own. We shadow it per receiver with a loop that only signals ``__rtcp_started`` /
+    ``__rtcp_exited`` as aiortc's does (``stop()`` waits on both) and waits to be cancelled;
+    one :class:`ReceiverReports` timer on the hub's beat sends every receiver's report,
+    built as aiortc's loop builds it (``__remote_streams``, ``__lsr``, ``__lsr_time``,
+    ``__rtcp_ssrc``; sent with ``_send_rtcp``).
 
-Consumers: ``ingest`` (10, 11, 17), ``peers`` (17, for viewers).
+Consumers: ``ingest`` (10, 11, 17, 18), ``peers`` (17, for viewers).
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ import logging
 import time
 import types
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any, cast
+from typing import Any
 
 import pylibsrtp
 from aioice.ice import StunProtocol
@@ -55,19 +64,28 @@ from aiortc import RTCDtlsTransport, RTCRtpReceiver
 from aiortc import clock as aiortc_clock
 from aiortc.rate import BandwidthUsage, RemoteBitrateEstimator
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, is_rtcp, pack_remb_fci
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTP_HISTORY_SIZE,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    pack_remb_fci,
+)
 from pylibsrtp import _binding as srtp_binding
 
+from hub.beat import call_on_beat
 from hub.media.bitrate import RembEstimate, min_frame_period
 from hub.media.seams_udp import SessionSocket
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ReceiverBookkeeping", "divert_srtp"]
+__all__ = ["ReceiverBookkeeping", "ReceiverReports", "divert_srtp", "report_on_beat"]
 
 
 # --- 10. a publisher's SRTP, straight from the socket -----------------------------------
 
+RTP_COMPONENT = 1  # ICE component of RTP, and with rtcp-mux of RTCP too (RFC 5245 §4.1.1.1)
 EARLY_PACKETS = 64  # SRTP datagrams kept while DTLS has not made the keys yet
 _BUFFER_BYTES = 2048  # larger than any datagram a UDP path's MTU lets through
 _srtp_unprotect = srtp_binding.lib.srtp_unprotect  # seam 16, as seams_egress protects
@@ -98,7 +116,7 @@ def divert_srtp(dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None] | None) 
     length = _ffi.new("int *")
     keys: list[Any] = [None, None]  # the Session (held: it frees its srtp_t), its srtp_t
 
-    def data_received(data: bytes, component: int) -> None:
+    def data_received(data: bytes, component: int = RTP_COMPONENT) -> None:
         if not 127 < data[0] < 192:
             queue_datagram(data, component)
             return
@@ -112,7 +130,7 @@ def divert_srtp(dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None] | None) 
             early.clear()
             for datagram, their_component in waiting:
                 data_received(datagram, their_component)
-        if is_rtcp(data):
+        if len(data) > 1 and 191 < data[1] < 209:  # aiortc's is_rtcp (RFC 5761 §4), without the call
             try:
                 clear = srtp.unprotect_rtcp(data)
             except pylibsrtp.Error:
@@ -142,10 +160,10 @@ def divert_srtp(dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None] | None) 
     # StunProtocol.datagram_received calls self.receiver.data_received(...)
     connection.data_received = data_received  # type: ignore[method-assign]  # shadowed per instance
     for protocol in connection._protocols:
-        _skip_stun_parsing_for_rtp(protocol)
+        _skip_stun_parsing_for_rtp(protocol, data_received)
 
 
-def _skip_stun_parsing_for_rtp(protocol: StunProtocol) -> None:
+def _skip_stun_parsing_for_rtp(protocol: StunProtocol, receive: Callable[..., None]) -> None:
     """aioice tries to parse every datagram as STUN first (an exception per RTP packet);
     bytes 128-191 start RTP/RTCP (RFC 7983), never STUN. An empty datagram, which aiortc's
     DTLS reader would fail on, is dropped here."""
@@ -164,7 +182,11 @@ def _skip_stun_parsing_for_rtp(protocol: StunProtocol) -> None:
     protocol.datagram_received = datagram_received  # type: ignore[method-assign,assignment]  # shadowed per instance; UDP gives bytes
     if isinstance(protocol.transport, SessionSocket):  # the shared port's mux hands RTP/RTCP straight here
         component = protocol.local_candidate.component
-        protocol.transport.media = functools.partial(connection.data_received, component=component)
+        # ``receive`` (divert_srtp's) takes one argument: with rtcp-mux, as aiortc negotiates,
+        # every datagram is on component 1, its default (no keyword bound per call)
+        if component != RTP_COMPONENT:
+            receive = functools.partial(receive, component=component)
+        protocol.transport.media = receive
 
 
 def run_now(coroutine: Coroutine[Any, Any, None]) -> None:
@@ -216,22 +238,13 @@ RENACK_S = 0.3  # packets still missing this long after their NACK are NACKed ag
 # Jember-day benchmark publishers re-sent 2.6× their packets into the socket that was already
 # overflowing, and media collapsed.
 MAX_NACKS = 3
+HALF_SEQUENCE_SPACE = 0x8000  # a 16-bit sequence number is newer if at most this far ahead (RFC 3550 A.1)
 
 
 def _receiver_private(receiver: RTCRtpReceiver, name: str) -> Any:
     """``receiver.__<name>``: Python stores double-underscore attributes under the class's
     mangled name (``_RTCRtpReceiver__<name>``), which type checkers do not model."""
     return vars(receiver)[f"_RTCRtpReceiver__{name}"]
-
-
-class _Seen:
-    """The two fields aiortc's statistics and NACK generator read from a packet."""
-
-    __slots__ = ("sequence_number", "timestamp")
-
-    def __init__(self) -> None:
-        self.sequence_number = 0
-        self.timestamp = 0
 
 
 class ReceiverBookkeeping:
@@ -244,7 +257,7 @@ class ReceiverBookkeeping:
     """
 
     __slots__ = ("_active", "_clock_rate", "_estimate", "_nacks", "_receiver", "_refresh_at", "_remb_due",
-                 "_nack_counts", "_remb_sent", "_renack_at", "_routed", "_seen", "_streams")
+                 "_nack_counts", "_remb_sent", "_renack_at", "_routed", "_streams")
 
     def __init__(self, receiver: RTCRtpReceiver, clock_rate: int) -> None:
         self._receiver = receiver
@@ -255,9 +268,6 @@ class ReceiverBookkeeping:
         estimator: RemoteBitrateEstimator | None = _receiver_private(receiver, "remote_bitrate_estimator")
         self._estimate = _speed_up(estimator) if estimator is not None else None
         self._clock_rate = clock_rate
-        # StreamStatistics.add and NackGenerator.add take an RtpPacket and read only these
-        # two fields: one stand-in, refilled per packet, instead of a packet object each.
-        self._seen = cast(RtpPacket, _Seen())
         self._refresh_at: dict[int, float] = {}
         self._remb_due = 0.0
         self._remb_sent = 0
@@ -270,12 +280,10 @@ class ReceiverBookkeeping:
         return receiver._enabled and receiver in self._routed
 
     def count(self, ssrc: int, seq: int, ts: int, size: int, abs_send_time: int | None) -> None:
-        seen = self._seen
-        seen.sequence_number, seen.timestamp = seq, ts
         stream = self._streams.get(ssrc)
         if stream is None:
             stream = self._streams[ssrc] = StreamStatistics(self._clock_rate)
-        stream.add(seen)
+        _add_to_statistics(stream, seq, ts)
         now = time.monotonic()
         if now >= self._refresh_at.get(ssrc, 0.0):  # getSynchronizationSources() wants ≤ 10 s
             self._refresh_at[ssrc] = now + ACTIVE_SOURCE_REFRESH_S
@@ -290,11 +298,9 @@ class ReceiverBookkeeping:
         nacks = self._nacks
         if nacks is None:
             return
-        seen = self._seen
-        seen.sequence_number = seq
         # aiortc NACKs again only when a new gap appears: a lost NACK or a lost retransmission
         # would then wait for the next loss, and the viewers' picture with it
-        if nacks.add(seen) or (nacks.missing and time.monotonic() >= self._renack_at):
+        if _note_received(nacks, seq) or (nacks.missing and time.monotonic() >= self._renack_at):
             self._renack_at = time.monotonic() + RENACK_S
             wanted = self._to_ask(nacks.missing)
             if wanted:
@@ -334,6 +340,55 @@ class ReceiverBookkeeping:
         run_now(coro)
 
 
+def _add_to_statistics(stream: StreamStatistics, seq: int, ts: int) -> None:
+    """``StreamStatistics.add``, written out on its fields: the same steps, per packet, without
+    its helper calls and a packet object to carry two numbers; tests/media/test_seams_ingest.py
+    compares every field with aiortc's own add."""
+    stream.packets_received += 1
+    highest = stream.max_seq
+    if highest is None:
+        stream.base_seq = seq
+        in_order = True
+    else:
+        in_order = 0 < (seq - highest) & 0xFFFF < HALF_SEQUENCE_SPACE  # aiortc's uint16_gt
+    if in_order:
+        arrival = int(time.time() * stream._clockrate)
+        if highest is not None and seq < highest:
+            stream.cycles += 1 << 16
+        stream.max_seq = seq
+        last_ts = stream._last_timestamp
+        if ts != last_ts and stream.packets_received > 1:
+            diff = abs((arrival - stream._last_arrival) - (ts - last_ts))  # type: ignore[operator]  # both set with last_ts
+            stream._jitter_q4 += diff - ((stream._jitter_q4 + 8) >> 4)
+        stream._last_arrival = arrival
+        stream._last_timestamp = ts
+
+
+def _note_received(nacks: NackGenerator, seq: int) -> bool:
+    """``NackGenerator.add``, written out on its fields (compared with it by the tests): True
+    if ``seq`` opened a gap. Of a gap, only the packets aiortc keeps tracking (the
+    ``RTP_HISTORY_SIZE`` before ``seq``) are added, not every one to be dropped at once: a
+    hostile jump of 32,767 costs as little as a gap of one."""
+    highest = nacks.max_seq
+    if highest is None:
+        nacks.max_seq = seq
+        return False
+    missing = nacks.missing
+    gap = (seq - highest) & 0xFFFF
+    opened = 1 < gap < HALF_SEQUENCE_SPACE
+    if 0 < gap < HALF_SEQUENCE_SPACE:
+        if opened:
+            missing.update((seq - back) & 0xFFFF for back in range(1, min(gap, RTP_HISTORY_SIZE + 1)))
+        nacks.max_seq = highest = seq
+    else:
+        missing.discard(seq)
+    if missing:  # NackGenerator.truncate: forget what is older than the history
+        oldest = (highest - RTP_HISTORY_SIZE) & 0xFFFF
+        stale = [old for old in missing if 0 < (oldest - old) & 0xFFFF < HALF_SEQUENCE_SPACE]
+        missing.difference_update(stale)
+    return opened
+
+
 def _speed_up(estimator: RemoteBitrateEstimator) -> RembEstimate:
     """What ``count`` calls instead of a fresh ``RemoteBitrateEstimator``'s ``add`` (same results,
     a fraction of the cost), with the estimator's min-frame-period step swapped for
@@ -343,3 +398,104 @@ def _speed_up(estimator: RemoteBitrateEstimator) -> RembEstimate:
     cheaper = functools.partial(min_frame_period, overuse.ts_delta_hist)
     overuse.update_min_frame_period = cheaper  # type: ignore[method-assign]  # shadowed per instance
     return RembEstimate(estimator, BandwidthUsage.OVERUSING)
+
+
+# --- 18. receiver reports on the hub's beat ----------------------------------------------
+
+RECEIVER_REPORT_S = 1.0  # aiortc draws 0.5-1.5 s per report: the same rate, on the beat
+DLSR_LIMIT_S = 65536  # DLSR is 16.16 fixed point (RFC 3550 §6.4.1)
+
+
+class ReceiverReports:
+    """Every publisher receiver's RTCP receiver reports, sent together on the hub's beat
+    (seam 18): one wake-up a second for all of them, shared with the hub's other timers.
+    ``close`` stops the timer (the relay's shutdown)."""
+
+    def __init__(self, period_s: float = RECEIVER_REPORT_S) -> None:
+        self.period_s = period_s
+        self._receivers: dict[RTCRtpReceiver, None] = {}  # insertion-ordered set: reports in join order
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._receivers)
+
+    def _start(self, receiver: RTCRtpReceiver) -> None:
+        self._receivers[receiver] = None
+        if self._timer is None and not self._closed:
+            self._timer = call_on_beat(self.period_s, self._tick)
+
+    def _forget(self, receiver: RTCRtpReceiver) -> None:
+        self._receivers.pop(receiver, None)
+
+    def _tick(self) -> None:
+        self._timer = None
+        for receiver in list(self._receivers):
+            try:
+                send_receiver_report(receiver)
+            except Exception:  # one publisher's report must not stop everyone's
+                logger.exception("receiver report failed")
+        if self._receivers and not self._closed:
+            self._timer = call_on_beat(self.period_s, self._tick)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def report_on_beat(receiver: RTCRtpReceiver, reports: ReceiverReports) -> None:
+    """Send ``receiver``'s receiver reports on ``reports``' timer instead of its own loop.
+
+    Call after ``setRemoteDescription`` created the receiver and before the connection
+    starts it (``receive()`` runs once ICE and DTLS are up)."""
+    state = vars(receiver)
+    if state.get("_RTCRtpReceiver__rtcp_task") is not None:
+        raise RuntimeError("receiver already started: too late to take its reports")
+    started: asyncio.Event = state["_RTCRtpReceiver__rtcp_started"]
+    exited: asyncio.Event = state["_RTCRtpReceiver__rtcp_exited"]
+
+    async def parked_rtcp_loop() -> None:
+        started.set()
+        reports._start(receiver)
+        try:
+            await asyncio.get_running_loop().create_future()  # until stop() cancels the task
+        except asyncio.CancelledError:
+            pass  # as aiortc's loop ends
+        finally:
+            reports._forget(receiver)
+            exited.set()
+
+    # receive() does asyncio.ensure_future(self._run_rtcp())
+    receiver._run_rtcp = parked_rtcp_loop  # type: ignore[method-assign]  # shadowed per instance
+
+
+def receiver_report(receiver: RTCRtpReceiver) -> RtcpRrPacket | None:
+    """The RR aiortc's loop would send now (None when it would send none): a report block
+    per source heard, with the delay since that source's last SR. Reading a source's
+    ``fraction_lost`` starts its next interval, as aiortc's loop does."""
+    rtcp_ssrc: int | None = _receiver_private(receiver, "rtcp_ssrc")
+    streams: dict[int, StreamStatistics] = _receiver_private(receiver, "remote_streams")
+    last_sr: dict[int, int] = _receiver_private(receiver, "lsr")
+    last_sr_at: dict[int, float] = _receiver_private(receiver, "lsr_time")
+    reports = []
+    for ssrc, stream in streams.items():
+        lsr = dlsr = 0
+        if ssrc in last_sr:
+            lsr = last_sr[ssrc]
+            delay = time.time() - last_sr_at[ssrc]
+            if 0 < delay < DLSR_LIMIT_S:
+                dlsr = int(delay * 65536)
+        reports.append(RtcpReceiverInfo(ssrc=ssrc, fraction_lost=stream.fraction_lost,
+                                        packets_lost=stream.packets_lost, highest_sequence=stream.max_seq or 0,
+                                        jitter=stream.jitter, lsr=lsr, dlsr=dlsr))
+    if rtcp_ssrc is None or not reports:
+        return None
+    return RtcpRrPacket(ssrc=rtcp_ssrc, reports=reports)
+
+
+def send_receiver_report(receiver: RTCRtpReceiver) -> None:
+    packet = receiver_report(receiver)
+    if packet is not None:
+        run_now(receiver._send_rtcp(packet))  # never suspends (seam 17's ReceiverBookkeeping._send)

@@ -10,17 +10,27 @@ from __future__ import annotations
 import asyncio.selector_events
 import inspect
 import re
+import time
 from collections.abc import Callable
+from typing import Any
+from unittest import mock
 
 import aioice.ice
 import aiortc.clock
 import aiortc.rate
 import aiortc.rtcdtlstransport
+import aiortc.rtp
+import pytest
 from aiortc import RTCRtpReceiver, rtcrtpreceiver
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtp import RtpPacket
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.media import bitrate
 from hub.media import seams_ingest as seams
 from hub.media.seams_peers import new_peer_connection
+from tests.kit import timeout, wait_until
 from tests.locked import check_locked
 
 
@@ -64,12 +74,18 @@ def test_receiver_bookkeeping_matches_handle_rtp_packet() -> None:
         "if not self._enabled:",
     ):
         assert duty in handle, duty
-    # the stand-in packet only has to carry what these two read
+    # what _add_to_statistics and _note_received write out (test_*_match_aiortcs below compare them)
     stats_add = source(rtcrtpreceiver.StreamStatistics.add)
     nack_add = source(rtcrtpreceiver.NackGenerator.add)
     for code in (stats_add, nack_add):
         fields = set(re.findall(r"\bpacket\.(\w+)", code))
         assert fields <= {"sequence_number", "timestamp"}, fields
+    assert set(re.findall(r"\bself\.(\w+) *[+-]?=", stats_add)) == {
+        "packets_received", "base_seq", "cycles", "max_seq", "_jitter_q4", "_last_arrival", "_last_timestamp"}
+    assert set(re.findall(r"\bself\.(\w+)", nack_add)) == {"max_seq", "missing", "truncate"}
+    assert "self.truncate()" in nack_add
+    nack_generator_source = source(rtcrtpreceiver.NackGenerator.truncate)
+    assert "RTP_HISTORY_SIZE" in nack_generator_source and aiortc.rtp.RTP_HISTORY_SIZE == 128
     assert "self.receivers.add(receiver)" in source(aiortc.rtcdtlstransport.RtpRouter.register_receiver)
     receive = source(RTCRtpReceiver.receive)
     assert "self.__transport._register_rtp_receiver(self, parameters)" in receive
@@ -88,6 +104,67 @@ async def test_receiver_bookkeeping_reaches_a_fresh_receivers_state() -> None:
     book.note_media(1234, 1)
     assert [s.source for s in transceiver.receiver.getSynchronizationSources()] == [1234]
     await pc.close()
+
+
+# One packet: (sequence-number step: in order, a gap, reordered or repeated, a jump past half
+# the space; timestamp step; µs of arrival since the previous packet).
+PACKET_STEPS = st.lists(
+    st.tuples(st.one_of(st.integers(1, 3), st.integers(-6, 0), st.integers(4, 300), st.integers(32700, 32840),
+                        st.integers(-65535, 65535)),
+              st.one_of(st.just(0), st.integers(1, 9000), st.integers(-9000, -1), st.integers(0, 2**32 - 1)),
+              st.integers(0, 200_000)),
+    max_size=250)
+
+
+@settings(max_examples=300)
+@given(PACKET_STEPS, st.integers(0, 65535), st.integers(0, 2**32 - 1))
+def test_statistics_and_nack_bookkeeping_match_aiortcs(
+        steps: list[tuple[int, int, int]], first_seq: int, first_ts: int) -> None:
+    # Seam 11 written out: every field of aiortc's StreamStatistics and NackGenerator, and
+    # whether a gap opened, after every packet, fed the same packets at the same times.
+    theirs, ours = StreamStatistics(90000), StreamStatistics(90000)
+    their_nacks, our_nacks = NackGenerator(), NackGenerator()
+    seq, ts, now_us = first_seq, first_ts, 1_700_000_000_000_000
+    with mock.patch("time.time", lambda: now_us / 1e6):
+        for seq_step, ts_step, arrival_step in [(0, 0, 0), *steps]:
+            seq, ts, now_us = (seq + seq_step) & 0xFFFF, (ts + ts_step) & 0xFFFFFFFF, now_us + arrival_step
+            packet = RtpPacket(sequence_number=seq, timestamp=ts)
+            theirs.add(packet)
+            seams._add_to_statistics(ours, seq, ts)
+            assert vars(ours) == vars(theirs)
+            opened = their_nacks.add(packet)
+            assert seams._note_received(our_nacks, seq) == opened
+            assert (our_nacks.max_seq, our_nacks.missing) == (their_nacks.max_seq, their_nacks.missing)
+    assert (ours.fraction_lost, ours.packets_lost, ours.jitter) == (theirs.fraction_lost, theirs.packets_lost,
+                                                                     theirs.jitter)
+
+
+class CountingSet(set[int]):
+    """A set that counts the elements put into it."""
+
+    added = 0
+
+    def add(self, element: int) -> None:
+        self.added += 1
+        super().add(element)
+
+    def update(self, *others: Any) -> None:
+        for other in others:
+            for element in other:
+                self.add(element)
+
+
+def test_a_jump_past_the_history_adds_only_what_aiortc_keeps_tracking() -> None:
+    # aiortc's generator adds every packet of a gap, then drops all but the last 128: a
+    # publisher whose sequence numbers jump by 32,767 (hostile, or broken) cost 11 ms of the
+    # event loop per packet that way (measured: docs/benchmarks.md, section 4).
+    theirs, ours = NackGenerator(), NackGenerator()
+    theirs.missing, ours.missing = CountingSet(), CountingSet()
+    for seq in (65000, 65001, 64999, (65001 + 32767) & 0xFFFF, 5, (5 + 32767) & 0xFFFF, 7):
+        assert seams._note_received(ours, seq) == theirs.add(RtpPacket(sequence_number=seq))
+        assert (ours.max_seq, ours.missing) == (theirs.max_seq, theirs.missing)
+    assert len(ours.missing) == 128  # the history
+    assert theirs.missing.added > 30_000 and ours.missing.added <= 3 * 128
 
 
 def test_bitrate_estimator_parts_we_drive() -> None:
@@ -188,3 +265,124 @@ def test_srtp_before_the_keys_is_kept_and_forwarded_first_once_they_exist() -> N
     dtls._rx_srtp = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
     connection.data_received(sender.protect(rtp(4)), 1)
     assert forwarded == [rtp(1), rtp(2), rtp(3), rtp(4)] and len(queued) == 1
+
+
+# --- seam 18: receiver reports on the hub's beat -----------------------------------------
+
+
+def test_receivers_rtcp_loop_is_a_task_of_an_instance_lookup_that_stop_waits_for() -> None:
+    # Seam 18: receive() starts self._run_rtcp() (shadowable per instance); stop() waits for
+    # the two events our parked loop sets; the RR is built from the private state we read.
+    assert "self.__rtcp_task = asyncio.ensure_future(self._run_rtcp())" in source(RTCRtpReceiver.receive)
+    stop = source(RTCRtpReceiver.stop)
+    assert "await self.__rtcp_started.wait()" in stop and "await self.__rtcp_exited.wait()" in stop
+    run_rtcp = source(RTCRtpReceiver._run_rtcp)
+    for step in ("self.__rtcp_started.set()", "self.__rtcp_exited.set()", "await asyncio.sleep(0.5 + random.random())",
+                 "for ssrc, stream in self.__remote_streams.items():", "lsr = self.__lsr[ssrc]",
+                 "delay = time.time() - self.__lsr_time[ssrc]", "highest_sequence=stream.max_seq",
+                 "RtcpRrPacket(ssrc=self.__rtcp_ssrc, reports=reports)", "await self._send_rtcp(packet)"):
+        assert step in run_rtcp, step
+
+
+def _receiver_that_heard(pc: Any, packets: list[tuple[int, int, int]], last_sr: dict[int, tuple[int, float]]) -> Any:
+    """A receiver whose statistics saw ``packets`` (ssrc, seq, timestamp) and whose last SRs
+    were ``last_sr`` (ssrc → (lsr, when)), ready to report to RTCP SSRC 4321."""
+    receiver = pc.addTransceiver("video", direction="recvonly").receiver
+    book = seams.ReceiverBookkeeping(receiver, 90000)
+    for ssrc, seq, ts in packets:
+        book.count(ssrc, seq, ts, 1000, None)
+    for ssrc, (lsr, when) in last_sr.items():
+        vars(receiver)["_RTCRtpReceiver__lsr"][ssrc] = lsr
+        vars(receiver)["_RTCRtpReceiver__lsr_time"][ssrc] = when
+    receiver._set_rtcp_ssrc(4321)
+    return receiver
+
+
+async def test_receiver_report_is_the_one_aiortcs_loop_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two receivers with the same history (loss on one source, an SR heard from it): the
+    # report aiortc's own loop sends from one is, byte for byte, the one we build from the other.
+    packets = [(1111, seq, seq // 3 * 3000) for seq in (1, 2, 3, 5, 6, 9, 10)] + [(2222, 7, 100), (2222, 8, 100)]
+    last_sr = {1111: (0x12345678, 1000.0)}
+    monkeypatch.setattr(time, "time", lambda: 1002.5)  # DLSR: 2.5 s
+    pc = new_peer_connection(())
+    ours, theirs = _receiver_that_heard(pc, packets, last_sr), _receiver_that_heard(pc, packets, last_sr)
+    sent: list[bytes] = []
+
+    async def capture(packet: Any) -> None:
+        sent.append(bytes(packet))
+        raise asyncio.CancelledError  # ends aiortc's loop after its first report
+
+    async def no_wait(delay: float) -> None:
+        return None
+
+    theirs._send_rtcp = capture
+    monkeypatch.setattr(asyncio, "sleep", no_wait)
+    await theirs._run_rtcp()
+    monkeypatch.undo()
+    monkeypatch.setattr(time, "time", lambda: 1002.5)
+    packet = seams.receiver_report(ours)
+    assert packet is not None and sent == [bytes(packet)]
+    block = packet.reports[0]
+    assert (block.ssrc, block.packets_lost, block.highest_sequence, block.lsr, block.dlsr) == (
+        1111, 3, 10, 0x12345678, int(2.5 * 65536))
+    await pc.close()
+
+
+async def test_no_report_before_a_source_was_heard() -> None:
+    pc = new_peer_connection(())
+    assert seams.receiver_report(_receiver_that_heard(pc, [], {})) is None  # as aiortc: no empty RR
+    await pc.close()
+
+
+async def test_a_parked_loop_joins_the_timer_until_stop_cancels_it() -> None:
+    pc = new_peer_connection(())
+    receiver = _receiver_that_heard(pc, [(1111, 1, 0)], {})
+    reports = seams.ReceiverReports(period_s=0.05)
+    seams.report_on_beat(receiver, reports)
+    state = vars(receiver)
+    task = asyncio.ensure_future(receiver._run_rtcp())  # what receive() does once DTLS is up
+    await asyncio.wait_for(state["_RTCRtpReceiver__rtcp_started"].wait(), timeout(5))
+    assert len(reports) == 1
+    sent: list[float] = []
+
+    async def capture(packet: Any) -> None:
+        sent.append(asyncio.get_running_loop().time())
+
+    receiver._send_rtcp = capture
+    await wait_until(lambda: len(sent) >= 2, message="two reports on the timer")
+    for at in sent:  # on the beat: multiples of the period on the loop's clock (never early)
+        assert 0 <= at / 0.05 - round(at / 0.05) < 0.5
+    task.cancel()
+    await asyncio.wait_for(state["_RTCRtpReceiver__rtcp_exited"].wait(), timeout(5))
+    assert len(reports) == 0 and task.done() and not task.cancelled()  # it ends as aiortc's loop ends
+    reports.close()
+    await pc.close()
+
+
+async def test_one_failing_report_does_not_stop_the_others() -> None:
+    pc = new_peer_connection(())
+    failing, working = (_receiver_that_heard(pc, [(1111, 1, 0)], {}) for _ in range(2))
+    reports = seams.ReceiverReports(period_s=0.05)
+    sent: list[bytes] = []
+
+    async def broken(packet: Any) -> None:
+        raise RuntimeError("socket gone")
+
+    async def capture(packet: Any) -> None:
+        sent.append(bytes(packet))
+
+    failing._send_rtcp, working._send_rtcp = broken, capture
+    for receiver in (failing, working):
+        reports._start(receiver)
+    await wait_until(lambda: len(sent) >= 2, message="the working receiver's reports")
+    reports.close()
+    await pc.close()
+
+
+async def test_too_late_once_the_receiver_runs_its_own_loop() -> None:
+    pc = new_peer_connection(())
+    receiver = pc.addTransceiver("video", direction="recvonly").receiver
+    vars(receiver)["_RTCRtpReceiver__rtcp_task"] = asyncio.get_running_loop().create_future()
+    with pytest.raises(RuntimeError, match="too late"):
+        seams.report_on_beat(receiver, seams.ReceiverReports())
+    await pc.close()
