@@ -1,10 +1,14 @@
-"""Janus 1.1 as the C reference SFU: a private config, the Streaming plugin and HTTP only.
+"""Janus 1.1 as the C reference SFU: a private config, one plugin and HTTP only.
 
-The mountpoint is declared in the Streaming plugin's config (an RTP VP8 input on a UDP port
-of 127.0.0.1); viewers use the HTTP API on 127.0.0.1. libnice never gathers loopback
-candidates (``ice_enforce_list = "lo"`` yields none), so Janus announces the host's own
-interface addresses and the viewers answer with theirs: the kernel delivers that traffic
-locally, nothing leaves the machine.
+``start_janus(…)`` (plugin "streaming", the default): the mountpoint is declared in the
+Streaming plugin's config (an RTP VP8 input on a UDP port of 127.0.0.1); viewers use the HTTP
+API on 127.0.0.1. ``plugin="videoroom"``: one VideoRoom room (VP8 only, no recording) for a
+WebRTC publisher, plus the Admin API on 127.0.0.1, read once a measurement is over to see
+what Janus received (``handle_info``). Every other plugin stays disabled either way.
+
+libnice never gathers loopback candidates (``ice_enforce_list = "lo"`` yields none), so
+Janus announces the host's own interface addresses and its peers (viewers, the VideoRoom
+publisher) use theirs: the kernel delivers that traffic locally, nothing leaves the machine.
 Janus is installed with ``apt-get install -y janus`` when missing (``ensure_janus``).
 """
 
@@ -14,15 +18,31 @@ import asyncio
 import shutil
 import socket
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import free_port, spawn
 
 MOUNTPOINT = 1
-# Every plugin but Streaming: fewer threads and sockets competing with the relay being measured.
-UNUSED_PLUGINS = ",".join(f"libjanus_{name}.so" for name in (
-    "audiobridge", "duktape", "echotest", "lua", "nosip", "recordplay", "sip", "textroom", "videocall", "videoroom",
-    "voicemail"))
+ROOM = 1
+PLUGINS = ("audiobridge", "duktape", "echotest", "lua", "nosip", "recordplay", "sip", "streaming", "textroom",
+           "videocall", "videoroom", "voicemail")
+# Above the clip's ~490 kbps even at the first REMB of Janus's ramp-up (a quarter of this):
+# Janus sends REMB only with a cap, and the hub sends REMB too, so the cap is kept, never binding.
+VIDEOROOM_BITRATE = 4_000_000
+
+
+@dataclass
+class RunningJanus:
+    proc: asyncio.subprocess.Process
+    url: str  # the HTTP API
+    rtp_port: int | None = None  # the Streaming mountpoint's RTP input
+    admin_url: str | None = None  # the Admin API (VideoRoom only)
+
+
+def disabled_plugins(used: str) -> str:
+    """Every plugin but ``used``: fewer threads and sockets competing with the relay being measured."""
+    return ",".join(f"libjanus_{name}.so" for name in PLUGINS if name != used)
 
 
 def ensure_janus(install: bool = True) -> str | None:
@@ -38,7 +58,7 @@ def ensure_janus(install: bool = True) -> str | None:
     return shutil.which("janus")
 
 
-def write_config(folder: Path, http_port: int, rtp_port: int) -> None:
+def write_config(folder: Path, http_port: int, plugin: str, plugin_config: str, admin_port: int | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "janus.jcfg").write_text(f"""
 general: {{
@@ -58,7 +78,7 @@ nat: {{
     ignore_mdns = true
 }}
 plugins: {{
-    disable = "{UNUSED_PLUGINS}"
+    disable = "{disabled_plugins(plugin)}"
 }}
 transports: {{
     disable = "libjanus_websockets.so,libjanus_pfunix.so,libjanus_mqtt.so,libjanus_nanomsg.so,libjanus_rabbitmq.so"
@@ -80,10 +100,20 @@ general: {{
     https = false
 }}
 admin: {{
-    admin_http = false
+    {admin_section(admin_port)}
 }}
 """)
-    (folder / "janus.plugin.streaming.jcfg").write_text(f"""
+    (folder / f"janus.plugin.{plugin}.jcfg").write_text(plugin_config)
+
+
+def admin_section(port: int | None) -> str:
+    if port is None:
+        return "admin_http = false"
+    return f'admin_http = true\n    admin_port = {port}\n    admin_ip = "127.0.0.1"\n    admin_base_path = "/admin"'
+
+
+def streaming_config(rtp_port: int) -> str:
+    return f"""
 general: {{
 }}
 bench: {{
@@ -94,15 +124,38 @@ bench: {{
         {{ type = "video"; mid = "v"; label = "video"; port = {rtp_port}; pt = 96; codec = "vp8" }}
     )
 }}
-""")
+"""
 
 
-async def start_janus(binary: str, workdir: Path) -> tuple[asyncio.subprocess.Process, str, int]:
+def videoroom_config() -> str:
+    # fir_freq = 0: no periodic FIR/PLI (the hub asks for keyframes only when it needs one)
+    return f"""
+general: {{
+}}
+room-{ROOM}: {{
+    description = "bench clip"
+    publishers = 1
+    bitrate = {VIDEOROOM_BITRATE}
+    fir_freq = 0
+    videocodec = "vp8"
+    record = false
+}}
+"""
+
+
+async def start_janus(binary: str, workdir: Path, plugin: str = "streaming") -> RunningJanus:
+    """Janus with ``plugin`` alone: "streaming" (one RTP mountpoint) or "videoroom" (one room)."""
     import httpx
 
-    http_port, rtp_port = free_port(), free_port(socket.SOCK_DGRAM)
+    http_port = free_port()
     folder = workdir / "janus"
-    write_config(folder, http_port, rtp_port)
+    rtp_port = admin_port = None
+    if plugin == "streaming":
+        rtp_port = free_port(socket.SOCK_DGRAM)
+        write_config(folder, http_port, plugin, streaming_config(rtp_port))
+    else:
+        admin_port = free_port()
+        write_config(folder, http_port, plugin, videoroom_config(), admin_port)
     proc = await spawn(binary, "-F", str(folder), "-C", str(folder / "janus.jcfg"), "-o",
                        log=workdir / "janus.log")
     url = f"http://127.0.0.1:{http_port}/janus"
@@ -112,7 +165,8 @@ async def start_janus(binary: str, workdir: Path) -> tuple[asyncio.subprocess.Pr
                 raise RuntimeError(f"janus exited: see {workdir / 'janus.log'}")
             try:
                 if (await http.get(url + "/info")).status_code == 200:
-                    return proc, url, rtp_port
+                    admin_url = f"http://127.0.0.1:{admin_port}/admin" if admin_port else None
+                    return RunningJanus(proc, url, rtp_port, admin_url)
             except httpx.HTTPError:
                 pass
             await asyncio.sleep(0.1)

@@ -16,15 +16,23 @@ decode skipped; ``counting``, the same receivers counting frames at the jitter b
 benchmark's viewers before issue 20); ``light``, packets counted in the socket callback and
 never decrypted (no receiver reports, NACK or PLI: the relay's send path alone).
 
-``--systems …,asyncio-sink`` (with ``--viewers 0``) adds the floor for the publisher alone:
-its plain RTP into a bare asyncio datagram endpoint that only counts packets
-(``bench/servers/udp_sink.py``); at N = 0 the summary gives hub ÷ each other system per repeat.
+Two more systems measure the publisher alone (N = 0 only: they stop before viewers are added);
+at N = 0 the summary gives hub ÷ each other system per repeat:
+
+- ``janus-webrtc``: Janus 1.1's VideoRoom plugin ingesting the same WebRTC publisher our hub
+  does (the same clip, track and pacing; ICE, DTLS, SRTP, receiver reports, NACK, REMB), no
+  subscribers: the like-for-like C reference for our ingest, where ``janus`` (plain RTP into
+  the Streaming plugin) is not. After the window the run logs what the publisher sent, the
+  RTCP Janus sent back and what Janus says it received (``bench/janus.py``'s Admin API).
+- ``asyncio-sink``: the floor, the publisher's plain RTP into a bare asyncio datagram
+  endpoint that only counts packets (``bench/servers/udp_sink.py``).
 
 ``--before DIR`` adds the system ``hub-before``: the hub from another source tree (e.g.
 ``git archive <commit> hub jaga | tar -x -C DIR``), started with the same config, for a
 before/after comparison in one run.
 
     python -m bench.relay [--repeats 3] [--viewers 0,16,32] [--systems hub,mediarelay,janus]
+                          [--systems hub,janus,janus-webrtc,asyncio-sink --viewers 0]
                           [--viewers-kind full,light] [--before DIR]
                           [--profile]   # py-spy the hub at the largest N
 """
@@ -58,12 +66,16 @@ from bench.common import (
     wait_for_file,
     write_result,
 )
-from bench.janus import MOUNTPOINT, ensure_janus, start_janus
+from bench.janus import MOUNTPOINT, ROOM, ensure_janus, start_janus
 from bench.media_peers import FPS, clip_kbps, load_clip, rtp_packets
 
 # hub: one media UDP port; hub-sessions: a socket each; hub-before: another tree's hub (--before);
+# janus-webrtc: the WebRTC publisher into Janus's VideoRoom (N = 0 only);
 # asyncio-sink: the publisher's plain RTP into a bare asyncio datagram endpoint (N = 0 only)
-SYSTEMS = ("hub", "hub-before", "hub-sessions", "mediarelay", "janus", "asyncio-sink")
+SYSTEMS = ("hub", "hub-before", "hub-sessions", "mediarelay", "janus", "janus-webrtc", "asyncio-sink")
+PUBLISHER_ONLY = ("janus-webrtc", "asyncio-sink")  # no viewers: they stop after N = 0
+JANUS_SYSTEMS = ("janus", "janus-webrtc")
+PLAIN_RTP_IN = ("janus", "asyncio-sink")  # the publisher sends plain RTP, no WebRTC
 VIEWER_KINDS = ("full", "counting", "light")
 PER_WORKER = 8
 STATION = "35.09.01.2001"
@@ -100,8 +112,44 @@ async def start_system(system: str, workdir: Path, janus_bin: str | None, before
         proc = await spawn(PY, "-m", "bench.servers.mediarelay_server", str(port_file), log=workdir / "mr.log")
         return {"proc": proc, "base": f"http://127.0.0.1:{await wait_for_file(port_file, proc)}", "token": None}
     assert janus_bin
-    proc, url, rtp_port = await start_janus(janus_bin, workdir)
-    return {"proc": proc, "janus": url, "rtp_port": rtp_port}
+    janus = await start_janus(janus_bin, workdir, "videoroom" if system == "janus-webrtc" else "streaming")
+    return {"proc": janus.proc, "janus": janus.url, "rtp_port": janus.rtp_port, "admin": janus.admin_url}
+
+
+async def start_publisher(system: str, publisher: Worker, server: dict[str, Any]) -> None:
+    """The clip into ``system``: plain RTP, or a WebRTC publisher (WHIP, or Janus's VideoRoom)."""
+    if system in PLAIN_RTP_IN:
+        await publisher.call("rtp", port=server["rtp_port"])
+        return
+    if system == "janus-webrtc":
+        reply = await publisher.call("janus_publish", timeout=60, url=server["janus"], room=ROOM,
+                                     admin_url=server["admin"])
+    else:
+        reply = await publisher.call("publish", timeout=60, base=server["base"], station=STATION,
+                                     token=server["token"])
+    if not reply["connected"]:
+        raise RuntimeError(f"{system}: publisher did not connect")
+
+
+async def publisher_report(system: str, publisher: Worker) -> dict[str, Any] | None:
+    """Once the N = 0 window is over: what the WebRTC publisher sent and the RTCP the server
+    sent back (and, for Janus, what it says it received), so a run shows the server did the
+    receiver's whole job, not just read a socket."""
+    if system in PLAIN_RTP_IN:
+        return None
+    try:
+        report: dict[str, Any] = await publisher.call("report", timeout=30)
+    except RuntimeError as exc:  # a check, not a measurement: the run's figures stand without it
+        log(f"{system}: no publisher report ({exc})")
+        return None
+    rtcp = ", ".join(f"{kind} {n}" for kind, n in report["rtcp"].items())
+    log(f"{system}: publisher sent {report['packets_sent']} packets; RTCP back: {rtcp}; "
+        f"loss reported {report['lost_reported']}, rtt {fmt(report['rtt_s'], 4)} s")
+    if "participants" in report:
+        log(f"{system}: room participants {report['participants']}")
+        for mid, got in report["janus_received"].items():
+            log(f"{system}: Janus received on mid {mid}: {got['in']}; its RTCP view {got['rtcp']}")
+    return report
 
 
 async def run_system(system: str, levels: list[int], args: argparse.Namespace, janus_bin: str | None,
@@ -113,18 +161,12 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
     workers: list[Worker] = []
     out: dict[str, Any] = {"system": system, "kind": kind, "levels": [], "profile": None}
     try:
-        if system in ("janus", "asyncio-sink"):
-            await publisher.call("rtp", port=server["rtp_port"])
-        else:
-            reply = await publisher.call("publish", timeout=60, base=server["base"], station=STATION,
-                                         token=server["token"])
-            if not reply["connected"]:
-                raise RuntimeError(f"{system}: publisher did not connect")
+        await start_publisher(system, publisher, server)
         await asyncio.sleep(1.0)
         current = 0
         for n in levels:
-            if n and system == "asyncio-sink":
-                break  # a floor for the publisher alone: it has no viewers
+            if n and system in PUBLISHER_ONLY:
+                break  # the publisher alone: it has no viewers
             while current < n:
                 if current // PER_WORKER >= len(workers):
                     workers.append(await Worker.start("-m", "bench.rtcload", "viewers", "--kind", kind,
@@ -167,6 +209,8 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
             log(f"{system:10} {kind:8} N={n:2} cpu={cores * 100:5.1f}% (sys {system_cores * 100:4.1f}%) "
                 f"fps median={fmt(level['fps_median'], 1)} "
                 f"min={fmt(level['fps_min'], 1)} lost={lost}")
+            if n == 0:  # after the window: the report's requests are not measured
+                out["publisher"] = await publisher_report(system, publisher)
             if not level["served"]:
                 log(f"{system}: viewers below 90% of {FPS} fps at N={n}; stopping here")
                 break
@@ -227,7 +271,9 @@ def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) 
     names = {"hub": "Jaga hub (forwarding)", "hub-before": "Jaga hub, before (--before tree)",
              "hub-sessions": "Jaga hub, a UDP socket per session",
              "mediarelay": "aiortc MediaRelay (re-encoding)",
-             "janus": "Janus 1.1 Streaming", "asyncio-sink": "bare asyncio UDP receiver (the floor)"}
+             "janus": "Janus 1.1 Streaming",
+             "janus-webrtc": "Janus 1.1 VideoRoom (WebRTC publisher in)",
+             "asyncio-sink": "bare asyncio UDP receiver (the floor)"}
     kinds = [k for k in VIEWER_KINDS if any(r.get("kind", "full") == k for r in runs)]
     agg: dict[str, Any] = {}
     lines = ["Server CPU (% of one core) by viewers N, median over repeats; viewers' frame rate as min fps:", ""]
@@ -273,7 +319,7 @@ def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) 
                 lines.append(f"- CPU per added viewer, hub ÷ {other}, {kind} viewers: "
                              f"{fmt_spread(ratios[name], 2)}; per repeat {each}")
     if 0 in levels:  # one publisher, no viewers (issue 20's ingest goal): hub ÷ each other, per repeat
-        for other in ("janus", "hub-before", "asyncio-sink", "hub-sessions"):
+        for other in ("janus", "janus-webrtc", "hub-before", "asyncio-sink", "hub-sessions"):
             pairs = per_repeat_ratios(runs, other, "full", cores_without_viewers)
             if any(p is not None for p in pairs):
                 ratios[f"N0:hub/{other}"] = summary(pairs) | {"per_repeat": pairs}
@@ -305,7 +351,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--viewers", default="0,16,32")
-    parser.add_argument("--systems", default=",".join(s for s in SYSTEMS if s not in ("hub-before", "asyncio-sink")))
+    parser.add_argument("--systems", default=",".join(s for s in SYSTEMS
+                                                      if s != "hub-before" and s not in PUBLISHER_ONLY))
     parser.add_argument("--viewers-kind", default="full",
                         help="comma list of full, counting, light (see the module doc); each is run for every system")
     parser.add_argument("--before", type=Path, default=None,
@@ -331,11 +378,12 @@ async def main() -> None:
     if unknown := set(args.kinds) - set(VIEWER_KINDS):
         parser.error(f"unknown viewer kind(s) {sorted(unknown)}")
     raise_fd_limit()
-    janus_bin = ensure_janus(not args.no_install) if "janus" in systems else None
+    wants_janus = any(s in JANUS_SYSTEMS for s in systems)
+    janus_bin = ensure_janus(not args.no_install) if wants_janus else None
     notes = []
-    if "janus" in systems and not janus_bin:
+    if wants_janus and not janus_bin:
         notes.append("Janus not available (apt-get install janus failed or not allowed): skipped")
-        systems.remove("janus")
+        systems = [s for s in systems if s not in JANUS_SYSTEMS]
     clip = load_clip()
     packets_per_s = sum(len(p) for p in rtp_packets(clip)) / (len(clip) / FPS)
     started = time.monotonic()

@@ -1,7 +1,10 @@
 """WebRTC load for the relay benchmarks, run as worker processes (see ``bench.common.Worker``).
 
-``publisher``: one WHIP publisher replaying the pre-encoded clip, or the same clip as plain
-RTP to a UDP port (Janus's Streaming plugin). ``viewers [--kind full|counting|light]``: many
+``publisher``: one WHIP publisher replaying the pre-encoded clip (``publish``), the same
+WebRTC publisher joined to a Janus VideoRoom over Janus's HTTP API (``janus_publish``), or the
+same clip as plain RTP to a UDP port (``rtp``: Janus's Streaming plugin). ``report`` tells, once
+a measurement is over, what a WebRTC publisher sent and the RTCP the server sent back (receiver
+reports, REMB, NACK, PLI), and with Janus what Janus says it received. ``viewers [--kind full|counting|light]``: many
 viewers in one process, over WHEP (our hub, the MediaRelay baseline) or Janus's HTTP API:
 ``full`` (the default) browser-like aiortc receivers whose track is consumed (``FullViewer``),
 ``counting`` the same receivers counting frames at the jitter buffer (``CountingViewer``),
@@ -17,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from bench.common import raise_fd_limit, serve_worker
 from bench.media_peers import (
@@ -26,11 +29,12 @@ from bench.media_peers import (
     FullViewer,
     LivePatternTrack,
     load_clip,
+    prefer_vp8,
     rtp_packets,
     send_rtp,
     whip_publish,
 )
-from hub.media.seams_peers import close_peer_connection
+from hub.media.seams_peers import close_peer_connection, new_peer_connection
 
 
 async def wait_connected(pc: RTCPeerConnection, timeout: float = 20) -> bool:
@@ -42,6 +46,40 @@ async def wait_connected(pc: RTCPeerConnection, timeout: float = 20) -> bool:
     return pc.connectionState == "connected"
 
 
+def rtcp_kind(packet: Any) -> str:
+    from aiortc.rtp import (
+        RTCP_PSFB_APP,
+        RTCP_RTPFB_NACK,
+        RtcpPsfbPacket,
+        RtcpRrPacket,
+        RtcpRtpfbPacket,
+        RtcpSrPacket,
+    )
+
+    if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+        return "rr"  # a receiver report, alone or inside a sender report
+    if isinstance(packet, RtcpPsfbPacket):
+        return "remb" if packet.fmt == RTCP_PSFB_APP else "pli"  # PLI or FIR: a keyframe request
+    if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+        return "nack"
+    return "other"
+
+
+def count_rtcp(sender: RTCRtpSender) -> dict[str, int]:
+    """Counts, by kind, the RTCP the server sends back about ``sender``: the proof that the
+    server really handles the stream (its receiver reports, REMB, NACK), not just its socket."""
+    counts = {"rr": 0, "remb": 0, "nack": 0, "pli": 0, "other": 0}
+    handle = sender._handle_rtcp_packet
+
+    async def counting(packet: Any) -> None:
+        counts[rtcp_kind(packet)] += 1
+        await handle(packet)
+
+    # RTCDtlsTransport awaits recipient._handle_rtcp_packet(packet): an instance lookup
+    sender._handle_rtcp_packet = counting  # type: ignore[method-assign]
+    return counts
+
+
 class Publisher:
     def __init__(self) -> None:
         self.clip = load_clip()
@@ -49,11 +87,41 @@ class Publisher:
         self.track: ClipTrack | LivePatternTrack | None = None
         self.rtp_stop = asyncio.Event()
         self.rtp_task: asyncio.Task[int] | None = None
+        self.rtcp: dict[str, int] = {}
+        self.janus: Janus | None = None
+        self.janus_ids: tuple[int, int] | None = None  # (session, handle)
+        self.room: int | None = None
 
     async def publish(self, base: str, station: str, token: str | None = None, live: bool = False) -> dict[str, Any]:
         self.track = LivePatternTrack() if live else ClipTrack(self.clip)
         self.pc, location = await whip_publish(base, station, token, self.track)
+        self.rtcp = count_rtcp(self.pc.getSenders()[0])
         return {"connected": await wait_connected(self.pc), "location": location}
+
+    async def janus_publish(self, url: str, room: int, admin_url: str | None = None) -> dict[str, Any]:
+        """The clip, as ``publish`` sends it, into a Janus VideoRoom (its only publisher)."""
+        self.track = ClipTrack(self.clip)
+        self.pc = new_peer_connection(())
+        self.pc.addTransceiver(self.track, direction="sendonly")
+        prefer_vp8(self.pc)
+        self.rtcp = count_rtcp(self.pc.getSenders()[0])
+        self.janus, self.room = Janus(url, admin_url), room
+        self.janus_ids = await self.janus.publish(room, self.pc)
+        return {"connected": await wait_connected(self.pc)}
+
+    async def report(self) -> dict[str, Any]:
+        """What the WebRTC publisher sent and the RTCP that came back; with Janus, also the
+        room's participants and what Janus's core received on the publisher's handle."""
+        stats = list((await self.pc.getSenders()[0].getStats()).values())
+        sent = next(s for s in stats if s.type == "outbound-rtp")
+        remote = next((s for s in stats if s.type == "remote-inbound-rtp"), None)
+        reply: dict[str, Any] = {"packets_sent": sent.packetsSent, "rtcp": dict(self.rtcp),
+                                 "lost_reported": remote.packetsLost if remote else None,
+                                 "rtt_s": remote.roundTripTime if remote else None}
+        if self.janus is not None and self.janus_ids is not None and self.room is not None:
+            reply["participants"] = await self.janus.participants(*self.janus_ids, self.room)
+            reply["janus_received"] = await self.janus.received(*self.janus_ids)
+        return reply
 
     async def rtp(self, port: int) -> dict[str, Any]:
         self.rtp_task = asyncio.ensure_future(send_rtp(rtp_packets(self.clip), port, self.rtp_stop))
@@ -72,12 +140,14 @@ class Publisher:
 
 
 class Janus:
-    """Just enough of Janus's HTTP API to watch a Streaming mountpoint."""
+    """Just enough of Janus's HTTP API to watch a Streaming mountpoint or publish into a
+    VideoRoom (and of its Admin API to read what it received)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, admin_url: str | None = None) -> None:
         import httpx
 
         self.url = url
+        self.admin_url = admin_url
         self.http = httpx.AsyncClient(timeout=30)
         self.n = 0
 
@@ -89,24 +159,61 @@ class Janus:
             raise RuntimeError(f"janus: {reply}")
         return reply
 
-    async def watch(self, mountpoint: int, viewer: Any) -> tuple[int, int]:
+    async def attach(self, plugin: str) -> tuple[int, int]:
+        """A new session and a handle on ``plugin`` in it."""
         session = (await self.post("", {"janus": "create"}))["data"]["id"]
-        handle = (await self.post(f"/{session}", {"janus": "attach", "plugin": "janus.plugin.streaming"}))["data"]["id"]
-        await self.post(f"/{session}/{handle}", {"janus": "message", "body": {"request": "watch", "id": mountpoint}})
-        offer = None
-        deadline = time.monotonic() + 20
-        while offer is None and time.monotonic() < deadline:
+        handle = (await self.post(f"/{session}", {"janus": "attach", "plugin": plugin}))["data"]["id"]
+        return session, handle
+
+    async def next_jsep(self, session: int, kind: str, timeout: float = 20) -> str:
+        """The SDP of the next event on ``session`` carrying a JSEP of ``kind`` ("offer" or
+        "answer"): a plugin answers a message later, on the session's long poll."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             event = (await self.http.get(f"{self.url}/{session}?maxev=1")).json()
             if isinstance(event, list):
                 event = event[0] if event else {}
-            if event.get("jsep", {}).get("type") == "offer":
-                offer = event["jsep"]["sdp"]
-        if offer is None:
-            raise RuntimeError("janus sent no offer")
-        answer = await viewer.answer(offer)
+            if error := event.get("plugindata", {}).get("data", {}).get("error"):
+                raise RuntimeError(f"janus: {error}")
+            if event.get("jsep", {}).get("type") == kind:
+                return str(event["jsep"]["sdp"])
+        raise RuntimeError(f"janus sent no {kind}")
+
+    async def watch(self, mountpoint: int, viewer: Any) -> tuple[int, int]:
+        session, handle = await self.attach("janus.plugin.streaming")
+        await self.post(f"/{session}/{handle}", {"janus": "message", "body": {"request": "watch", "id": mountpoint}})
+        answer = await viewer.answer(await self.next_jsep(session, "offer"))
         await self.post(f"/{session}/{handle}", {"janus": "message", "body": {"request": "start"},
                                                  "jsep": {"type": "answer", "sdp": answer}})
         return session, handle
+
+    async def publish(self, room: int, pc: RTCPeerConnection) -> tuple[int, int]:
+        """Join ``room`` as a publisher with ``pc``'s offer and apply Janus's answer."""
+        session, handle = await self.attach("janus.plugin.videoroom")
+        # Gathered on the host's interface addresses (aioice's own choice, never loopback):
+        # libnice (Janus) has no loopback candidate to pair with 127.0.0.1.
+        await pc.setLocalDescription(await pc.createOffer())
+        body = {"request": "joinandconfigure", "ptype": "publisher", "room": room, "display": "bench"}
+        await self.post(f"/{session}/{handle}", {"janus": "message", "body": body,
+                                                 "jsep": {"type": "offer", "sdp": pc.localDescription.sdp}})
+        answer = await self.next_jsep(session, "answer")
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        return session, handle
+
+    async def participants(self, session: int, handle: int, room: int) -> list[dict[str, Any]]:
+        reply = await self.post(f"/{session}/{handle}", {"janus": "message",
+                                                         "body": {"request": "listparticipants", "room": room}})
+        return list(reply["plugindata"]["data"]["participants"])
+
+    async def received(self, session: int, handle: int) -> dict[str, Any]:
+        """Per mid, the packets Janus's core received on the handle's PeerConnection, the NACKs
+        it sent and its RTCP view (loss, jitter): the Admin API's ``handle_info``."""
+        assert self.admin_url is not None
+        body = {"janus": "handle_info", "transaction": "info"}
+        info = (await self.http.post(f"{self.admin_url}/{session}/{handle}", json=body)).json()
+        media = info.get("info", {}).get("webrtc", {}).get("media", {})
+        return {mid: {"in": m.get("stats", {}).get("in"), "rtcp": m.get("rtcp", {}).get("main")}
+                for mid, m in media.items()}
 
 
 class JanusLightViewer:
@@ -214,7 +321,8 @@ async def main() -> None:
     raise_fd_limit()
     if sys.argv[1] == "publisher":
         p = Publisher()
-        await serve_worker({"publish": p.publish, "rtp": p.rtp, "stats": p.stats, "close": p.close})
+        await serve_worker({"publish": p.publish, "janus_publish": p.janus_publish, "rtp": p.rtp,
+                            "report": p.report, "stats": p.stats, "close": p.close})
         await p.close()
     else:
         v = Viewers(sys.argv[sys.argv.index("--kind") + 1] if "--kind" in sys.argv else "full")
