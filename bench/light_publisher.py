@@ -263,7 +263,7 @@ async def publish_light(base: str, station: str, token: str | None, ticker: Tick
     report_with(publisher.sender, publisher._report)  # before aiortc's first SR goes out
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and pc.connectionState not in ("failed", "closed"):
-        wire = open_wire(publisher.sender) if pc.connectionState == "connected" else None
+        wire = open_wire(publisher.sender.transport) if pc.connectionState == "connected" else None
         if wire is not None:
             publisher.start(wire)
             ticker.add(publisher)

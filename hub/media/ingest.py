@@ -83,6 +83,7 @@ def ingest_publisher(receivers: dict[str, RTCRtpReceiver], negotiated: dict[str,
     transports: dict[int, RTCDtlsTransport] = {}  # one per transport: a single one with BUNDLE
     routes: dict[int, dict[int, _Route]] = {}
     abs_send_time_ids: dict[int, int] = {}
+    books: dict[str, ReceiverBookkeeping] = {}
     for kind, receiver in receivers.items():
         media = negotiated.get(kind)
         if media is None:
@@ -90,7 +91,7 @@ def ingest_publisher(receivers: dict[str, RTCRtpReceiver], negotiated: dict[str,
         dtls = receiver.transport
         transports[id(dtls)] = dtls
         on_transport = routes.setdefault(id(dtls), {})
-        book = ReceiverBookkeeping(receiver, media.clock_rate)
+        book = books[kind] = ReceiverBookkeeping(receiver, media.clock_rate)
         media_ssrc = [0]
         wanted = {media.payload_type: _Route(kind, book, False, media_ssrc)}
         if media.rtx_payload_type is not None:
@@ -102,8 +103,8 @@ def ingest_publisher(receivers: dict[str, RTCRtpReceiver], negotiated: dict[str,
         if kind == "video" and media.abs_send_time_extension_id is not None:
             abs_send_time_ids[id(dtls)] = media.abs_send_time_extension_id
     if reports is not None:
-        for receiver in receivers.values():
-            seams_ingest.report_on_beat(receiver, reports)
+        for kind, book in books.items():
+            seams_ingest.report_on_beat(receivers[kind], reports, book.send_rtcp)
     ingests = []
     for key, dtls in transports.items():  # only once every check passed: nothing half-diverted
         ingest = PublisherIngest(routes[key], abs_send_time_ids.get(key), on_rtp)

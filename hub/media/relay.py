@@ -326,7 +326,7 @@ class MediaRelay:
             return
         if isinstance(peer, ViewerPeer):
             for kind, egress in peer.egresses.items():
-                wire = seams_egress.open_wire(peer.senders[kind])
+                wire = seams_egress.open_wire(peer.senders[kind].transport)
                 if wire is not None:
                     egress.attach(wire)
             return

@@ -5,7 +5,8 @@ negotiation, SSRCs and RTCP, but sends the media itself. That needs five reaches
 aiortc / aioice / pylibsrtp (and two more to read the viewer's receiver reports), each pinned
 by ``tests/media/test_seams_egress.py`` against the locked versions:
 
-6. ``open_wire`` / ``SrtpWire``: a viewer's outbound SRTP session
+6. ``open_wire`` / ``SrtpWire``: a viewer's outbound SRTP session (and a publisher's, for
+   the RTCP the ingest sends: ``seams_ingest.ReceiverBookkeeping.send_rtcp``)
    (``RTCDtlsTransport._tx_srtp``, a pylibsrtp ``Session``) and its nominated ICE pair's
    UDP transport (``RTCIceTransport._connection``, ``aioice.Connection._nominated[1]`` →
    ``CandidatePair.protocol.transport`` / ``.remote_addr``), so a packet is protected and
@@ -53,7 +54,7 @@ from typing import Any, Protocol, cast
 
 import pylibsrtp
 from aioice.ice import CandidatePair
-from aiortc import RTCRtpSender
+from aiortc import RTCDtlsTransport, RTCRtpSender
 from aiortc import clock as aiortc_clock
 from aiortc.rtp import AnyRtcpPacket, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
 from pylibsrtp import _binding as srtp_binding
@@ -195,9 +196,9 @@ def _discard(data: bytes, addr: tuple[str, int]) -> None:
     """What a wire sends with before it has a pair."""
 
 
-def open_wire(sender: RTCRtpSender) -> SrtpWire | None:
-    """The direct path to the viewer behind ``sender``; None if DTLS is not up (yet)."""
-    dtls = sender.transport
+def open_wire(dtls: RTCDtlsTransport) -> SrtpWire | None:
+    """The direct path to the peer behind ``dtls`` (a viewer's, or a publisher's for our
+    RTCP); None if DTLS is not up (yet)."""
     srtp = getattr(dtls, "_tx_srtp", None)
     if dtls.state != "connected" or srtp is None:
         return None
@@ -331,7 +332,7 @@ def report_with(sender: RTCRtpSender, report: SenderReport, reports: SenderRepor
         if sr is not None and not _fill(sr, report):
             return  # no SR (nor its SDES) before our first packet of the era
         if wire is None:
-            wire = open_wire(sender)
+            wire = open_wire(sender.transport)
         if wire is None:  # DTLS not up: aiortc's own path (which drops it, or raises)
             await send_rtcp(packets)
         elif not wire.send_rtcp(b"".join(bytes(packet) for packet in packets)):

@@ -66,16 +66,20 @@ from aiortc.rate import BandwidthUsage, RemoteBitrateEstimator
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
+    RTCP_RTPFB_NACK,
     RTP_HISTORY_SIZE,
+    AnyRtcpPacket,
     RtcpPsfbPacket,
     RtcpReceiverInfo,
     RtcpRrPacket,
+    RtcpRtpfbPacket,
     pack_remb_fci,
 )
 from pylibsrtp import _binding as srtp_binding
 
 from hub.beat import call_on_beat
 from hub.media.bitrate import RembEstimate, min_frame_period
+from hub.media.seams_egress import SrtpWire, open_wire
 from hub.media.seams_udp import SessionSocket
 
 logger = logging.getLogger(__name__)
@@ -257,7 +261,7 @@ class ReceiverBookkeeping:
     """
 
     __slots__ = ("_active", "_clock_rate", "_estimate", "_nacks", "_receiver", "_refresh_at", "_remb_due",
-                 "_nack_counts", "_remb_sent", "_renack_at", "_routed", "_streams")
+                 "_nack_counts", "_remb_sent", "_renack_at", "_routed", "_streams", "_wire")
 
     def __init__(self, receiver: RTCRtpReceiver, clock_rate: int) -> None:
         self._receiver = receiver
@@ -273,6 +277,7 @@ class ReceiverBookkeeping:
         self._remb_sent = 0
         self._renack_at = 0.0
         self._nack_counts: dict[int, int] = {}  # missing sequence number → times asked for
+        self._wire: SrtpWire | None = None  # opened with the first RTCP we send
 
     def accepting(self) -> bool:
         """aiortc would route to this receiver: started, not stopped, enabled."""
@@ -304,7 +309,7 @@ class ReceiverBookkeeping:
             self._renack_at = time.monotonic() + RENACK_S
             wanted = self._to_ask(nacks.missing)
             if wanted:
-                self._send(self._receiver._send_rtcp_nack(ssrc, wanted))
+                self._send_nack(ssrc, wanted)
 
     def _to_ask(self, missing: set[int]) -> list[int]:
         """The missing packets not yet asked for ``MAX_NACKS`` times (and count this time)."""
@@ -329,15 +334,32 @@ class ReceiverBookkeeping:
         self._remb_due, self._remb_sent = now + REMB_INTERVAL_S, bitrate
         rtcp_ssrc: int | None = _receiver_private(self._receiver, "rtcp_ssrc")
         if rtcp_ssrc is not None:
-            packet = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb))
-            self._send(self._receiver._send_rtcp(packet))
+            self.send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)))
 
-    @staticmethod
-    def _send(coro: Coroutine[Any, Any, None]) -> None:
-        """aiortc's RTCP send (serialise, protect, four coroutines down to ``sendto``) never
-        suspends: run it now (seam 17's ``run_now``) rather than as a task a loop turn later,
-        as it was (a REMB every 200 ms per publisher)."""
-        run_now(coro)
+    def _send_nack(self, media_ssrc: int, lost: list[int]) -> None:
+        """What ``_send_rtcp_nack`` builds (RFC 4585 §6.2.1), sent by ``send_rtcp``."""
+        rtcp_ssrc: int | None = _receiver_private(self._receiver, "rtcp_ssrc")
+        if rtcp_ssrc is not None:
+            packet = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=rtcp_ssrc, media_ssrc=media_ssrc)
+            packet.lost = lost
+            self.send_rtcp(packet)
+
+    def send_rtcp(self, packet: AnyRtcpPacket) -> None:
+        """Send ``packet`` to the publisher now: protected and written on its ICE pair by a
+        wire of our own (``seams_egress.SrtpWire``, as a viewer's packets are), not through
+        aiortc's four coroutines (≈ 5 % of one publisher's CPU for its ~3 RTCP packets a
+        second, docs/benchmarks.md section 4); through them while the wire cannot send."""
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = open_wire(self._receiver.transport)
+        if wire is None or not wire.send_rtcp(bytes(packet)):
+            send_through_aiortc(self._receiver, packet)
+
+
+def send_through_aiortc(receiver: RTCRtpReceiver, packet: AnyRtcpPacket) -> None:
+    """aiortc's RTCP send (serialise, protect, four coroutines down to ``sendto``) never
+    suspends: run it now (seam 17's ``run_now``) rather than as a task a loop turn later."""
+    run_now(receiver._send_rtcp(packet))
 
 
 def _add_to_statistics(stream: StreamStatistics, seq: int, ts: int) -> None:
@@ -402,6 +424,7 @@ def _speed_up(estimator: RemoteBitrateEstimator) -> RembEstimate:
 
 # --- 18. receiver reports on the hub's beat ----------------------------------------------
 
+RtcpSend = Callable[[AnyRtcpPacket], None]
 RECEIVER_REPORT_S = 1.0  # aiortc draws 0.5-1.5 s per report: the same rate, on the beat
 DLSR_LIMIT_S = 65536  # DLSR is 16.16 fixed point (RFC 3550 §6.4.1)
 
@@ -413,15 +436,15 @@ class ReceiverReports:
 
     def __init__(self, period_s: float = RECEIVER_REPORT_S) -> None:
         self.period_s = period_s
-        self._receivers: dict[RTCRtpReceiver, None] = {}  # insertion-ordered set: reports in join order
+        self._receivers: dict[RTCRtpReceiver, RtcpSend] = {}  # in join order, with how to send its RR
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
 
     def __len__(self) -> int:
         return len(self._receivers)
 
-    def _start(self, receiver: RTCRtpReceiver) -> None:
-        self._receivers[receiver] = None
+    def _start(self, receiver: RTCRtpReceiver, send: RtcpSend) -> None:
+        self._receivers[receiver] = send
         if self._timer is None and not self._closed:
             self._timer = call_on_beat(self.period_s, self._tick)
 
@@ -430,9 +453,11 @@ class ReceiverReports:
 
     def _tick(self) -> None:
         self._timer = None
-        for receiver in list(self._receivers):
+        for receiver, send in list(self._receivers.items()):
             try:
-                send_receiver_report(receiver)
+                packet = receiver_report(receiver)
+                if packet is not None:
+                    send(packet)
             except Exception:  # one publisher's report must not stop everyone's
                 logger.exception("receiver report failed")
         if self._receivers and not self._closed:
@@ -445,8 +470,9 @@ class ReceiverReports:
             self._timer = None
 
 
-def report_on_beat(receiver: RTCRtpReceiver, reports: ReceiverReports) -> None:
-    """Send ``receiver``'s receiver reports on ``reports``' timer instead of its own loop.
+def report_on_beat(receiver: RTCRtpReceiver, reports: ReceiverReports, send: RtcpSend | None = None) -> None:
+    """Send ``receiver``'s receiver reports on ``reports``' timer instead of its own loop,
+    with ``send`` (a ``ReceiverBookkeeping.send_rtcp``; None: aiortc's ``_send_rtcp``).
 
     Call after ``setRemoteDescription`` created the receiver and before the connection
     starts it (``receive()`` runs once ICE and DTLS are up)."""
@@ -458,7 +484,7 @@ def report_on_beat(receiver: RTCRtpReceiver, reports: ReceiverReports) -> None:
 
     async def parked_rtcp_loop() -> None:
         started.set()
-        reports._start(receiver)
+        reports._start(receiver, send or functools.partial(send_through_aiortc, receiver))
         try:
             await asyncio.get_running_loop().create_future()  # until stop() cancels the task
         except asyncio.CancelledError:
@@ -494,8 +520,3 @@ def receiver_report(receiver: RTCRtpReceiver) -> RtcpRrPacket | None:
         return None
     return RtcpRrPacket(ssrc=rtcp_ssrc, reports=reports)
 
-
-def send_receiver_report(receiver: RTCRtpReceiver) -> None:
-    packet = receiver_report(receiver)
-    if packet is not None:
-        run_now(receiver._send_rtcp(packet))  # never suspends (seam 17's ReceiverBookkeeping._send)

@@ -119,6 +119,9 @@ async def test_publisher_gets_receiver_reports_and_a_bandwidth_estimate(
         await handle(packet)
 
     monkeypatch.setattr(sender, "_handle_rtcp_packet", spy)
+    through_aiortc: list[AnyRtcpPacket] = []  # the hub's RTCP goes out on its own wire instead
+    for transceiver in _publisher_peer(relay, publisher).getTransceivers():
+        monkeypatch.setattr(transceiver.receiver, "_send_rtcp", through_aiortc.append)
 
     async def receiver_report() -> RTCRemoteInboundRtpStreamStats | None:
         stats = await sender.getStats()
@@ -128,6 +131,7 @@ async def test_publisher_gets_receiver_reports_and_a_bandwidth_estimate(
     report = await wait_until(receiver_report, message="a receiver report and a REMB from the relay", every=0.1)
     assert report.packetsLost == 0
     assert rembs[0].fci[:4] == b"REMB"
+    assert through_aiortc == []
     await publisher.close()
 
 

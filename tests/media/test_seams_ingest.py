@@ -365,15 +365,11 @@ async def test_one_failing_report_does_not_stop_the_others() -> None:
     reports = seams.ReceiverReports(period_s=0.05)
     sent: list[bytes] = []
 
-    async def broken(packet: Any) -> None:
+    def broken(packet: Any) -> None:
         raise RuntimeError("socket gone")
 
-    async def capture(packet: Any) -> None:
-        sent.append(bytes(packet))
-
-    failing._send_rtcp, working._send_rtcp = broken, capture
-    for receiver in (failing, working):
-        reports._start(receiver)
+    reports._start(failing, broken)
+    reports._start(working, lambda packet: sent.append(bytes(packet)))
     await wait_until(lambda: len(sent) >= 2, message="the working receiver's reports")
     reports.close()
     await pc.close()
