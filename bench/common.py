@@ -3,7 +3,8 @@
 CPU is read from ``/proc/PID/stat`` (utime + stime, all threads), so a busy neighbour on the
 machine does not change it the way it changes wall-clock speed. Every process a benchmark
 starts is put in its own session and registered here; :func:`cleanup` (also run at exit and on
-SIGTERM/SIGINT) ends exactly those process groups and nothing else.
+SIGTERM/SIGINT) ends exactly those process groups and nothing else, then runs the callbacks
+registered with :func:`on_cleanup` (``bench.lab`` removes its network namespace there).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +35,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 Owned = TypeVar("Owned", subprocess.Popen[Any], asyncio.subprocess.Process)
 _owned: list[subprocess.Popen[Any] | asyncio.subprocess.Process] = []
 _temp_dirs: list[Path] = []
+_after_cleanup: list[Callable[[], None]] = []
 
 
 # ---------------------------------------------------------------- process bookkeeping
@@ -64,6 +67,14 @@ def cleanup() -> None:
     for path in _temp_dirs:
         shutil.rmtree(path, ignore_errors=True)
     _temp_dirs.clear()
+    while _after_cleanup:
+        _after_cleanup.pop()()  # the last registered first, as atexit does
+
+
+def on_cleanup(callback: Callable[[], None]) -> None:
+    """Run ``callback`` in :func:`cleanup`, after the processes are ended (they may live in
+    what it removes)."""
+    _after_cleanup.append(callback)
 
 
 def _running(pid: int) -> bool:
@@ -100,8 +111,13 @@ def raise_fd_limit() -> None:
 
 
 async def spawn(*args: str, env: dict[str, str] | None = None, stdin: bool = False,
-                log: Path | None = None, cwd: Path | None = None) -> asyncio.subprocess.Process:
+                log: Path | None = None, cwd: Path | None = None, netns: str | None = None,
+                ) -> asyncio.subprocess.Process:
+    """Start ``args`` in a session of its own; ``netns``: inside that network namespace
+    (``bench.lab``), through ``ip netns exec``, which execs it: the pid is the command's."""
     out = open(log, "ab") if log else asyncio.subprocess.DEVNULL
+    if netns is not None:
+        args = ("ip", "netns", "exec", netns, *args)
     proc = await asyncio.create_subprocess_exec(
         *args, cwd=str(cwd or REPO), start_new_session=True, limit=2**26, env={**os.environ, **(env or {})},
         stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
@@ -132,8 +148,8 @@ class Worker:
         self.proc = proc
 
     @classmethod
-    async def start(cls, *args: str, log: Path | None = None) -> Worker:
-        return cls(await spawn(PY, *args, stdin=True, log=log))
+    async def start(cls, *args: str, log: Path | None = None, netns: str | None = None) -> Worker:
+        return cls(await spawn(PY, *args, stdin=True, log=log, netns=netns))
 
     async def call(self, op: str, timeout: float = 60.0, **kw: Any) -> Any:
         assert self.proc.stdin and self.proc.stdout

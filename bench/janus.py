@@ -1,4 +1,4 @@
-"""Janus 1.1 as the C reference SFU: a private config, one plugin and HTTP only.
+"""Janus 1.1 as the C reference SFU: a private config, one plugin and HTTP only, in a lab.
 
 ``start_janus(…)`` (plugin "streaming", the default): the mountpoint is declared in the
 Streaming plugin's config (an RTP VP8 input on a UDP port of 127.0.0.1); viewers use the HTTP
@@ -6,15 +6,21 @@ API on 127.0.0.1. ``plugin="videoroom"``: one VideoRoom room (VP8 only, no recor
 WebRTC publisher, plus the Admin API on 127.0.0.1, read once a measurement is over to see
 what Janus received (``handle_info``). Every other plugin stays disabled either way.
 
-libnice never gathers loopback candidates (``ice_enforce_list = "lo"`` yields none), so
-Janus announces the host's own interface addresses and its peers (viewers, the VideoRoom
-publisher) use theirs: the kernel delivers that traffic locally, nothing leaves the machine.
-Janus is installed with ``apt-get install -y janus`` when missing (``ensure_janus``).
+libnice never gathers loopback candidates (``ice_enforce_list = "lo"`` yields none), and the
+host's own interface addresses are off limits to a benchmark, so Janus runs in a lab
+(``bench.lab``): a network namespace of the benchmark's own whose one interface, at the
+lab's 10.N.0.1, is all Janus may gather on (``ice_enforce_list``). Its 127.0.0.1 is the
+namespace's loopback: everything that talks to Janus (the publisher feeding it, its viewers)
+runs in the lab too, and its peers gather on the lab's address. Nothing outside talks to
+Janus: ``start_janus`` waits for its HTTP port to listen by reading the namespace's TCP table
+(``/proc/PID/net/tcp``). Janus is installed with ``apt-get install -y janus`` when missing
+(``ensure_janus``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import free_port, spawn
+from bench.lab import Lab, tcp_listening
 
 MOUNTPOINT = 1
 ROOM = 1
@@ -35,7 +42,7 @@ VIDEOROOM_BITRATE = 4_000_000
 @dataclass
 class RunningJanus:
     proc: asyncio.subprocess.Process
-    url: str  # the HTTP API
+    url: str  # the HTTP API, on the lab's loopback: for processes in the lab only
     rtp_port: int | None = None  # the Streaming mountpoint's RTP input
     admin_url: str | None = None  # the Admin API (VideoRoom only)
 
@@ -58,7 +65,8 @@ def ensure_janus(install: bool = True) -> str | None:
     return shutil.which("janus")
 
 
-def write_config(folder: Path, http_port: int, plugin: str, plugin_config: str, admin_port: int | None = None) -> None:
+def write_config(folder: Path, http_port: int, plugin: str, plugin_config: str, lab_address: str,
+                 admin_port: int | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "janus.jcfg").write_text(f"""
 general: {{
@@ -69,6 +77,7 @@ general: {{
     loggers_folder = "/usr/lib/x86_64-linux-gnu/janus/loggers"
     debug_level = 3
     session_timeout = 0
+    interface = "{lab_address}"  # for the SDP: the lab has no default route to guess one from
 }}
 media: {{
     rtp_port_range = "30000-39999"
@@ -76,6 +85,7 @@ media: {{
 nat: {{
     nice_debug = false
     ignore_mdns = true
+    ice_enforce_list = "{lab_address}"  # the lab's address, no other
 }}
 plugins: {{
     disable = "{disabled_plugins(plugin)}"
@@ -143,31 +153,34 @@ room-{ROOM}: {{
 """
 
 
-async def start_janus(binary: str, workdir: Path, plugin: str = "streaming") -> RunningJanus:
-    """Janus with ``plugin`` alone: "streaming" (one RTP mountpoint) or "videoroom" (one room)."""
-    import httpx
-
+async def start_janus(binary: str, workdir: Path, lab: Lab, plugin: str = "streaming") -> RunningJanus:
+    """Janus in ``lab`` with ``plugin`` alone: "streaming" (one RTP mountpoint) or "videoroom"
+    (one room). The ports are free on the host's loopback, so in the new namespace too."""
     http_port = free_port()
     folder = workdir / "janus"
     rtp_port = admin_port = None
     if plugin == "streaming":
         rtp_port = free_port(socket.SOCK_DGRAM)
-        write_config(folder, http_port, plugin, streaming_config(rtp_port))
+        write_config(folder, http_port, plugin, streaming_config(rtp_port), lab.address)
     else:
         admin_port = free_port()
-        write_config(folder, http_port, plugin, videoroom_config(), admin_port)
+        write_config(folder, http_port, plugin, videoroom_config(), lab.address, admin_port)
     proc = await spawn(binary, "-F", str(folder), "-C", str(folder / "janus.jcfg"), "-o",
-                       log=workdir / "janus.log")
-    url = f"http://127.0.0.1:{http_port}/janus"
-    async with httpx.AsyncClient(timeout=2) as http:
-        for _ in range(100):
-            if proc.returncode is not None:
-                raise RuntimeError(f"janus exited: see {workdir / 'janus.log'}")
-            try:
-                if (await http.get(url + "/info")).status_code == 200:
-                    admin_url = f"http://127.0.0.1:{admin_port}/admin" if admin_port else None
-                    return RunningJanus(proc, url, rtp_port, admin_url)
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"janus did not answer on {url}")
+                       log=workdir / "janus.log", netns=lab.netns)
+    await wait_listening(proc, [p for p in (http_port, admin_port) if p is not None], workdir)
+    if os.path.realpath(f"/proc/{proc.pid}/exe") != os.path.realpath(binary):
+        raise RuntimeError(f"pid {proc.pid} is not Janus: its CPU would not be Janus's")
+    admin_url = f"http://127.0.0.1:{admin_port}/admin" if admin_port else None
+    return RunningJanus(proc, f"http://127.0.0.1:{http_port}/janus", rtp_port, admin_url)
+
+
+async def wait_listening(proc: asyncio.subprocess.Process, ports: list[int], workdir: Path) -> None:
+    """Until Janus listens on its HTTP ``ports``: it starts its transports after its plugins,
+    so the mountpoint or the room exists by then."""
+    for _ in range(100):
+        if proc.returncode is not None:
+            raise RuntimeError(f"janus exited: see {workdir / 'janus.log'}")
+        if all(tcp_listening(proc.pid, port) for port in ports):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"janus did not listen on {ports}: see {workdir / 'janus.log'}")

@@ -280,9 +280,9 @@ class CountingViewer:
     async def answer(self, offer_sdp: str, addresses: tuple[str, ...] = ()) -> str:
         """Janus makes the offer for its Streaming plugin; answer it (recvonly, counted).
 
-        libnice (Janus) never gathers loopback candidates, so by default this gathers the
-        machine's own interface addresses (aioice's discovery); the kernel loops that traffic
-        back, nothing leaves the host."""
+        libnice (Janus) never gathers loopback candidates: the benchmark runs Janus and this
+        viewer in a lab namespace (``bench/lab.py``) and passes its address as ``addresses``,
+        the only one to gather."""
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         for transceiver in self.pc.getTransceivers():
             if transceiver.kind == "video" and not self.decode:

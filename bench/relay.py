@@ -27,6 +27,11 @@ at N = 0 the summary gives hub ÷ each other system per repeat:
 - ``asyncio-sink``: the floor, the publisher's plain RTP into a bare asyncio datagram
   endpoint that only counts packets (``bench/servers/udp_sink.py``).
 
+The Janus systems run in a lab (``bench.lab``): a network namespace this run makes and
+removes, holding Janus, the publisher that feeds it and its viewers, all on the lab's own
+address (libnice never gathers loopback, and the host's addresses are off limits). The hubs,
+MediaRelay and the sink stay on the host's 127.0.0.1.
+
 ``--before DIR`` adds the system ``hub-before``: the hub from another source tree (e.g.
 ``git archive <commit> hub jaga | tar -x -C DIR``), started with the same config, for a
 before/after comparison in one run.
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import subprocess
 import time
@@ -67,6 +73,7 @@ from bench.common import (
     write_result,
 )
 from bench.janus import MOUNTPOINT, ROOM, ensure_janus, start_janus
+from bench.lab import Lab, open_lab
 from bench.media_peers import FPS, clip_kbps, load_clip, rtp_packets
 
 # hub: one media UDP port; hub-sessions: a socket each; hub-before: another tree's hub (--before);
@@ -91,8 +98,9 @@ def slope(points: list[tuple[float, float]]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else None
 
 
-async def start_system(system: str, workdir: Path, janus_bin: str | None, before: Path | None = None,
-                       thumbnail_s: float | None = None) -> dict[str, Any]:
+async def start_system(system: str, workdir: Path, janus_bin: str | None, lab: Lab | None,
+                       before: Path | None = None, thumbnail_s: float | None = None) -> dict[str, Any]:
+    """The server of ``system``; ``netns`` in the answer: where its publisher and viewers run."""
     if system in ("hub", "hub-sessions", "hub-before"):
         media: dict[str, Any] = {"max_sessions_per_address": 1000, "max_viewers_per_station": 1000}
         if system == "hub-sessions":
@@ -111,9 +119,10 @@ async def start_system(system: str, workdir: Path, janus_bin: str | None, before
         port_file = workdir / "port"
         proc = await spawn(PY, "-m", "bench.servers.mediarelay_server", str(port_file), log=workdir / "mr.log")
         return {"proc": proc, "base": f"http://127.0.0.1:{await wait_for_file(port_file, proc)}", "token": None}
-    assert janus_bin
-    janus = await start_janus(janus_bin, workdir, "videoroom" if system == "janus-webrtc" else "streaming")
-    return {"proc": janus.proc, "janus": janus.url, "rtp_port": janus.rtp_port, "admin": janus.admin_url}
+    assert janus_bin and lab
+    janus = await start_janus(janus_bin, workdir, lab, "videoroom" if system == "janus-webrtc" else "streaming")
+    return {"proc": janus.proc, "janus": janus.url, "rtp_port": janus.rtp_port, "admin": janus.admin_url,
+            "netns": lab.netns, "host": lab.address}
 
 
 async def start_publisher(system: str, publisher: Worker, server: dict[str, Any]) -> None:
@@ -123,7 +132,7 @@ async def start_publisher(system: str, publisher: Worker, server: dict[str, Any]
         return
     if system == "janus-webrtc":
         reply = await publisher.call("janus_publish", timeout=60, url=server["janus"], room=ROOM,
-                                     admin_url=server["admin"])
+                                     host=server["host"], admin_url=server["admin"])
     else:
         reply = await publisher.call("publish", timeout=60, base=server["base"], station=STATION,
                                      token=server["token"])
@@ -153,11 +162,12 @@ async def publisher_report(system: str, publisher: Worker) -> dict[str, Any] | N
 
 
 async def run_system(system: str, levels: list[int], args: argparse.Namespace, janus_bin: str | None,
-                     packets_per_s: float, kind: str = "full") -> dict[str, Any]:
+                     lab: Lab | None, packets_per_s: float, kind: str = "full") -> dict[str, Any]:
     workdir = temp_dir(f"bench-relay-{system}-")
-    server = await start_system(system, workdir, janus_bin, args.before, args.thumbnail_s)
+    server = await start_system(system, workdir, janus_bin, lab, args.before, args.thumbnail_s)
     pid = server["proc"].pid
-    publisher = await Worker.start("-m", "bench.rtcload", "publisher", log=workdir / "pub.log")
+    netns = server.get("netns")  # the workers talk to the server: where it is
+    publisher = await Worker.start("-m", "bench.rtcload", "publisher", log=workdir / "pub.log", netns=netns)
     workers: list[Worker] = []
     out: dict[str, Any] = {"system": system, "kind": kind, "levels": [], "profile": None}
     try:
@@ -170,12 +180,12 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
             while current < n:
                 if current // PER_WORKER >= len(workers):
                     workers.append(await Worker.start("-m", "bench.rtcload", "viewers", "--kind", kind,
-                                                      log=workdir / "viewers.log"))
+                                                      log=workdir / "viewers.log", netns=netns))
                 worker = workers[current // PER_WORKER]
                 take = min(n - current, PER_WORKER - current % PER_WORKER)
                 if system == "janus":
                     reply = await worker.call("janus", timeout=120, url=server["janus"], mountpoint=MOUNTPOINT,
-                                              count=take)
+                                              count=take, host=server["host"])
                 else:
                     reply = await worker.call("whep", timeout=120, base=server["base"], station=STATION, count=take)
                 if reply["connected"] != take:
@@ -347,6 +357,25 @@ def cores_without_viewers(run: dict[str, Any]) -> float | None:
     return next((level["cores"] for level in run["levels"] if level["viewers"] == 0), None)
 
 
+async def run_repeats(systems: list[str], levels: list[int], args: argparse.Namespace, janus_bin: str | None,
+                      lab: Lab | None, packets_per_s: float, notes: list[str]) -> list[dict[str, Any]]:
+    """Every system with every viewer kind, ``args.repeats`` times, interleaved; a failure is
+    a note, and the rest go on."""
+    runs = []
+    for rep in range(args.repeats):
+        for kind in args.kinds:
+            for system in systems:
+                log(f"repeat {rep + 1}/{args.repeats}: {system}, {kind} viewers")
+                try:
+                    runs.append(await run_system(system, levels, args, janus_bin, lab, packets_per_s, kind)
+                                | {"repeat": rep})
+                except Exception as exc:
+                    log(f"{system} ({kind} viewers) failed: {exc!r}")
+                    notes.append(f"{system}, {kind} viewers, repeat {rep + 1}: {exc!r}")
+        args.profile = False  # one profile is enough
+    return runs
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -387,18 +416,8 @@ async def main() -> None:
     clip = load_clip()
     packets_per_s = sum(len(p) for p in rtp_packets(clip)) / (len(clip) / FPS)
     started = time.monotonic()
-    runs = []
-    for rep in range(args.repeats):
-        for kind in args.kinds:
-            for system in systems:
-                log(f"repeat {rep + 1}/{args.repeats}: {system}, {kind} viewers")
-                try:
-                    runs.append(await run_system(system, levels, args, janus_bin, packets_per_s, kind)
-                                | {"repeat": rep})
-                except Exception as exc:
-                    log(f"{system} ({kind} viewers) failed: {exc!r}")
-                    notes.append(f"{system}, {kind} viewers, repeat {rep + 1}: {exc!r}")
-        args.profile = False  # one profile is enough
+    with open_lab() if janus_bin else contextlib.nullcontext() as lab:  # Janus's systems run in the lab
+        runs = await run_repeats(systems, levels, args, janus_bin, lab, packets_per_s, notes)
     table, agg = render(runs, levels, packets_per_s)
     profile = next((r["profile"] for r in runs if r.get("profile")), None)
     plain_args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}

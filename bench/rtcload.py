@@ -10,6 +10,11 @@ viewers in one process, over WHEP (our hub, the MediaRelay baseline) or Janus's 
 ``counting`` the same receivers counting frames at the jitter buffer (``CountingViewer``),
 ``light`` packets counted in the socket callback, never decrypted: no RTCP receiver reports,
 no NACK, no PLI (``bench.loadgen.LightViewer``).
+
+Janus runs in a lab (``bench.lab``): its HTTP API and RTP input are on the lab's loopback, so
+the workers that feed and watch it (``janus_publish``, ``rtp`` into the Streaming plugin,
+``janus``) run in the lab too, and their peers gather and announce the lab's address alone
+(``host``, the one Janus gathers on as well).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from bench.media_peers import (
     whip_publish,
 )
 from hub.media.seams_peers import close_peer_connection, new_peer_connection
+from jaga.ice_hosts import announced_host_addresses
 
 
 async def wait_connected(pc: RTCPeerConnection, timeout: float = 20) -> bool:
@@ -98,15 +104,16 @@ class Publisher:
         self.rtcp = count_rtcp(self.pc.getSenders()[0])
         return {"connected": await wait_connected(self.pc), "location": location}
 
-    async def janus_publish(self, url: str, room: int, admin_url: str | None = None) -> dict[str, Any]:
-        """The clip, as ``publish`` sends it, into a Janus VideoRoom (its only publisher)."""
+    async def janus_publish(self, url: str, room: int, host: str, admin_url: str | None = None) -> dict[str, Any]:
+        """The clip, as ``publish`` sends it, into a Janus VideoRoom (its only publisher),
+        gathering on ``host`` alone (the lab's address)."""
         self.track = ClipTrack(self.clip)
         self.pc = new_peer_connection(())
         self.pc.addTransceiver(self.track, direction="sendonly")
         prefer_vp8(self.pc)
         self.rtcp = count_rtcp(self.pc.getSenders()[0])
         self.janus, self.room = Janus(url, admin_url), room
-        self.janus_ids = await self.janus.publish(room, self.pc)
+        self.janus_ids = await self.janus.publish(room, self.pc, host)
         return {"connected": await wait_connected(self.pc)}
 
     async def report(self) -> dict[str, Any]:
@@ -179,20 +186,23 @@ class Janus:
                 return str(event["jsep"]["sdp"])
         raise RuntimeError(f"janus sent no {kind}")
 
-    async def watch(self, mountpoint: int, viewer: Any) -> tuple[int, int]:
+    async def watch(self, mountpoint: int, viewer: Any, host: str) -> tuple[int, int]:
+        """Watch ``mountpoint`` with ``viewer``, gathering on ``host`` alone (the lab's address)."""
         session, handle = await self.attach("janus.plugin.streaming")
         await self.post(f"/{session}/{handle}", {"janus": "message", "body": {"request": "watch", "id": mountpoint}})
-        answer = await viewer.answer(await self.next_jsep(session, "offer"))
+        answer = await viewer.answer(await self.next_jsep(session, "offer"), (host,))
         await self.post(f"/{session}/{handle}", {"janus": "message", "body": {"request": "start"},
                                                  "jsep": {"type": "answer", "sdp": answer}})
         return session, handle
 
-    async def publish(self, room: int, pc: RTCPeerConnection) -> tuple[int, int]:
+    async def publish(self, room: int, pc: RTCPeerConnection, host: str) -> tuple[int, int]:
         """Join ``room`` as a publisher with ``pc``'s offer and apply Janus's answer."""
         session, handle = await self.attach("janus.plugin.videoroom")
-        # Gathered on the host's interface addresses (aioice's own choice, never loopback):
-        # libnice (Janus) has no loopback candidate to pair with 127.0.0.1.
-        await pc.setLocalDescription(await pc.createOffer())
+        # Gathered on the lab's address alone: libnice (Janus) has no loopback candidate to
+        # pair with 127.0.0.1, and the host's own addresses are off limits.
+        offer = await pc.createOffer()
+        with announced_host_addresses((host,)):
+            await pc.setLocalDescription(offer)
         body = {"request": "joinandconfigure", "ptype": "publisher", "room": room, "display": "bench"}
         await self.post(f"/{session}/{handle}", {"janus": "message", "body": body,
                                                  "jsep": {"type": "offer", "sdp": pc.localDescription.sdp}})
@@ -231,8 +241,6 @@ class JanusLightViewer:
 
     async def answer(self, offer_sdp: str, addresses: tuple[str, ...] = ()) -> str:
         from aiortc import RTCSessionDescription
-
-        from jaga.ice_hosts import announced_host_addresses
 
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         answer = await self.pc.createAnswer()
@@ -285,7 +293,7 @@ class Viewers:
         return {"connected": sum(r is True for r in results),
                 "errors": [repr(r)[:200] for r in results if isinstance(r, BaseException)][:3]}
 
-    async def janus_watch(self, url: str, mountpoint: int, count: int) -> dict[str, Any]:
+    async def janus_watch(self, url: str, mountpoint: int, count: int, host: str) -> dict[str, Any]:
         if self.janus is None:
             self.janus = Janus(url)
 
@@ -293,7 +301,7 @@ class Viewers:
             viewer = new_viewer(self.kind, janus=True)
             self.viewers.append(viewer)
             assert self.janus is not None
-            await self.janus.watch(mountpoint, viewer)
+            await self.janus.watch(mountpoint, viewer, host)
             return await wait_connected(viewer.pc)
 
         results: list[bool | Exception] = []
