@@ -214,6 +214,32 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
+def threads_cpu_ns(pid: int) -> tuple[int, frozenset[int]]:
+    """Nanoseconds on a CPU of every live thread of ``pid`` (``/proc/PID/task/*/schedstat``),
+    and which threads those were. Finer than ``/proc/PID/stat``'s 10 ms ticks (one tick is
+    ≈ 4 % of what one publisher costs in a 40 s window), but a thread that ended took its
+    time with it: compare two readings only if they name the same threads."""
+    total, threads = 0, []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended between the listing and the read
+        threads.append(int(task))
+    return total, frozenset(threads)
+
+
+def cores_between(before: tuple[int, frozenset[int]], after: tuple[int, frozenset[int]], seconds: float,
+                  ticks_cores: float) -> float:
+    """Cores used between two :func:`threads_cpu_ns` readings ``seconds`` apart; when the
+    threads changed in between, ``ticks_cores`` (from ``/proc/PID/stat``, which keeps ended
+    threads' time) instead."""
+    if before[1] != after[1]:
+        return ticks_cores
+    return (after[0] - before[0]) / 1e9 / seconds
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

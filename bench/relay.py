@@ -3,8 +3,10 @@
 One publisher replays the same pre-encoded clip (640×360 @ 15 fps VP8, ~490 kbps, ~54 RTP
 packets/s) into each system: over WHIP for ours and MediaRelay, as plain RTP into the
 Streaming plugin for Janus. Viewers (8 per process) are added N = 0, 16, 32; at each N,
-after a warm-up, the server's CPU time (user and system) is read over a fixed window
-together with the frames every viewer received. CPU per added viewer is the least-squares
+after a warm-up, the server's CPU time is read over a fixed window together with the frames
+every viewer received (in nanoseconds from every thread's ``schedstat`` when the threads
+stayed the same, else in 10 ms ticks from ``/proc/PID/stat``, which also gives the user /
+system split). CPU per added viewer is the least-squares
 slope of server cores over N, taken only over the levels every viewer was served at ≥ 90 %
 of 15 fps (a system that falls behind stops there). Systems and viewer kinds are
 interleaved within each repeat, and ratios are taken per repeat.
@@ -57,6 +59,7 @@ from typing import Any
 from bench.common import (
     PY,
     Worker,
+    cores_between,
     cpu_split,
     fmt,
     fmt_spread,
@@ -69,6 +72,7 @@ from bench.common import (
     stop,
     summary,
     temp_dir,
+    threads_cpu_ns,
     wait_for_file,
     write_result,
 )
@@ -193,9 +197,9 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
                 current += take
             await asyncio.sleep(args.warmup)
             before = [await w.call("stats") for w in workers]
-            (user0, sys0), t0 = cpu_split(pid), time.monotonic()
+            (user0, sys0), fine0, t0 = cpu_split(pid), threads_cpu_ns(pid), time.monotonic()
             await asyncio.sleep(args.window)
-            (user1, sys1), t1 = cpu_split(pid), time.monotonic()
+            (user1, sys1), fine1, t1 = cpu_split(pid), threads_cpu_ns(pid), time.monotonic()
             cpu0, cpu1 = user0 + sys0, user1 + sys1
             after = [await w.call("stats") for w in workers]
             fps = []
@@ -207,10 +211,11 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
             if args.profile and system == "hub" and n == levels[-1] and not out["profile"] and kind == args.kinds[0]:
                 profile = await py_spy(pid, workdir, args.profile_seconds)
                 out["profile"] = profile
-            cores = (cpu1 - cpu0) / (t1 - t0)
+            cores = cores_between(fine0, fine1, t1 - t0, (cpu1 - cpu0) / (t1 - t0))
             ordered = sorted(fps)
             system_cores = (sys1 - sys0) / (t1 - t0)
-            level = {"viewers": n, "cores": cores, "user_cores": (user1 - user0) / (t1 - t0),
+            level = {"viewers": n, "cores": cores, "ticks_cores": (cpu1 - cpu0) / (t1 - t0),
+                     "threads_changed": fine0[1] != fine1[1], "user_cores": (user1 - user0) / (t1 - t0),
                      "system_cores": system_cores,
                      "fps_median": ordered[len(ordered) // 2] if fps else None,
                      "fps_min": ordered[0] if fps else None, "lost_packets": lost,
