@@ -32,3 +32,34 @@ def call_on_beat(period: float, callback: Callable[[], object]) -> asyncio.Timer
     """Call ``callback`` (once) on the next multiple of ``period`` of the running loop's clock."""
     loop = asyncio.get_running_loop()
     return loop.call_at(next_beat(loop.time(), period), callback)
+
+
+class BeatTimer:
+    """Calls ``tick`` on the beat of ``period`` while ``busy()`` says there is work, from
+    the first ``wake`` on; ``close`` stops it for good (a shutdown). One of these serves
+    every member of a job (every viewer's sender reports, every publisher's receiver
+    reports): one wake-up per period for all of them, shared with the hub's other timers."""
+
+    def __init__(self, period: float, tick: Callable[[], object], busy: Callable[[], bool]) -> None:
+        self.period = period
+        self._tick = tick
+        self._busy = busy
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    def wake(self) -> None:
+        """Work arrived: tick on the next beat (if not already due to)."""
+        if self._timer is None and not self._closed:
+            self._timer = call_on_beat(self.period, self._run)
+
+    def _run(self) -> None:
+        self._timer = None
+        self._tick()
+        if self._busy():
+            self.wake()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

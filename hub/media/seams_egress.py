@@ -59,7 +59,7 @@ from aiortc import clock as aiortc_clock
 from aiortc.rtp import AnyRtcpPacket, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
 from pylibsrtp import _binding as srtp_binding
 
-from hub.beat import call_on_beat
+from hub.beat import BeatTimer
 from hub.media.congestion import ReceiverReport
 from hub.media.seams_udp import SessionSocket
 from hub.media.viewer_egress import CONGESTED, NOT_SENT, SENT  # what SrtpWire.send_parts answers
@@ -276,10 +276,8 @@ class SenderReports:
     wake-up with the hub's other timers). ``close`` stops the timer (the relay's shutdown)."""
 
     def __init__(self, tick_s: float = 0.25) -> None:
-        self.tick_s = tick_s
         self._reporters: set[_Reporter] = set()  # senders whose aiortc loop is parked
-        self._timer: asyncio.TimerHandle | None = None
-        self._closed = False
+        self._timer = BeatTimer(tick_s, self._tick, lambda: bool(self._reporters))
 
     def __len__(self) -> int:
         return len(self._reporters)
@@ -287,14 +285,12 @@ class SenderReports:
     def _start(self, reporter: _Reporter) -> None:
         reporter.due = time.monotonic() + 0.5 + random.random()
         self._reporters.add(reporter)
-        if self._timer is None and not self._closed:
-            self._timer = call_on_beat(self.tick_s, self._tick)
+        self._timer.wake()
 
     def _forget(self, reporter: _Reporter) -> None:
         self._reporters.discard(reporter)
 
     def _tick(self) -> None:
-        self._timer = None
         now = time.monotonic()
         for reporter in list(self._reporters):
             if reporter.due > now:
@@ -304,14 +300,9 @@ class SenderReports:
                 reporter.send()
             except Exception:  # one viewer's report must not stop everyone's
                 logger.exception("sender report failed")
-        if self._reporters and not self._closed:
-            self._timer = call_on_beat(self.tick_s, self._tick)
 
     def close(self) -> None:
-        self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.close()
 
 
 logger = logging.getLogger(__name__)

@@ -77,7 +77,7 @@ from aiortc.rtp import (
 )
 from pylibsrtp import _binding as srtp_binding
 
-from hub.beat import call_on_beat
+from hub.beat import BeatTimer
 from hub.media.bitrate import RembEstimate, min_frame_period
 from hub.media.seams_egress import SrtpWire, open_wire
 from hub.media.seams_udp import SessionSocket
@@ -435,24 +435,20 @@ class ReceiverReports:
     ``close`` stops the timer (the relay's shutdown)."""
 
     def __init__(self, period_s: float = RECEIVER_REPORT_S) -> None:
-        self.period_s = period_s
         self._receivers: dict[RTCRtpReceiver, RtcpSend] = {}  # in join order, with how to send its RR
-        self._timer: asyncio.TimerHandle | None = None
-        self._closed = False
+        self._timer = BeatTimer(period_s, self._tick, lambda: bool(self._receivers))
 
     def __len__(self) -> int:
         return len(self._receivers)
 
     def _start(self, receiver: RTCRtpReceiver, send: RtcpSend) -> None:
         self._receivers[receiver] = send
-        if self._timer is None and not self._closed:
-            self._timer = call_on_beat(self.period_s, self._tick)
+        self._timer.wake()
 
     def _forget(self, receiver: RTCRtpReceiver) -> None:
         self._receivers.pop(receiver, None)
 
     def _tick(self) -> None:
-        self._timer = None
         for receiver, send in list(self._receivers.items()):
             try:
                 packet = receiver_report(receiver)
@@ -460,14 +456,9 @@ class ReceiverReports:
                     send(packet)
             except Exception:  # one publisher's report must not stop everyone's
                 logger.exception("receiver report failed")
-        if self._receivers and not self._closed:
-            self._timer = call_on_beat(self.period_s, self._tick)
 
     def close(self) -> None:
-        self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.close()
 
 
 def report_on_beat(receiver: RTCRtpReceiver, reports: ReceiverReports, send: RtcpSend | None = None) -> None:
