@@ -491,7 +491,10 @@ def report_on_beat(receiver: RTCRtpReceiver, reports: ReceiverReports, send: Rtc
 def receiver_report(receiver: RTCRtpReceiver) -> RtcpRrPacket | None:
     """The RR aiortc's loop would send now (None when it would send none): a report block
     per source heard, with the delay since that source's last SR. Reading a source's
-    ``fraction_lost`` starts its next interval, as aiortc's loop does."""
+    ``fraction_lost`` starts its next interval, as aiortc's loop does. One difference: the
+    highest sequence number is the *extended* one (cycles in the top 16 bits, RFC 3550
+    §6.4.1); aiortc sends the low 16 bits only, so after each wrap (every ~20 minutes of a
+    station's video) the publisher saw it go backwards."""
     rtcp_ssrc: int | None = _receiver_private(receiver, "rtcp_ssrc")
     streams: dict[int, StreamStatistics] = _receiver_private(receiver, "remote_streams")
     last_sr: dict[int, int] = _receiver_private(receiver, "lsr")
@@ -505,7 +508,8 @@ def receiver_report(receiver: RTCRtpReceiver) -> RtcpRrPacket | None:
             if 0 < delay < DLSR_LIMIT_S:
                 dlsr = int(delay * 65536)
         reports.append(RtcpReceiverInfo(ssrc=ssrc, fraction_lost=stream.fraction_lost,
-                                        packets_lost=stream.packets_lost, highest_sequence=stream.max_seq or 0,
+                                        packets_lost=stream.packets_lost,
+                                        highest_sequence=stream.cycles + (stream.max_seq or 0),
                                         jitter=stream.jitter, lsr=lsr, dlsr=dlsr))
     if rtcp_ssrc is None or not reports:
         return None

@@ -299,8 +299,9 @@ def _receiver_that_heard(pc: Any, packets: list[tuple[int, int, int]], last_sr: 
 
 
 async def test_receiver_report_is_the_one_aiortcs_loop_sends(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Two receivers with the same history (loss on one source, an SR heard from it): the
-    # report aiortc's own loop sends from one is, byte for byte, the one we build from the other.
+    # Two receivers with the same history (loss on one source, an SR heard from it, no
+    # wrap): the report aiortc's own loop sends from one is, byte for byte, the one we
+    # build from the other.
     packets = [(1111, seq, seq // 3 * 3000) for seq in (1, 2, 3, 5, 6, 9, 10)] + [(2222, 7, 100), (2222, 8, 100)]
     last_sr = {1111: (0x12345678, 1000.0)}
     monkeypatch.setattr(time, "time", lambda: 1002.5)  # DLSR: 2.5 s
@@ -325,6 +326,14 @@ async def test_receiver_report_is_the_one_aiortcs_loop_sends(monkeypatch: pytest
     block = packet.reports[0]
     assert (block.ssrc, block.packets_lost, block.highest_sequence, block.lsr, block.dlsr) == (
         1111, 3, 10, 0x12345678, int(2.5 * 65536))
+    await pc.close()
+
+
+async def test_the_highest_sequence_number_reported_is_the_extended_one() -> None:
+    pc = new_peer_connection(())
+    wrapped = _receiver_that_heard(pc, [(1111, seq, seq) for seq in (65534, 65535, 0, 1)], {})
+    packet = seams.receiver_report(wrapped)
+    assert packet is not None and packet.reports[0].highest_sequence == (1 << 16) + 1  # aiortc: 1
     await pc.close()
 
 
