@@ -172,25 +172,23 @@ def _skip_stun_parsing_for_rtp(protocol: StunProtocol, receive: Callable[..., No
     bytes 128-191 start RTP/RTCP (RFC 7983), never STUN. An empty datagram, which aiortc's
     DTLS reader would fail on, is dropped here."""
     stun_or_other = protocol.datagram_received
-    connection = protocol.receiver
+    component = protocol.local_candidate.component
 
     def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
         if not data:
             return
         if 127 < data[0] < 192:
-            connection.data_received(data, protocol.local_candidate.component)
+            receive(data, component)
         else:
             stun_or_other(data, addr)
 
     # asyncio calls the protocol's own; typed bytes | str upstream, but a UDP socket gives bytes
     protocol.datagram_received = datagram_received  # type: ignore[method-assign,assignment]  # shadowed per instance; UDP gives bytes
     if isinstance(protocol.transport, SessionSocket):  # the shared port's mux hands RTP/RTCP straight here
-        component = protocol.local_candidate.component
         # ``receive`` (divert_srtp's) takes one argument: with rtcp-mux, as aiortc negotiates,
         # every datagram is on component 1, its default (no keyword bound per call)
-        if component != RTP_COMPONENT:
-            receive = functools.partial(receive, component=component)
-        protocol.transport.media = receive
+        protocol.transport.media = (receive if component == RTP_COMPONENT
+                                    else functools.partial(receive, component=component))
 
 
 def run_now(coroutine: Coroutine[Any, Any, None]) -> None:
@@ -347,8 +345,9 @@ class ReceiverBookkeeping:
     def send_rtcp(self, packet: AnyRtcpPacket) -> None:
         """Send ``packet`` to the publisher now: protected and written on its ICE pair by a
         wire of our own (``seams_egress.SrtpWire``, as a viewer's packets are), not through
-        aiortc's four coroutines (≈ 5 % of one publisher's CPU for its ~3 RTCP packets a
-        second, docs/benchmarks.md section 4); through them while the wire cannot send."""
+        aiortc's four coroutines (6 % of the hub's py-spy samples with one publisher, for its
+        ~3 RTCP packets a second: docs/benchmarks.md section 4); through them while the wire
+        cannot send."""
         wire = self._wire
         if wire is None:
             wire = self._wire = open_wire(self._receiver.transport)
