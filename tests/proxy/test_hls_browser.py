@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser
+from playwright.async_api import Browser, Page
 
 from tests.clients.helpers import agent_config, start_agent
 from tests.kit import timeout
@@ -50,9 +50,11 @@ async def test_chromium_plays_ll_hls_and_plain_hls_through_the_nginx_cache(
     deployment = await proxied(**HLS)
     hub = deployment.running
     agent = await start_agent(agent_config(tmp_path, hub, STATION, await hub.token(STATION), video={"codec": "H264"}))
+    pages: list[Page] = []
     try:
         await agent.wait_until(lambda a: a.state == "live", 20)
         page, log = await open_page(trusting_browser, ignore_https_errors=False)
+        pages.append(page)
         await page.goto(f"{deployment.url}/watch/{STATION}?mode=hls")
         await page.wait_for_function("() => document.body.dataset.playMode === 'hls'", timeout=timeout(20) * 1000)
         await page.wait_for_function("() => document.getElementById('video').currentTime > 2",
@@ -61,9 +63,15 @@ async def test_chromium_plays_ll_hls_and_plain_hls_through_the_nginx_cache(
         low_latency_ms = int(await page.evaluate("() => Number(document.body.dataset.delayMs)"))
 
         plain_page, plain_log = await open_page(trusting_browser, ignore_https_errors=False)
+        pages.append(plain_page)
         await plain_page.goto(f"{deployment.url}/watch/{STATION}?mode=hls")
         plain_ms = int(await plain_page.evaluate(PLAY_PLAIN, f"/hls/{STATION}/plain.m3u8"))
     finally:
+        # The players go before the station does: a blocking playlist request still waiting
+        # when the publisher stops is (rightly) answered 404 "hls_gone", which a page that
+        # is still open logs as an error of its own.
+        for opened in pages:
+            await opened.context.close()
         await agent.stop()
 
     print(f"\nthrough nginx: LL-HLS delay {low_latency_ms} ms, plain HLS delay {plain_ms} ms")
