@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from hub.errors import ProtocolViolation
-from hub.media import seams_egress, seams_ingest, seams_keyframes, seams_peers
+from hub.media import seams_egress, seams_ice, seams_ingest, seams_keyframes, seams_peers
 from hub.media.ingest import KindRtpSink, ingest_publisher
 from hub.media.offer import CheckedOffer
 from hub.media.seams_peers import (
@@ -47,6 +47,7 @@ async def _apply_offer_and_answer(
             await pc.setLocalDescription(answer)
     except Exception as exc:  # ValueError / OperationError / InvalidStateError / AttributeError ...
         raise ProtocolViolation(f"{who} offer cannot be negotiated: {type(exc).__name__}: {exc}"[:300]) from None
+    seams_ice.consent_on_beat(pc)  # before ICE completes, when aioice would start its own checks
     return pc.localDescription.sdp
 
 
@@ -117,7 +118,7 @@ async def answer_viewer(
     answer_sdp = await _apply_offer_and_answer(pc, offer, host_addresses, "WHEP")
     # the viewer's receiver reports, NACKs and PLIs: handled in the socket callback
     for dtls in {id(sender.transport): sender.transport for sender in senders.values()}.values():
-        seams_ingest.divert_srtp(dtls, None)
+        seams_ingest.divert_srtp(dtls, None, seams_ingest.viewer_rtcp(dtls))
     negotiated = seams_peers.negotiated_media(answer_sdp)
     egresses: dict[str, ViewerEgress] = {}
     for kind, sender in senders.items():

@@ -56,7 +56,7 @@ import pylibsrtp
 from aioice.ice import CandidatePair
 from aiortc import RTCDtlsTransport, RTCRtpSender
 from aiortc import clock as aiortc_clock
-from aiortc.rtp import AnyRtcpPacket, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
+from aiortc.rtp import AnyRtcpPacket, RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
 from pylibsrtp import _binding as srtp_binding
 
 from hub.beat import BeatTimer
@@ -64,8 +64,9 @@ from hub.media.congestion import ReceiverReport
 from hub.media.seams_udp import SessionSocket
 from hub.media.viewer_egress import CONGESTED, NOT_SENT, SENT  # what SrtpWire.send_parts answers
 
-__all__ = ["CONGESTED", "MAX_SOCKET_BACKLOG", "NOT_SENT", "SENT", "SenderReport", "SenderReports", "SrtpWire",
-           "on_nack", "on_receiver_report", "on_report_sent", "open_wire", "report_with", "sender_ssrcs"]
+__all__ = ["CONGESTED", "MAX_SOCKET_BACKLOG", "NACK_HANDLER", "NOT_SENT", "REPORT_HANDLER", "SENT", "SenderReport",
+           "SenderReports", "SrtpWire", "on_nack", "on_receiver_report", "on_report_sent", "open_wire", "report_with",
+           "sender_ssrcs"]
 
 
 # --- 6. sending SRTP to a viewer directly -----------------------------------------------
@@ -209,13 +210,21 @@ def open_wire(dtls: RTCDtlsTransport) -> SrtpWire | None:
 
 
 def on_nack(sender: RTCRtpSender, callback: Callable[[Iterable[int]], object]) -> None:
-    """Call ``callback`` with the sequence numbers a viewer NACKs (one at a time)."""
+    """Call ``callback`` with the sequence numbers a viewer NACKs: those of one NACK packet
+    together (seam 19's dispatch), or one at a time on aiortc's path."""
 
     async def retransmit(sequence_number: int) -> None:
         callback((sequence_number,))
 
     # _handle_rtcp_packet awaits self._retransmit(seq)
     sender._retransmit = retransmit  # type: ignore[method-assign]  # shadowed per instance
+    setattr(sender, NACK_HANDLER, callback)
+
+
+# Where a sender keeps what seam 19 (``seams_ingest.viewer_rtcp``) calls for a viewer's RTCP
+# about it, past aiortc's router and handler: the NACKed sequence numbers, the report blocks.
+NACK_HANDLER = "jaga_on_nack"
+REPORT_HANDLER = "jaga_on_report"
 
 
 # (monotonic now) -> (RTP timestamp now, packet count, payload octet count), or None when
@@ -367,17 +376,21 @@ def on_receiver_report(sender: RTCRtpSender, callback: Callable[[ReceiverReport]
     handle = sender._handle_rtcp_packet
     ssrc = sender._ssrc
 
+    def report(block: RtcpReceiverInfo) -> None:
+        callback(ReceiverReport(fraction_lost=block.fraction_lost, packets_lost=block.packets_lost,
+                                highest_sequence=block.highest_sequence, jitter=block.jitter,
+                                lsr=block.lsr, dlsr=block.dlsr))
+
     async def handle_with_reports(packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for block in packet.reports:
                 if block.ssrc == ssrc:
-                    callback(ReceiverReport(fraction_lost=block.fraction_lost, packets_lost=block.packets_lost,
-                                            highest_sequence=block.highest_sequence, jitter=block.jitter,
-                                            lsr=block.lsr, dlsr=block.dlsr))
+                    report(block)
         await handle(packet)
 
     # RTCDtlsTransport._handle_rtcp_data awaits recipient._handle_rtcp_packet(packet)
     sender._handle_rtcp_packet = handle_with_reports  # type: ignore[method-assign]  # shadowed per instance
+    setattr(sender, REPORT_HANDLER, report)  # seam 19's dispatch calls it with each block about ``ssrc``
 
 
 def on_report_sent(sender: RTCRtpSender, callback: Callable[[int], object]) -> None:

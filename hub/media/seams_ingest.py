@@ -3,7 +3,7 @@
 aiortc receives a packet through aioice's queue, a DTLS receive task, its RTP parser and
 the receiver's jitter buffer, which reassembles frames for a decoder the relay never runs.
 ``ingest`` takes the packets off the socket instead and keeps only the receiver duties a
-relay still needs. Three seams, pinned by ``tests/media/test_seams_ingest.py`` against the
+relay still needs. Its seams, pinned by ``tests/media/test_seams_ingest.py`` against the
 locked aiortc / aioice:
 
 10. ``divert_srtp``: a publisher's SRTP packets, unprotected with the DTLS transport's own
@@ -28,7 +28,8 @@ locked aiortc / aioice:
     to (``__active_ssrc``), and whether aiortc would route to the receiver at all (``_enabled``,
     ``RTCDtlsTransport._rtp_router.receivers``).
 17. SRTCP at once (``divert_srtp``, for publishers and viewers alike): an SRTCP datagram is
-    unprotected with ``_rx_srtp.unprotect_rtcp`` and given to aiortc's own
+    unprotected as ``_rx_srtp.unprotect_rtcp`` would (libsrtp's ``srtp_unprotect_rtcp`` in
+    place, seam 16) and given to aiortc's own
     ``RTCDtlsTransport._handle_rtcp_data`` (parse, route, each recipient's
     ``_handle_rtcp_packet``) right in the socket callback, as ``_recv_next`` would after
     aioice's queue and the DTLS task: a viewer's receiver reports, NACKs and PLIs cost a
@@ -43,8 +44,12 @@ locked aiortc / aioice:
     one :class:`ReceiverReports` timer on the hub's beat sends every receiver's report,
     built as aiortc's loop builds it (``__remote_streams``, ``__lsr``, ``__lsr_time``,
     ``__rtcp_ssrc``; sent with ``_send_rtcp``).
+19. ``viewer_rtcp``: a viewer's RTCP, parsed by aiortc (``RtcpPacket.parse``) and dispatched
+    here instead of ``_handle_rtcp_data``: by SSRC through ``RtpRouter.senders`` to the
+    handlers ``seams_egress.on_nack`` / ``on_receiver_report`` leave on the sender and to
+    ``_send_keyframe``, past aiortc's router and sender handler; the rest through them.
 
-Consumers: ``ingest`` (10, 11, 17, 18), ``peers`` (17, for viewers).
+Consumers: ``ingest`` (10, 11, 17, 18), ``peers`` (17 and 19, for viewers).
 """
 
 from __future__ import annotations
@@ -58,7 +63,6 @@ import types
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-import pylibsrtp
 from aioice.ice import StunProtocol
 from aiortc import RTCDtlsTransport, RTCRtpReceiver
 from aiortc import clock as aiortc_clock
@@ -66,25 +70,30 @@ from aiortc.rate import BandwidthUsage, RemoteBitrateEstimator
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     RTP_HISTORY_SIZE,
     AnyRtcpPacket,
+    RtcpPacket,
     RtcpPsfbPacket,
     RtcpReceiverInfo,
     RtcpRrPacket,
     RtcpRtpfbPacket,
+    RtcpSdesPacket,
+    RtcpSrPacket,
     pack_remb_fci,
 )
 from pylibsrtp import _binding as srtp_binding
 
 from hub.beat import BeatTimer
 from hub.media.bitrate import RembEstimate, min_frame_period
-from hub.media.seams_egress import SrtpWire, open_wire
+from hub.media.seams_egress import NACK_HANDLER, REPORT_HANDLER, SrtpWire, open_wire
 from hub.media.seams_udp import SessionSocket
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ReceiverBookkeeping", "ReceiverReports", "divert_srtp", "report_on_beat"]
+__all__ = ["ReceiverBookkeeping", "ReceiverReports", "divert_srtp", "report_on_beat", "viewer_rtcp"]
 
 
 # --- 10. a publisher's SRTP, straight from the socket -----------------------------------
@@ -93,15 +102,18 @@ RTP_COMPONENT = 1  # ICE component of RTP, and with rtcp-mux of RTCP too (RFC 52
 EARLY_PACKETS = 64  # SRTP datagrams kept while DTLS has not made the keys yet
 _BUFFER_BYTES = 2048  # larger than any datagram a UDP path's MTU lets through
 _srtp_unprotect = srtp_binding.lib.srtp_unprotect  # seam 16, as seams_egress protects
+_srtp_unprotect_rtcp = srtp_binding.lib.srtp_unprotect_rtcp
 _ffi = srtp_binding.ffi
 
 
-def divert_srtp(dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None] | None) -> None:
+def divert_srtp(dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None] | None,
+                on_rtcp: Callable[[bytes], None] | None = None) -> None:
     """Hand every SRTP packet arriving on ``dtls`` to ``on_rtp``, unprotected, synchronously
     inside the socket's ``datagram_received`` (``on_rtp`` None: RTP takes aiortc's path, for
-    a viewer, which sends none), and handle every SRTCP packet there too, with aiortc's own
-    ``_handle_rtcp_data`` (seam 17); DTLS and STUN go on to aiortc as before. Packets that
-    fail authentication are dropped, as aiortc drops them.
+    a viewer, which sends none), and handle every SRTCP packet there too: ``on_rtcp`` (a
+    viewer's: :func:`viewer_rtcp`, seam 19), or aiortc's own ``_handle_rtcp_data`` (seam 17);
+    DTLS and STUN go on to aiortc as before. Packets that fail authentication are dropped, as
+    aiortc drops them.
 
     Call after ``setLocalDescription`` (the ICE sockets exist once candidates are gathered)
     and before media flows. SRTP that arrives before DTLS has made the keys (a publisher
@@ -112,9 +124,9 @@ def divert_srtp(dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None] | None) 
     connection = dtls.transport._connection
     queue_datagram = connection.data_received
     early: list[tuple[bytes, int]] = []
-    # SRTP is unprotected in place in a buffer of our own, through pylibsrtp's cffi binding
-    # on the session's srtp_t (seam 16, as ``seams_egress.SrtpWire`` protects): ≈ 0.6 µs less
-    # per packet than ``Session.unprotect``'s length cell, type checks and copy.
+    # SRTP and SRTCP are unprotected in place in a buffer of our own, through pylibsrtp's cffi
+    # binding on the session's srtp_t (seam 16, as ``seams_egress.SrtpWire`` protects): ≈ 0.6 µs
+    # less per packet than ``Session.unprotect``'s length cell, type checks and copy.
     cdata = _ffi.new("unsigned char[]", _BUFFER_BYTES)
     buffer = _ffi.buffer(cdata)
     length = _ffi.new("int *")
@@ -134,17 +146,8 @@ def divert_srtp(dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None] | None) 
             early.clear()
             for datagram, their_component in waiting:
                 data_received(datagram, their_component)
-        if len(data) > 1 and 191 < data[1] < 209:  # aiortc's is_rtcp (RFC 5761 §4), without the call
-            try:
-                clear = srtp.unprotect_rtcp(data)
-            except pylibsrtp.Error:
-                return
-            try:
-                run_now(dtls._handle_rtcp_data(clear))
-            except Exception:  # as aiortc's DTLS task would, keep the socket going
-                logger.exception("RTCP handling failed")
-            return
-        if on_rtp is None:
+        rtcp = len(data) > 1 and 191 < data[1] < 209  # aiortc's is_rtcp (RFC 5761 §4), without the call
+        if on_rtp is None and not rtcp:
             queue_datagram(data, component)
             return
         if keys[0] is not srtp:
@@ -154,7 +157,18 @@ def divert_srtp(dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None] | None) 
             return
         buffer[0:size] = data
         length[0] = size
-        if _srtp_unprotect(keys[1], cdata, length):
+        if rtcp:
+            if _srtp_unprotect_rtcp(keys[1], cdata, length):
+                return  # failed authentication or replay: dropped, as aiortc drops it
+            try:
+                if on_rtcp is None:
+                    run_now(dtls._handle_rtcp_data(buffer[0:length[0]]))
+                else:
+                    on_rtcp(buffer[0:length[0]])
+            except Exception:  # as aiortc's DTLS task would, keep the socket going
+                logger.exception("RTCP handling failed")
+            return
+        if _srtp_unprotect(keys[1], cdata, length) or on_rtp is None:
             return  # failed authentication or replay: dropped, as aiortc drops it
         try:
             on_rtp(buffer[0:length[0]])
@@ -226,6 +240,65 @@ def _resume(coroutine: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any
                 waiting = coroutine.send(sent)
             except StopIteration:
                 return
+
+
+# --- 19. a viewer's RTCP, dispatched here ------------------------------------------------
+
+
+def viewer_rtcp(dtls: RTCDtlsTransport) -> Callable[[bytes], None]:
+    """What a viewer's unprotected RTCP compounds go to (``divert_srtp``'s ``on_rtcp``).
+
+    Parsed by aiortc (``RtcpPacket.parse``), but the hub's own handlers are called directly:
+    each report block about one of our senders to the handler ``on_receiver_report`` left on
+    it, a NACK's sequence numbers to ``on_nack``'s (one call per NACK packet), a PLI or FIR to
+    the sender's ``_send_keyframe`` (``seams_keyframes.on_keyframe_request``). aiortc's router
+    (``route_rtcp``: a set and a closure with its annotations built per packet) and its
+    sender's handler (for a report block: a stats object and an RTT no one reads here; 7 % of
+    the hub's Python time with 32 viewers: docs/benchmarks.md section 3) are skipped, and so
+    is a block about a sender without our handler. SDES and REMB reach no handler (aiortc
+    routes no SDES; a REMB only retunes an encoder, and a relay's senders have none). Anything
+    else (an SR or BYE for a receiver, a NACK for a sender without our handler) takes aiortc's
+    own ``route_rtcp`` and ``_handle_rtcp_packet``. Malformed: the whole compound is dropped,
+    as aiortc drops it.
+    """
+    router = dtls._rtp_router
+    senders = router.senders  # SSRC → sender: RtpRouter.register_sender fills it as senders start
+
+    def through_aiortc(packet: AnyRtcpPacket) -> None:
+        for recipient in router.route_rtcp(packet):
+            run_now(recipient._handle_rtcp_packet(packet))
+
+    def handle(data: bytes) -> None:
+        try:
+            packets = RtcpPacket.parse(data)
+        except ValueError:
+            return
+        for packet in packets:
+            if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+                for block in packet.reports:
+                    report = getattr(senders.get(block.ssrc), REPORT_HANDLER, None)
+                    if report is not None:
+                        report(block)
+                if isinstance(packet, RtcpSrPacket) and packet.ssrc in router.ssrc_table:
+                    through_aiortc(packet)  # an SR about what the viewer sends us (talk-back)
+            elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+                nacked = getattr(senders.get(packet.media_ssrc), NACK_HANDLER, None)
+                if nacked is not None:
+                    nacked(packet.lost)
+                else:
+                    through_aiortc(packet)
+            elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in _KEYFRAME_REQUESTS:
+                sender = senders.get(packet.media_ssrc)
+                if sender is not None:
+                    sender._send_keyframe()  # type: ignore[attr-defined]  # RTCRtpSender's, typed RtpSender
+            elif not isinstance(packet, RtcpSdesPacket) and not (
+                    isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP):
+                through_aiortc(packet)
+
+    return handle
+
+
+_KEYFRAME_REQUESTS = (RTCP_PSFB_PLI, RTCP_PSFB_FIR)
 
 
 # --- 11. what a receiver does with a packet besides decoding it --------------------------

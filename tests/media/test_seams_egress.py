@@ -117,6 +117,7 @@ def test_pylibsrtp_protects_through_its_cffi_binding_on_the_session_srtp_t() -> 
     assert 'srtp = ffi.new("srtp_t *")' in session and "self._srtp = ffi.gc(srtp," in session
     assert "lib.srtp_protect, SRTP_MAX_TRAILER_LEN" in source(pylibsrtp.Session.protect)
     assert "self.__process(packet, lib.srtp_unprotect)" in source(pylibsrtp.Session.unprotect)  # seams_ingest's
+    assert "self.__process(packet, lib.srtp_unprotect_rtcp)" in source(pylibsrtp.Session.unprotect_rtcp)  # and SRTCP
     process = source(vars(pylibsrtp.Session)["_Session__process"])
     assert "func(self._srtp[0], self._cdata, len_p)" in process and "len_p[0] = len(data)" in process
     assert "return self._buffer[0 : len_p[0]]" in process

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from hub.media import bitrate
 from hub.media import seams_ingest as seams
+from hub.media.seams_egress import NACK_HANDLER, REPORT_HANDLER
 from hub.media.seams_peers import new_peer_connection
 from tests.kit import timeout, wait_until
 from tests.locked import check_locked
@@ -265,6 +266,115 @@ def test_srtp_before_the_keys_is_kept_and_forwarded_first_once_they_exist() -> N
     dtls._rx_srtp = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
     connection.data_received(sender.protect(rtp(4)), 1)
     assert forwarded == [rtp(1), rtp(2), rtp(3), rtp(4)] and len(queued) == 1
+
+
+# --- seam 19: a viewer's RTCP dispatched by us ----------------------------------------------
+
+
+def test_what_aiortc_does_with_a_viewers_rtcp_which_viewer_rtcp_does_itself() -> None:
+    router = aiortc.rtcdtlstransport.RtpRouter
+    assert "self.senders: dict[int, RtpSender] = {}" in source(router.__init__)
+    assert "self.senders[ssrc] = sender" in source(router.register_sender)
+    route = source(router.route_rtcp)
+    assert "add_recipient(self.senders.get(report.ssrc))" in route  # RR / SR blocks, by their SSRC
+    assert "add_recipient(self.senders.get(packet.media_ssrc))" in route  # NACK, PLI, FIR, by media SSRC
+    assert "RtcpSdesPacket" not in route  # SDES reaches no one
+    handle = source(aiortc.RTCRtpSender._handle_rtcp_packet)
+    assert "filter(lambda x: x.ssrc == self._ssrc, packet.reports)" in handle  # stats and RTT only
+    assert "for seq in packet.lost:\n                await self._retransmit(seq)" in handle
+    assert "RTCP_PSFB_PLI" in handle and "self._send_keyframe()" in handle
+    assert "self.__encoder.target_bitrate = bitrate" in handle  # REMB: an encoder, which a relay's senders lack
+    assert "packets = RtcpPacket.parse(data)" in source(aiortc.rtcdtlstransport.RTCDtlsTransport._handle_rtcp_data)
+
+
+class RecordingSender:
+    """A sender as the relay sets one up: its handlers record what reaches them."""
+
+    def __init__(self, calls: list[tuple[Any, ...]], ssrc: int, handlers: bool = True) -> None:
+        self._ssrc, self.calls = ssrc, calls
+        if handlers:
+            setattr(self, NACK_HANDLER, lambda lost: calls.append(("nack", ssrc, list(lost))))
+            setattr(self, REPORT_HANDLER, lambda block: calls.append(("report", ssrc, block.highest_sequence)))
+
+    def _send_keyframe(self) -> None:
+        self.calls.append(("keyframe", self._ssrc))
+
+    async def _handle_rtcp_packet(self, packet: Any) -> None:
+        self.calls.append(("aiortc", self._ssrc, type(packet).__name__))
+
+
+def viewer_with(senders: list[RecordingSender]) -> tuple[Callable[[bytes], None], Any]:
+    from types import SimpleNamespace
+
+    router = aiortc.rtcdtlstransport.RtpRouter()
+    for sender in senders:
+        router.register_sender(sender, sender._ssrc)
+    return seams.viewer_rtcp(SimpleNamespace(_rtp_router=router)), router  # type: ignore[arg-type]
+
+
+def test_a_viewers_rtcp_reaches_our_handlers_as_aiortc_would_route_it() -> None:
+    from aiortc.rtp import (
+        RTCP_PSFB_APP,
+        RTCP_PSFB_FIR,
+        RTCP_PSFB_PLI,
+        RTCP_RTPFB_NACK,
+        AnyRtcpPacket,
+        RtcpByePacket,
+        RtcpPsfbPacket,
+        RtcpReceiverInfo,
+        RtcpRrPacket,
+        RtcpRtpfbPacket,
+        RtcpSdesPacket,
+        pack_remb_fci,
+    )
+
+    calls: list[tuple[Any, ...]] = []
+    video, audio, bare = RecordingSender(calls, 1111), RecordingSender(calls, 2222), RecordingSender(calls, 3333, False)
+    handle, router = viewer_with([video, audio, bare])
+
+    def block(ssrc: int, highest: int) -> RtcpReceiverInfo:
+        return RtcpReceiverInfo(ssrc=ssrc, fraction_lost=0, packets_lost=0, highest_sequence=highest, jitter=0,
+                                lsr=0, dlsr=0)
+
+    nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=9, media_ssrc=1111)
+    nack.lost = [100, 101, 117, 300]
+    bare_nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=9, media_ssrc=3333)
+    bare_nack.lost = [5]
+    compound: list[AnyRtcpPacket] = [
+        RtcpRrPacket(ssrc=9, reports=[block(1111, 70000), block(2222, 80000), block(4444, 1), block(3333, 2)]),
+        RtcpSdesPacket(chunks=[]),
+        nack, bare_nack,
+        RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=9, media_ssrc=1111),
+        RtcpPsfbPacket(fmt=RTCP_PSFB_FIR, ssrc=9, media_ssrc=2222),
+        RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=9, media_ssrc=4444),  # no such sender
+        RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=9, media_ssrc=0, fci=pack_remb_fci(300_000, [1111])),
+        RtcpByePacket(sources=[9]),
+    ]
+    handle(b"".join(bytes(packet) for packet in compound))
+    assert calls == [
+        ("report", 1111, 70000), ("report", 2222, 80000),  # 4444: no sender; 3333: no handler of ours
+        ("nack", 1111, [100, 101, 117, 300]),  # one call for the whole NACK packet
+        ("aiortc", 3333, "RtcpRtpfbPacket"),  # a sender without our handler: aiortc's own path
+        ("keyframe", 1111), ("keyframe", 2222),
+    ]  # SDES and a BYE for no receiver of ours reach no one, as through aiortc's router
+    # aiortc's router sends each to the same senders; of them, aiortc's handler would only have
+    # updated statistics for 3333's report block and retuned an encoder 1111 lacks for the REMB
+    assert [{r._ssrc for r in router.route_rtcp(packet)} for packet in compound] == [
+        {1111, 2222, 3333}, set(), {1111}, {3333}, {1111}, {2222}, set(), {1111}, set()]
+
+
+def test_a_malformed_compound_is_dropped_whole_as_aiortc_drops_it() -> None:
+    calls: list[tuple[Any, ...]] = []
+    handle, _ = viewer_with([RecordingSender(calls, 1111)])
+    from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
+
+    good = bytes(RtcpRrPacket(ssrc=9, reports=[RtcpReceiverInfo(ssrc=1111, fraction_lost=0, packets_lost=0,
+                                                                 highest_sequence=5, jitter=0, lsr=0, dlsr=0)]))
+    for bad in (good[:-4], b"\x40" + good[1:], good + b"\x81\xc9\x00\x07", b"\x80"):
+        handle(bad)
+    assert calls == []
+    handle(good)
+    assert calls == [("report", 1111, 5)]
 
 
 # --- seam 18: receiver reports on the hub's beat -----------------------------------------

@@ -41,7 +41,8 @@ def test_only_the_seam_modules_import_aiortc_aioice_or_pylibsrtp() -> None:
                 continue
             if any(name.partition(".")[0] in UPSTREAM for name in names):
                 importers.add(path.name)
-    assert importers == {"seams_egress.py", "seams_ingest.py", "seams_keyframes.py", "seams_peers.py", "seams_udp.py"}
+    assert importers == {"seams_egress.py", "seams_ice.py", "seams_ingest.py", "seams_keyframes.py", "seams_peers.py",
+                         "seams_udp.py"}
 
 
 def test_close_can_start_a_sender_late_and_stopping_again_is_safe() -> None:

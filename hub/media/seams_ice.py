@@ -1,0 +1,80 @@
+"""aioice's consent freshness checks (RFC 7675) on the hub's beat.
+
+Seam 20, pinned by ``tests/media/test_seams_ice.py`` against the locked aioice:
+
+20. ``consent_on_beat``: once ICE completes, ``Connection.connect`` starts
+    ``self.query_consent()`` as a task (an instance lookup). aioice's loop sleeps a random
+    0.8-1.2 × ``CONSENT_INTERVAL`` (5 s) between checks, each session on a phase of its own:
+    a wake-up of the hub for the timer and another for the answer, per session every ~5 s
+    (docs/benchmarks.md section 3: a wake-up costs ~100-200 µs of CPU here, whatever it does).
+    We shadow it per connection with the same loop whose checks go out on whole seconds of
+    the loop's clock (``hub.beat``), on a second drawn at random inside the same 0.8-1.2 ×
+    window, so RFC 7675 §5.1's randomisation holds: the checks due in one second leave in
+    one turn of the loop, with the hub's other timers, and their answers come back together.
+    What a check is, and when consent is lost (``CONSENT_FAILURES`` checks in a row without
+    an answer: the connection closes), is aioice's, unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import random
+
+from aioice import stun
+from aioice.ice import CONSENT_FAILURES, CONSENT_INTERVAL, Connection
+from aiortc import RTCPeerConnection
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["consent_on_beat", "query_consent_on_beat"]
+
+BEAT_S = 1.0  # the hub's beat (hub.server ticks, the RTCP report timers)
+
+
+def consent_on_beat(pc: RTCPeerConnection, interval_s: float = CONSENT_INTERVAL, beat_s: float = BEAT_S) -> None:
+    """Make every ICE connection of ``pc`` check consent on the beat. Call after
+    ``setLocalDescription`` (the connections exist) and before ICE completes (when aioice
+    starts its loop): right after the answer is made, as ``hub.media.peers`` does."""
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.sender.transport.transport._connection
+        # Connection.connect: self._query_consent_task = asyncio.create_task(self.query_consent())
+        connection.query_consent = functools.partial(  # type: ignore[method-assign]  # shadowed per instance
+            query_consent_on_beat, connection, interval_s, beat_s)
+
+
+async def query_consent_on_beat(connection: Connection, interval_s: float = CONSENT_INTERVAL,
+                                beat_s: float = BEAT_S) -> None:
+    """``Connection.query_consent``, with each check on a beat inside its random window."""
+    assert connection.remote_password is not None  # as aioice's: checks start once connect() has it
+    loop = asyncio.get_running_loop()
+    failures = 0
+    while True:
+        now = loop.time()
+        await asyncio.sleep(_beat_in_window(now, interval_s, beat_s) - now)
+        for pair in list(connection._nominated.values()):
+            request = connection.build_request(pair, nominate=False)
+            try:
+                await pair.protocol.request(request, pair.remote_addr,
+                                            integrity_key=connection.remote_password.encode("utf8"),
+                                            retransmissions=0)
+                failures = 0
+            except stun.TransactionError:
+                failures += 1
+            if failures >= CONSENT_FAILURES:
+                logger.info("ICE consent to send expired")
+                connection._query_consent_task = None
+                await connection.close()
+                return
+
+
+def _beat_in_window(now: float, interval_s: float, beat_s: float) -> float:
+    """A multiple of ``beat_s`` drawn at random from those inside [0.8, 1.2] × ``interval_s``
+    after ``now`` (the window is 0.4 × 5 s = 2 s wide: two or three beats of a second)."""
+    first = math.ceil((now + 0.8 * interval_s) / beat_s)
+    last = math.floor((now + 1.2 * interval_s) / beat_s)
+    if last < first:  # a window narrower than a beat: aioice's own draw
+        return now + interval_s * (0.8 + 0.4 * random.random())
+    return random.randint(first, last) * beat_s

@@ -1,0 +1,110 @@
+"""Seam 20 (``hub.media.seams_ice``): aioice's consent checks, on the hub's beat.
+
+Pins the aioice loop it replaces; shows checks going out on beats inside RFC 7675's
+randomised window, consent lost after aioice's count of unanswered checks, and a real
+relay session checking consent with our loop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import math
+from types import SimpleNamespace
+from typing import Any
+
+from aioice import stun
+from aioice.ice import CONSENT_FAILURES, Connection
+
+from hub.media import seams_ice
+from hub.media.relay import MediaRelay
+from tests.kit import wait_until
+from tests.locked import check_locked
+from tests.media.conftest import RecordedEvents, media_settings
+from tests.media.peers import Publisher
+
+
+def test_the_aioice_loop_it_replaces() -> None:
+    check_locked("aioice")
+    connect = inspect.getsource(Connection.connect)
+    assert "self._query_consent_task = asyncio.create_task(self.query_consent())" in connect  # an instance lookup
+    query = inspect.getsource(Connection.query_consent)
+    assert "await asyncio.sleep(CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))" in query
+    assert "for pair in self._nominated.values():" in query
+    assert "request = self.build_request(pair, nominate=False)" in query
+    assert "integrity_key=self.remote_password.encode(\"utf8\")" in query and "retransmissions=0" in query
+    assert "except stun.TransactionError:" in query and "failures >= CONSENT_FAILURES" in query
+    assert "self._query_consent_task = None" in query and "return await self.close()" in query
+    assert "self._query_consent_task.cancel()" in inspect.getsource(Connection.close)
+
+
+def test_each_check_is_on_a_beat_inside_the_randomised_window() -> None:
+    for now in (0.0, 12.3, 1000.999, 7.5):
+        for _ in range(200):
+            at = seams_ice._beat_in_window(now, 5.0, 1.0)
+            assert at == math.floor(at) and now + 4.0 <= at <= now + 6.0
+    # a window narrower than a beat: aioice's own draw, still inside it
+    at = seams_ice._beat_in_window(3.3, 0.2, 1.0)
+    assert 3.3 + 0.16 <= at <= 3.3 + 0.24
+
+
+class Pair:
+    def __init__(self, answers: list[bool], times: list[float]) -> None:
+        self.remote_addr = ("127.0.0.1", 9)
+        self.answers, self.times = answers, times
+        self.protocol = self
+
+    async def request(self, request: Any, addr: Any, integrity_key: bytes, retransmissions: int) -> Any:
+        assert integrity_key == b"secret" and retransmissions == 0 and addr == self.remote_addr
+        self.times.append(asyncio.get_running_loop().time())
+        if not self.answers.pop(0):
+            raise stun.TransactionError()
+        return None
+
+
+async def test_checks_go_out_on_beats_and_consent_expires_after_aiortcs_count_of_failures() -> None:
+    times: list[float] = []
+    answers = [True, False, True] + [False] * CONSENT_FAILURES  # an answer resets the count
+    closed = asyncio.Event()
+
+    async def close() -> None:
+        closed.set()
+
+    connection = SimpleNamespace(remote_password="secret", _nominated={1: Pair(answers, times)},
+                                 build_request=lambda pair, nominate: object(), close=close,
+                                 _query_consent_task="running")
+    task = asyncio.ensure_future(seams_ice.query_consent_on_beat(connection, 0.25, 0.05))  # type: ignore[arg-type]
+    await asyncio.wait_for(closed.wait(), 10)
+    await asyncio.wait_for(task, 5)
+    assert len(times) == 3 + CONSENT_FAILURES and connection._query_consent_task is None
+    for earlier, later in zip(times, times[1:], strict=False):
+        assert 0.2 - 0.01 <= later - earlier <= 0.3 + 0.06  # the window, plus the loop's own lateness
+    assert all(abs(t / 0.05 - round(t / 0.05)) < 0.4 for t in times)  # on the beat, give or take the loop
+
+
+def consent_checked(connection: Connection) -> bool:
+    return connection._query_consent_task is not None
+
+
+async def test_a_relay_session_checks_consent_with_our_loop() -> None:
+    events = RecordedEvents()
+    relay = MediaRelay(media_settings(), events)
+    publisher = await Publisher.start(relay, "s0")
+    try:
+        await events.wait_until(lambda: relay.stream("s0") is not None)
+        connections = {id(c): c for session in list(relay._sessions.values())
+                       for c in [session.pc.getTransceivers()[0].sender.transport.transport._connection]}
+        assert connections
+        for connection in connections.values():
+            query = connection.query_consent
+            assert query.func is seams_ice.query_consent_on_beat  # type: ignore[attr-defined]
+            await wait_until(functools.partial(consent_checked, connection), message="ICE done, consent checked")
+            assert connection._query_consent_task is not None and not connection._query_consent_task.done()
+    finally:
+        await publisher.close()
+        await relay.close()
+
+
+def test_every_beat_of_the_window_is_drawn() -> None:
+    draws = {seams_ice._beat_in_window(0.5, 5.0, 1.0) for _ in range(500)}
+    assert draws == {5.0, 6.0}  # 4.5 to 6.5 s after 0.5: the beats at 5 and 6
