@@ -39,7 +39,10 @@ def consent_on_beat(pc: RTCPeerConnection, interval_s: float = CONSENT_INTERVAL,
     ``setLocalDescription`` (the connections exist) and before ICE completes (when aioice
     starts its loop): right after the answer is made, as ``hub.media.peers`` does."""
     for transceiver in pc.getTransceivers():
-        connection = transceiver.sender.transport.transport._connection
+        dtls = transceiver.sender.transport
+        if dtls is None:  # a section aiortc left without a transport: nothing to check
+            continue
+        connection = dtls.transport._connection
         # Connection.connect: self._query_consent_task = asyncio.create_task(self.query_consent())
         connection.query_consent = functools.partial(  # type: ignore[method-assign]  # shadowed per instance
             query_consent_on_beat, connection, interval_s, beat_s)
