@@ -86,7 +86,7 @@ from aiortc.rtp import (
 )
 from pylibsrtp import _binding as srtp_binding
 
-from hub.beat import BeatTimer
+from hub.beat import SECOND_BEAT_S, BeatTimer
 from hub.media.bitrate import RembEstimate, min_frame_period
 from hub.media.seams_egress import NACK_HANDLER, REPORT_HANDLER, SrtpWire, open_wire
 from hub.media.seams_udp import SessionSocket
@@ -256,10 +256,11 @@ def viewer_rtcp(dtls: RTCDtlsTransport) -> Callable[[bytes], None]:
     sender's handler (for a report block: a stats object and an RTT no one reads here; 7 % of
     the hub's Python time with 32 viewers: docs/benchmarks.md section 3) are skipped, and so
     is a block about a sender without our handler. SDES and REMB reach no handler (aiortc
-    routes no SDES; a REMB only retunes an encoder, and a relay's senders have none). Anything
-    else (an SR or BYE for a receiver, a NACK for a sender without our handler) takes aiortc's
-    own ``route_rtcp`` and ``_handle_rtcp_packet``. Malformed: the whole compound is dropped,
-    as aiortc drops it.
+    routes no SDES; a REMB only retunes an encoder, and a relay's senders have none). An SR
+    also goes to the receiver its SSRC names (aiortc's choice), which is handed it alone: its
+    blocks reached our senders' handlers already. Anything else (a BYE, a NACK for a sender
+    without our handler) takes aiortc's own ``route_rtcp`` and ``_handle_rtcp_packet``.
+    Malformed: the whole compound is dropped, as aiortc drops it.
     """
     router = dtls._rtp_router
     senders = router.senders  # SSRC → sender: RtpRouter.register_sender fills it as senders start
@@ -279,8 +280,10 @@ def viewer_rtcp(dtls: RTCDtlsTransport) -> Callable[[bytes], None]:
                     report = getattr(senders.get(block.ssrc), REPORT_HANDLER, None)
                     if report is not None:
                         report(block)
-                if isinstance(packet, RtcpSrPacket) and packet.ssrc in router.ssrc_table:
-                    through_aiortc(packet)  # an SR about what the viewer sends us (talk-back)
+                if isinstance(packet, RtcpSrPacket):
+                    receiver = router.ssrc_table.get(packet.ssrc)  # an SR about what the viewer sends us
+                    if receiver is not None:  # only the receiver: route_rtcp would hand the blocks to senders again
+                        run_now(receiver._handle_rtcp_packet(packet))
             elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
                 nacked = getattr(senders.get(packet.media_ssrc), NACK_HANDLER, None)
                 if nacked is not None:
@@ -497,7 +500,7 @@ def _speed_up(estimator: RemoteBitrateEstimator) -> RembEstimate:
 # --- 18. receiver reports on the hub's beat ----------------------------------------------
 
 RtcpSend = Callable[[AnyRtcpPacket], None]
-RECEIVER_REPORT_S = 1.0  # aiortc draws 0.5-1.5 s per report: the same rate, on the beat
+RECEIVER_REPORT_S = SECOND_BEAT_S  # aiortc draws 0.5-1.5 s per report: the same rate, on the beat
 DLSR_LIMIT_S = 65536  # DLSR is 16.16 fixed point (RFC 3550 §6.4.1)
 
 

@@ -363,6 +363,20 @@ def test_a_viewers_rtcp_reaches_our_handlers_as_aiortc_would_route_it() -> None:
         {1111, 2222, 3333}, set(), {1111}, {3333}, {1111}, {2222}, set(), {1111}, set()]
 
 
+def test_an_sr_reaches_its_receiver_once_and_our_sender_handler_once() -> None:
+    from aiortc.rtp import RtcpReceiverInfo, RtcpSenderInfo, RtcpSrPacket
+
+    calls: list[tuple[Any, ...]] = []
+    handle, router = viewer_with([RecordingSender(calls, 1111)])
+    router.ssrc_table[9] = RecordingSender(calls, 9, handlers=False)  # a receiver of what the viewer sends (talk-back)
+    info = RtcpSenderInfo(ntp_timestamp=1, rtp_timestamp=2, packet_count=3, octet_count=4)
+    block = RtcpReceiverInfo(ssrc=1111, fraction_lost=0, packets_lost=0, highest_sequence=7, jitter=0, lsr=0, dlsr=0)
+    handle(bytes(RtcpSrPacket(ssrc=9, sender_info=info, reports=[block])))
+    # aiortc's router hands it to both, and the sender's shadowed handler would report the block twice
+    assert {r._ssrc for r in router.route_rtcp(RtcpSrPacket(ssrc=9, sender_info=info, reports=[block]))} == {9, 1111}
+    assert calls == [("report", 1111, 7), ("aiortc", 9, "RtcpSrPacket")]
+
+
 def test_a_malformed_compound_is_dropped_whole_as_aiortc_drops_it() -> None:
     calls: list[tuple[Any, ...]] = []
     handle, _ = viewer_with([RecordingSender(calls, 1111)])
