@@ -14,6 +14,10 @@ import asyncio
 import math
 from collections.abc import Callable
 
+# The period of the hub's once-a-second jobs (uvicorn's tick, receiver reports, consent
+# checks): one value, so that they come due together.
+SECOND_BEAT_S = 1.0
+
 
 def next_beat(now: float, period: float) -> float:
     """The first multiple of ``period`` after ``now``: timers with the same period that

@@ -24,7 +24,7 @@ import asyncio
 
 import uvicorn
 
-from hub.beat import next_beat
+from hub.beat import SECOND_BEAT_S, next_beat
 
 TICKS_PER_HEADER_RENEWAL = 10  # uvicorn renews the Date header when counter % 10 == 0
 COUNTER_WRAP = 864000  # as uvicorn's main_loop
@@ -58,7 +58,7 @@ class HubServer(uvicorn.Server):
         while not should_exit:
             counter = (counter + TICKS_PER_HEADER_RENEWAL) % COUNTER_WRAP
             woken = self._woken = loop.create_future()
-            timer = loop.call_at(next_beat(loop.time(), 1.0), _resolve, woken)
+            timer = loop.call_at(next_beat(loop.time(), SECOND_BEAT_S), _resolve, woken)
             try:
                 await woken
             finally:

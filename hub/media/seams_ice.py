@@ -27,14 +27,16 @@ from aioice import stun
 from aioice.ice import CONSENT_FAILURES, CONSENT_INTERVAL, Connection
 from aiortc import RTCPeerConnection
 
+from hub.beat import SECOND_BEAT_S
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["consent_on_beat", "query_consent_on_beat"]
 
-BEAT_S = 1.0  # the hub's beat (hub.server ticks, the RTCP report timers)
 
 
-def consent_on_beat(pc: RTCPeerConnection, interval_s: float = CONSENT_INTERVAL, beat_s: float = BEAT_S) -> None:
+def consent_on_beat(pc: RTCPeerConnection, interval_s: float = CONSENT_INTERVAL,
+                    beat_s: float = SECOND_BEAT_S) -> None:
     """Make every ICE connection of ``pc`` check consent on the beat. Call after
     ``setLocalDescription`` (the connections exist) and before ICE completes (when aioice
     starts its loop): right after the answer is made, as ``hub.media.peers`` does."""
@@ -49,7 +51,7 @@ def consent_on_beat(pc: RTCPeerConnection, interval_s: float = CONSENT_INTERVAL,
 
 
 async def query_consent_on_beat(connection: Connection, interval_s: float = CONSENT_INTERVAL,
-                                beat_s: float = BEAT_S) -> None:
+                                beat_s: float = SECOND_BEAT_S) -> None:
     """``Connection.query_consent``, with each check on a beat inside its random window."""
     assert connection.remote_password is not None  # as aioice's: checks start once connect() has it
     loop = asyncio.get_running_loop()
