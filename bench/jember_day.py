@@ -159,6 +159,8 @@ async def hub_metrics(http: Any, base: str) -> dict[str, float]:
         out[f"stations.{m.group(1)}"] = float(m.group(2))
     out["watch_frames"] = sum(float(m.group(1)) for m in re.finditer(
         r'^jaga_watch_frames\{path="[a-z]+"\} ([0-9.e+]+)$', text, re.MULTILINE))
+    for m in re.finditer(r'^jaga_gc\{what="([a-z_]+)"\} ([0-9.e+]+)$', text, re.MULTILINE):
+        out[f"gc.{m.group(1)}"] = float(m.group(2))
     found = re.search(r"^jaga_watcher_resyncs(?:_total)? ([0-9.e+]+)$", text, re.MULTILINE)
     out["watcher_resyncs"] = float(found.group(1)) if found else 0.0
     return out
@@ -304,6 +306,7 @@ class Day:
         args = self.args
         self.proc, port, config = await start_hub(
             self.workdir,
+            hub={"gc_freeze": not args.no_gc_freeze},
             presence={"watchers_per_address": 100_000, "max_watchers": 100_000},
             media={"max_sessions_per_address": 100_000, "max_viewers_per_station": 100_000,
                    "max_viewers_per_node": 100_000},
@@ -537,6 +540,7 @@ class Day:
                            "share_ok": sum(f >= HOLD_FPS for f in fps) / len(fps) if fps else None, "n": len(fps)},
             "packets_forwarded_per_s": delta("media.packets_forwarded") / dt,
             "dropped_packets": delta("media.dropped_packets"), "retransmitted": delta("media.packets_retransmitted"),
+            "nacks_withheld": delta("media.nacks_withheld"),
             "keyframe_requests": delta("media.keyframe_requests"), "video_fallbacks": delta("media.video_fallbacks"),
             "udp_port_dropped": dropped, "kernel_udp": udp,
             "recorder_cores": delta("jaga_recording_cpu_seconds_total") / dt,
@@ -546,6 +550,10 @@ class Day:
             "hub_watch_frames_per_s": delta("watch_frames") / dt, "watcher_resyncs": delta("watcher_resyncs"),
             "flips": flip, "latency_ms": latencies(presence), "event_latency_ms": latencies(events),
             "stations": {k[len("stations."):]: v for k, v in mb.items() if k.startswith("stations.")},
+            # full collections in the window, their summed pause, the longest since the hub started
+            "gc": {"full_collections": delta("gc.full_collections"), "pause_s": delta("gc.full_collection_seconds"),
+                   "longest_s": mb.get("gc.longest_full_collection_seconds"),
+                   "frozen_objects": mb.get("gc.frozen_objects"), "thaws": mb.get("gc.thaws")},
         }
 
     @staticmethod
@@ -555,12 +563,13 @@ class Day:
                 f"rss {s['hub_rss_mb']:.0f}MiB gens {s['gen_cores'] * 100:.0f}% machine {s['machine_cores']:.2f}/"
                 f"{os.cpu_count()} load {s['loadavg']:.1f} recv/sent {fmt(s['frame_ratio'], 3)} "
                 f"rtcp lost {s['packets_lost_rtcp']}/{s['packets_sent']} rtx sent {s['rtx_sent']} "
+                f"(NACKs withheld for {s.get('nacks_withheld', 0):.0f}) "
                 f"viewers {fmt(v['median'], 1)} fps "
                 f"(p5 {fmt(v['p5'], 1)}, ok {fmt(v['share_ok'], 2)}) dropped {s['dropped_packets']:.0f} "
                 f"udp {s['udp_port_dropped']} kernel {s['kernel_udp']} latency p50/p95 {fmt(lat['p50'], 1)}/"
                 f"{fmt(lat['p95'], 1)} ms (n={lat['n']}) all events {fmt(ev['p50'], 1)}/{fmt(ev['p95'], 1)} ms "
                 f"(n={ev['n']}) watch frames {s['watch_frames_per_s']:.0f}/s (hub {s['hub_watch_frames_per_s']:.0f}/s) "
-                f"resyncs {s['watcher_resyncs']:.0f} watchers {s['watchers_open']} hls {s['hls']}")
+                f"resyncs {s['watcher_resyncs']:.0f} watchers {s['watchers_open']} hls {s['hls']} gc {s['gc']}")
 
     async def close(self) -> None:
         for socket in self.sockets:
@@ -660,6 +669,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--flip-rate", type=float, default=1.0, help="presence changes per second in each window")
     parser.add_argument("--result-name", default="jember_day")
+    parser.add_argument("--no-gc-freeze", action="store_true",
+                        help="run the hub with hub.gc_freeze = false (CPython's own full collections)")
     parser.add_argument("--quick", action="store_true", help="20 publishers, 20 viewers, 200 watchers, short windows")
     parser.add_argument("--render", metavar="NAME", help="only print the table of bench/results/NAME.json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

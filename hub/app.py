@@ -185,6 +185,7 @@ class Hub:
             try:
                 await self.stations.tick()
                 await self.media_presence.check_media(self.media.media_ages())
+                self.media.check_overflow()
                 now = self.clock()
                 if now >= next_checkpoint:
                     next_checkpoint = now + self.settings.hub.checkpoint_s

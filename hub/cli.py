@@ -135,8 +135,27 @@ async def _serve(server: uvicorn.Server, app: Starlette, settings: Settings, por
         print(f"jaga-hub listening on http://{settings.hub.host}:{port}", flush=True)
         if port_file:
             Path(port_file).write_text(str(port))
-    await task
+    gc_task = _start_gc_policy(app) if server.started else None
+    try:
+        await task
+    finally:
+        if gc_task is not None:
+            gc_task.cancel()
     return 0 if server.started else 1
+
+
+def _start_gc_policy(app: Starlette) -> asyncio.Task[None] | None:
+    """Time full collections and (``hub.gc_freeze``) freeze their survivors, on the hub's beat
+    (hub/gcpolicy.py); the figures under ``jaga_gc`` in /metrics."""
+    from hub import gcpolicy
+
+    hub = app.state.hub
+    policy, pauses = gcpolicy.install(lambda: hub.media.publisher_count() == 0, hub.settings.hub.gc_thaw_blocks,
+                                      hub.settings.hub.gc_freeze)
+    hub.metrics.add_gauges("jaga_gc", "Garbage collection: full collections and their longest, last and summed "
+                           "pauses (seconds), the heap's blocks, freezes, thaws, objects frozen after the last thaw",
+                           "what", lambda: gcpolicy.gauges(policy, pauses))
+    return asyncio.create_task(gcpolicy.run_on_beat(policy)) if policy is not None else None
 
 
 def cmd_stations_list(settings: Settings, args: argparse.Namespace) -> int:

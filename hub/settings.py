@@ -42,6 +42,10 @@ class HubSettings:
     # nobody's, not even 127.0.0.1's (a proxy on the same host is listed explicitly).
     trusted_proxies: tuple[str, ...] = ()
     metrics_token: str = ""  # Bearer token a scraper may present for /metrics (else operators only)
+    # `hub serve` freezes the survivors of full garbage collections (hub/gcpolicy.py) and thaws
+    # when no station publishes, or once the Python heap holds this many blocks (and twice the last thaw's)
+    gc_freeze: bool = True
+    gc_thaw_blocks: int = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -313,6 +317,8 @@ def validate(settings: Settings) -> Settings:
             raise ConfigError(f"hub.trusted_proxies: {exc}") from None
     if hub.demo_stations < 0:
         raise ConfigError(f"hub.demo_stations must be 0 or more, not {hub.demo_stations}")
+    if hub.gc_thaw_blocks < 1:
+        raise ConfigError(f"hub.gc_thaw_blocks must be 1 or more, not {hub.gc_thaw_blocks}")
     presence = settings.presence
     if presence.heartbeat_s <= 0 or presence.timeout_s <= presence.heartbeat_s:
         raise ConfigError("presence.timeout_s must be greater than presence.heartbeat_s > 0")

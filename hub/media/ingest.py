@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from hub.errors import ProtocolViolation
 from hub.media import seams_ingest
 from hub.media.rtp import parse_rtp
-from hub.media.seams_ingest import ReceiverBookkeeping, ReceiverReports
+from hub.media.seams_ingest import OwnLoss, ReceiverBookkeeping, ReceiverReports
 from hub.media.seams_peers import NegotiatedMedia, RTCDtlsTransport, RTCRtpReceiver
 
 # (kind, sequence number, timestamp, marker, payload): RTX already unwrapped
@@ -73,11 +73,13 @@ class PublisherIngest:
 
 
 def ingest_publisher(receivers: dict[str, RTCRtpReceiver], negotiated: dict[str, NegotiatedMedia],
-                     on_rtp: KindRtpSink, reports: ReceiverReports | None = None) -> list[PublisherIngest]:
+                     on_rtp: KindRtpSink, reports: ReceiverReports | None = None,
+                     own_loss: OwnLoss | None = None) -> list[PublisherIngest]:
     """Divert the publisher's packets from aiortc's receivers to the fast path.
 
     ``receivers``: the publisher's receivers by kind; ``negotiated``: our answer's media;
-    ``reports``: the timer their receiver reports go out on (None: aiortc's loop each).
+    ``reports``: the timer their receiver reports go out on (None: aiortc's loop each);
+    ``own_loss``: whether the hub's socket drops packets now (then gaps are not NACKed).
     Raises ProtocolViolation if two kinds share a payload type (the answer must not go out).
     """
     transports: dict[int, RTCDtlsTransport] = {}  # one per transport: a single one with BUNDLE
@@ -91,7 +93,7 @@ def ingest_publisher(receivers: dict[str, RTCRtpReceiver], negotiated: dict[str,
         dtls = receiver.transport
         transports[id(dtls)] = dtls
         on_transport = routes.setdefault(id(dtls), {})
-        book = books[kind] = ReceiverBookkeeping(receiver, media.clock_rate)
+        book = books[kind] = ReceiverBookkeeping(receiver, media.clock_rate, own_loss)
         media_ssrc = [0]
         wanted = {media.payload_type: _Route(kind, book, False, media_ssrc)}
         if media.rtx_payload_type is not None:

@@ -58,10 +58,12 @@ async def answer_publisher(
     host_addresses: Sequence[str],
     on_rtp: KindRtpSink,
     receiver_reports: seams_ingest.ReceiverReports | None = None,
+    own_loss: seams_ingest.OwnLoss | None = None,
 ) -> tuple[str, dict[str, RTCRtpReceiver]]:
     """Answer a WHIP offer. RTP packets go to ``on_rtp`` as they arrive, on the ingest fast
     path (``hub.media.ingest``); the receiver reports go out on ``receiver_reports``' timer
-    (if given; else on aiortc's loop per receiver). Returns (answer, receivers by kind)."""
+    (if given; else on aiortc's loop per receiver); ``own_loss``: the hub's socket is dropping
+    packets (gaps not NACKed meanwhile). Returns (answer, receivers by kind)."""
     receivers: dict[str, RTCRtpReceiver] = {}
     for kind in offer.kinds:
         transceiver = pc.addTransceiver(kind, direction="recvonly")
@@ -70,7 +72,7 @@ async def answer_publisher(
     answer_sdp = await _apply_offer_and_answer(pc, offer, host_addresses, "WHIP")
     for receiver in receivers.values():
         seams_keyframes.take_encoded_frames(receiver, _never_called)  # no decoder thread
-    ingest_publisher(receivers, seams_peers.negotiated_media(answer_sdp), on_rtp, receiver_reports)
+    ingest_publisher(receivers, seams_peers.negotiated_media(answer_sdp), on_rtp, receiver_reports, own_loss)
     return answer_sdp, receivers
 
 

@@ -67,6 +67,7 @@ class MediaRelay:
         self._sender_reports = seams_egress.SenderReports()
         # and every publisher's receiver reports on another (seams_ingest, seam 18)
         self._receiver_reports = seams_ingest.ReceiverReports()
+        self.own_loss = seams_ingest.OwnLoss()  # the shared port's socket overflowing (check_overflow)
         # where sessions' host candidates bind: the shared media port (opened by ``open``), a
         # port range, or aioice's ephemeral ports
         self._binding = seams_udp.Binding(port_range=port_range(settings.udp_ports) if not settings.udp_port else None)
@@ -97,6 +98,19 @@ class MediaRelay:
         return {station_id: station.stream.media_ages(now)
                 for station_id, station in self._stations.items() if station.live}
 
+    def check_overflow(self) -> None:
+        """Once a second: did the kernel drop datagrams at the shared media port since the last
+        look (its receive buffer full)? Then gaps are not NACKed (``OwnLoss``)."""
+        self.own_loss.update(self._kernel_drops())
+
+    def _kernel_drops(self) -> int | None:
+        counts = [mux.kernel_drops() for mux in self._binding.muxes]
+        return sum(c for c in counts if c is not None) if counts and None not in counts else None
+
+    def publisher_count(self) -> int:
+        """Stations whose media arrives now (a publisher connected)."""
+        return sum(1 for s in self._stations.values() if s.active is not None)
+
     def viewer_count(self, station_id: str) -> int:
         station = self._stations.get(station_id)
         return len(station.viewers) if station else 0
@@ -123,7 +137,7 @@ class MediaRelay:
     def metrics(self) -> dict[str, int]:
         viewers = sum(isinstance(p, ViewerPeer) for p in self._sessions.values())
         return {
-            "publishers": sum(1 for s in self._stations.values() if s.active is not None),
+            "publishers": self.publisher_count(),
             "viewers": viewers,
             "viewers_audio_only": sum(f.state == OFF for f in self._fallbacks.values()),
             "sessions": len(self._sessions),
@@ -153,8 +167,10 @@ class MediaRelay:
             logger.info("media on UDP port %d (%s)", self.settings.udp_port, ", ".join(hosts))
 
     def udp_metrics(self) -> dict[str, int]:
-        """The shared media port: datagrams received, and dropped by reason (hostile or stray)."""
-        counts = {"udp_port_datagrams": sum(m.received for m in self._binding.muxes)}
+        """The shared media port: datagrams received, dropped by reason (hostile or stray), dropped
+        by the kernel (its buffer full), and lost packets not NACKed meanwhile."""
+        counts = {"udp_port_datagrams": sum(m.received for m in self._binding.muxes),
+                  "udp_port_kernel_drops": self._kernel_drops() or 0, "nacks_withheld": self.own_loss.withheld}
         for reason in seams_udp.DROP_REASONS:
             counts[f"udp_port_dropped_{reason}"] = sum(m.dropped[reason] for m in self._binding.muxes)
         return counts
@@ -177,6 +193,7 @@ class MediaRelay:
                         lambda kind, seq, ts, marker, payload: self._forward_rtp(
                             station_id, session_id, kind, seq, ts, marker, payload),
                         self._receiver_reports,
+                        self.own_loss,
                     )
                 self._refuse_if_closed()
             except BaseException:

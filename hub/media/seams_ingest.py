@@ -319,6 +319,32 @@ MAX_NACKS = 3
 HALF_SEQUENCE_SPACE = 0x8000  # a 16-bit sequence number is newer if at most this far ahead (RFC 3550 A.1)
 
 
+class OwnLoss:
+    """Whether the hub's own media socket dropped datagrams in the last second: its receive
+    buffer overflowed, a loss the hub causes itself.
+
+    NACKing such a loss asks every publisher to resend into the buffer that is already full:
+    in the Jember-day benchmark, on a saturated machine, the publishers resent 0.9-1.0 packet
+    per drop (up to 1.6 times their own stream) to a hub that could not read the ones it had,
+    and a quarter of their sessions ended within a window (docs/benchmarks.md, "A Jember day", fifth step). While
+    ``active``, gaps are given up instead (``withheld`` counts their packets): the picture
+    mends at the next keyframe, which a viewer's decoder asks for anyway. Updated once a second
+    from the kernel's drop counter (``update``); read per packet (one attribute).
+    """
+
+    __slots__ = ("active", "withheld", "_drops")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.withheld = 0
+        self._drops: int | None = None
+
+    def update(self, drops: int | None) -> None:
+        """The kernel's count of datagrams dropped at the socket(s) so far (None: unknown)."""
+        self.active = drops is not None and self._drops is not None and drops > self._drops
+        self._drops = drops
+
+
 def _receiver_private(receiver: RTCRtpReceiver, name: str) -> Any:
     """``receiver.__<name>``: Python stores double-underscore attributes under the class's
     mangled name (``_RTCRtpReceiver__<name>``), which type checkers do not model."""
@@ -334,11 +360,12 @@ class ReceiverBookkeeping:
     original SSRC and sequence number), which feeds the NACK generator.
     """
 
-    __slots__ = ("_active", "_clock_rate", "_estimate", "_nacks", "_receiver", "_refresh_at", "_remb_due",
-                 "_nack_counts", "_remb_sent", "_renack_at", "_routed", "_streams", "_wire")
+    __slots__ = ("_active", "_clock_rate", "_estimate", "_nacks", "_own_loss", "_receiver", "_refresh_at",
+                 "_remb_due", "_nack_counts", "_remb_sent", "_renack_at", "_routed", "_streams", "_wire")
 
-    def __init__(self, receiver: RTCRtpReceiver, clock_rate: int) -> None:
+    def __init__(self, receiver: RTCRtpReceiver, clock_rate: int, own_loss: OwnLoss | None = None) -> None:
         self._receiver = receiver
+        self._own_loss = own_loss or OwnLoss()
         self._routed = receiver.transport._rtp_router.receivers
         self._streams: dict[int, StreamStatistics] = _receiver_private(receiver, "remote_streams")
         self._active: dict[int, datetime.datetime] = _receiver_private(receiver, "active_ssrc")
@@ -379,7 +406,12 @@ class ReceiverBookkeeping:
             return
         # aiortc NACKs again only when a new gap appears: a lost NACK or a lost retransmission
         # would then wait for the next loss, and the viewers' picture with it
-        if _note_received(nacks, seq) or (nacks.missing and time.monotonic() >= self._renack_at):
+        opened = _note_received(nacks, seq)
+        if self._own_loss.active and nacks.missing:
+            self._own_loss.withheld += len(nacks.missing)
+            nacks.missing.clear()  # our own socket dropped them: given up, not asked for
+            return
+        if opened or (nacks.missing and time.monotonic() >= self._renack_at):
             self._renack_at = time.monotonic() + RENACK_S
             wanted = self._to_ask(nacks.missing)
             if wanted:

@@ -38,9 +38,12 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import os
+import platform
 import random
 import socket
 import struct
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -62,6 +65,8 @@ STUN_HEADER = struct.Struct("!HHI12s")  # type, length, magic cookie, transactio
 STUN_MAGIC = 0x2112A442
 ATTRIBUTE = struct.Struct("!HH")
 SOCKET_BUFFER_BYTES = 8 * 1024 * 1024  # every session's packets queue in one socket
+KERNEL_DOUBLES = 2 if sys.platform == "linux" else 1  # what getsockopt reports of a buffer asked for
+GENERIC_SOCKET_ABI = {"x86_64", "aarch64", "i386", "i686", "armv7l", "armv6l", "riscv64", "ppc64le"}
 DRAIN_PER_WAKEUP = 64  # datagrams read per loop wake-up, beyond asyncio's one
 RECEIVE_BYTES = 65536
 
@@ -107,6 +112,8 @@ class UdpMux(asyncio.DatagramProtocol):
         self.received = 0
         self._recvfrom: Any = _nothing_waiting
         self._sendto: Any = _discard  # the socket's own (non-blocking) sendto, once bound
+        self._proc_file = ""  # where the kernel lists this socket with its drops (kernel_drops)
+        self._inode = 0
 
     @classmethod
     async def open(cls, bind_host: str, port: int) -> UdpMux:
@@ -122,7 +129,21 @@ class UdpMux(asyncio.DatagramProtocol):
         mux.port = sock.getsockname()[1]
         mux._recvfrom = sock.recvfrom  # non-blocking: asyncio made it so
         mux._sendto = sock.sendto
+        mux._proc_file = "/proc/self/net/udp6" if sock.family == socket.AF_INET6 else "/proc/self/net/udp"
+        mux._inode = os.fstat(sock.fileno()).st_ino
         return mux
+
+    def kernel_drops(self) -> int | None:
+        """Datagrams the kernel dropped at this socket so far, its receive buffer full (the
+        ``drops`` column of /proc/net/udp; None where that cannot be read). One read of a
+        file a line per UDP socket of the host, done once a second."""
+        if not self._inode:
+            return None
+        try:
+            with open(self._proc_file, encoding="ascii") as table:
+                return socket_drops(table.read(), self._inode)
+        except OSError:
+            return None
 
     def serves(self, host: str) -> bool:
         """Candidates for ``host`` can use this socket: it is bound there, or to every address
@@ -301,6 +322,20 @@ class SessionSocket(asyncio.DatagramTransport):
         self.close()
 
 
+def socket_drops(table: str, inode: int) -> int | None:
+    """The ``drops`` of the socket ``inode`` in the text of /proc/net/udp (or udp6): a header
+    line, then one line per socket whose tenth field is its inode and last its drops. Pure."""
+    wanted = str(inode)
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 13 and fields[9] == wanted:
+            try:
+                return int(fields[-1])
+            except ValueError:
+                return None
+    return None
+
+
 def _nothing_waiting(size: int) -> tuple[bytes, Any]:
     raise BlockingIOError
 
@@ -310,20 +345,36 @@ def _discard(data: Any, addr: Any = None) -> None:
 
 
 def _grow_buffers(sock: socket.socket) -> None:
-    """Every session's packets share this socket's buffers: ask for 8 MB (root may force it
-    past ``net.core.rmem_max``; otherwise the kernel caps it, logged once)."""
-    for forced, plain in ((getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
-                          (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF)):
+    """Every session's packets share this socket's buffers: ask for ``SOCKET_BUFFER_BYTES``,
+    forced past ``net.core.rmem_max``/``wmem_max`` where the process may (root, or
+    CAP_NET_ADMIN), else as much as those allow; a receive buffer short of it is logged."""
+    for forced, plain in ((SO_FORCE.get("SO_RCVBUFFORCE"), socket.SO_RCVBUF),
+                          (SO_FORCE.get("SO_SNDBUFFORCE"), socket.SO_SNDBUF)):
         try:
             if forced is None:
                 raise PermissionError
             sock.setsockopt(socket.SOL_SOCKET, forced, SOCKET_BUFFER_BYTES)
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER_BYTES)
-    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    # Linux doubles what it is asked (the other half is its own bookkeeping) and reports that.
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // KERNEL_DOUBLES
     if granted < SOCKET_BUFFER_BYTES:
-        logger.warning("media UDP port: receive buffer %d bytes (asked %d); raise net.core.rmem_max",
-                       granted, SOCKET_BUFFER_BYTES)
+        logger.warning("media UDP port: receive buffer %d bytes (asked %d); run as root or raise "
+                       "net.core.rmem_max (docs/operations.md)", granted, SOCKET_BUFFER_BYTES)
+
+
+def _force_options() -> dict[str, int]:
+    """``SO_RCVBUFFORCE``/``SO_SNDBUFFORCE``: Python's socket module does not export them, and
+    without them the buffers silently stopped at ``rmem_max`` (half the asked 8 MB here, 208 KB
+    on a stock Debian). Their numbers are the generic Linux ones (include/uapi/asm-generic/
+    socket.h); only architectures known to use those get them (alpha, MIPS, PA-RISC and SPARC
+    number them differently)."""
+    if sys.platform != "linux" or platform.machine() not in GENERIC_SOCKET_ABI:
+        return {}
+    return {"SO_SNDBUFFORCE": 32, "SO_RCVBUFFORCE": 33}
+
+
+SO_FORCE = _force_options()
 
 
 # --- where a session's host candidates come from ------------------------------------------

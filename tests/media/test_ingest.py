@@ -249,3 +249,26 @@ async def test_an_offer_giving_audio_and_video_one_payload_type_is_refused(relay
     with pytest.raises(ProtocolViolation):
         await relay.publish(STATION, clashing, owner="station:test", client_addr="127.0.0.1")
     assert relay.metrics()["sessions"] == 0
+
+
+async def test_while_the_hubs_own_socket_overflows_gaps_are_given_up_not_nacked(
+        relay: MediaRelay, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A loss the hub causes itself (its socket's buffer full: relay.check_overflow saw the
+    # kernel's drop counter rise): NACKing it would have every publisher resend into the same
+    # full buffer. The hole is given up and counted; once the socket keeps up, NACKs resume.
+    from hub.media.seams_ingest import RENACK_S
+
+    relay.own_loss.active = True
+    publisher = await Publisher.start(relay, STATION, audio=False)
+    sender = publisher.pc.getTransceivers()[0].sender
+    dropped = drop_one_media_packet(sender, monkeypatch)
+    asked = record_retransmissions(sender, monkeypatch, lambda asked, seq: True)
+    await wait_until(lambda: relay.own_loss.withheld >= 1, message="the hole given up")
+    assert relay.metrics()["nacks_withheld"] == relay.own_loss.withheld
+    started = time.monotonic()
+    await wait_until(lambda: time.monotonic() - started > 5 * RENACK_S, message="five re-NACK periods", every=0.05)
+    assert dropped[0] not in asked
+    relay.own_loss.active = False
+    again = drop_one_media_packet(sender, monkeypatch, at=40)
+    await wait_until(lambda: again and again[0] in asked, message="a later hole NACKed again")
+    await publisher.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import os
 import socket
 import struct
 from collections.abc import AsyncIterator
@@ -228,3 +229,94 @@ def test_a_wildcard_port_serves_every_address_of_its_family() -> None:
     wildcard, bound = UdpMux("0.0.0.0"), UdpMux("10.1.2.3")
     assert wildcard.serves("10.1.2.3") and wildcard.serves("192.0.2.1") and not wildcard.serves("2001:db8::1")
     assert bound.serves("10.1.2.3") and not bound.serves("10.1.2.4")
+
+
+# --- the shared port's buffers -------------------------------------------------------------
+
+
+def kernel_buffers(sock: socket.socket) -> tuple[int, int]:
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+
+
+def rmem_max() -> int:
+    with open("/proc/sys/net/core/rmem_max") as limit:
+        return int(limit.read())
+
+
+def test_the_force_option_numbers_are_this_kernels() -> None:
+    """Python's socket module has no SO_RCVBUFFORCE/SO_SNDBUFFORCE; the numbers the mux uses
+    must be the kernel's: as root, each sets its own buffer (doubled) past the sysctl cap."""
+    assert not hasattr(socket, "SO_RCVBUFFORCE")  # if Python grows them, use Python's
+    assert seams_udp.SO_FORCE == {"SO_SNDBUFFORCE": 32, "SO_RCVBUFFORCE": 33}  # this Linux, x86_64/aarch64
+    if os.geteuid() != 0:
+        pytest.skip("forcing a buffer needs root (CI runs as root)")
+    asked = 2 * rmem_max() + 4096  # past what SO_RCVBUF/SO_SNDBUF could reach
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        before = kernel_buffers(sock)
+        sock.setsockopt(socket.SOL_SOCKET, seams_udp.SO_FORCE["SO_RCVBUFFORCE"], asked)
+        assert kernel_buffers(sock) == (2 * asked, before[1])
+        sock.setsockopt(socket.SOL_SOCKET, seams_udp.SO_FORCE["SO_SNDBUFFORCE"], asked)
+        assert kernel_buffers(sock) == (2 * asked, 2 * asked)
+
+
+async def test_the_shared_port_gets_its_whole_buffer_or_says_it_did_not(caplog: pytest.LogCaptureFixture) -> None:
+    """As root the mux's socket gets SOCKET_BUFFER_BYTES whatever net.core.rmem_max says (it
+    stopped at that cap before: half of it on this machine, 208 KB on a stock Debian);
+    without the privilege, less than asked is logged."""
+    mux = await UdpMux.open("127.0.0.1", 0)
+    try:
+        assert mux.transport is not None
+        sock = mux.transport.get_extra_info("socket")
+        received, sent = kernel_buffers(sock)
+        if os.geteuid() == 0:
+            assert (received, sent) == (2 * seams_udp.SOCKET_BUFFER_BYTES, 2 * seams_udp.SOCKET_BUFFER_BYTES)
+            assert "receive buffer" not in caplog.text
+        elif rmem_max() < seams_udp.SOCKET_BUFFER_BYTES:
+            assert received == 2 * rmem_max()
+            assert "media UDP port: receive buffer" in caplog.text
+    finally:
+        mux.close()
+
+
+PROC_UDP = "\n".join((  # as the kernel writes it, runs of spaces shortened
+    "  sl local_address rem_address st tx_queue rx_queue tr tm->when retrnsmt uid timeout inode ref pointer drops",
+    " 7022: 0100007F:DDAB 00000000:0000 07 00000000:00000000 00:00000000 00000000 0 0 158634 2 0000000022871839 0",
+    " 7023: 0100007F:1EC2 00000000:0000 07 00000000:00000000 00:00000000 00000000 0 0 158700 2 0000000022871840 4711",
+    " 7024: garbage",
+))
+
+
+def test_socket_drops_reads_the_drops_column_of_the_socket_by_its_inode() -> None:
+    assert seams_udp.socket_drops(PROC_UDP, 158700) == 4711
+    assert seams_udp.socket_drops(PROC_UDP, 158634) == 0
+    assert seams_udp.socket_drops(PROC_UDP, 1) is None  # not listed (another network namespace)
+    assert seams_udp.socket_drops("", 158700) is None
+    assert seams_udp.socket_drops(PROC_UDP.replace(" 4711", " x"), 158700) is None
+
+
+async def test_an_overflowing_port_is_seen_and_its_gaps_are_not_nacked_meanwhile() -> None:
+    """The shared port's kernel drops, read from /proc once a tick (relay.check_overflow):
+    datagrams sent while the loop cannot read (this test does not yield) overflow its buffer,
+    the drop counter rises, ``own_loss`` turns active; a quiet second later it is off."""
+    relay = MediaRelay(media_settings(udp_port=free_udp_port()), RecordedEvents())
+    await relay.open()
+    try:
+        relay.check_overflow()
+        assert not relay.own_loss.active  # the first look only sets the baseline
+        mux = relay._binding.muxes[0]
+        before = mux.kernel_drops()
+        assert before == 0
+        sent = 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            while mux.kernel_drops() == before:  # the loop never runs: nothing is read meanwhile
+                for _ in range(1000):
+                    sender.sendto(b"\x80" + bytes(1199), ("127.0.0.1", mux.port))
+                sent += 1000
+                assert sent < 1_000_000, "a 16 MB buffer should have overflowed long before"
+        relay.check_overflow()
+        assert relay.own_loss.active
+        assert relay.metrics()["udp_port_kernel_drops"] == mux.kernel_drops() > 0
+        relay.check_overflow()  # no drops since the last look
+        assert not relay.own_loss.active
+    finally:
+        await relay.close()
