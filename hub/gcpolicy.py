@@ -3,7 +3,7 @@
 CPython's full collection (generation 2) walks every tracked object while it holds the GIL.
 A hub relaying a Jember day holds about a million of them (each peer connection is over a
 thousand: aiortc's transports, codecs, tasks), so each full collection stopped the event loop
-for 0.2-0.5 s (docs/benchmarks.md, "A Jember day", GC). The one media UDP port's receive
+for 0.2-0.5 s (docs/benchmarks.md, "A Jember day", fifth step). The one media UDP port's receive
 buffer holds a fraction of a second of 303 publishers' packets: the kernel dropped what came
 meanwhile, the hub NACKed it, the publishers resent into the same full buffer.
 
