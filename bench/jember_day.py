@@ -553,7 +553,8 @@ class Day:
             # full collections in the window, their summed pause, the longest since the hub started
             "gc": {"full_collections": delta("gc.full_collections"), "pause_s": delta("gc.full_collection_seconds"),
                    "longest_s": mb.get("gc.longest_full_collection_seconds"),
-                   "frozen_objects": mb.get("gc.frozen_objects"), "thaws": mb.get("gc.thaws")},
+                   "heap_blocks": mb.get("gc.heap_blocks"), "frozen_after_thaw": mb.get("gc.frozen_after_thaw"),
+                   "freezes": mb.get("gc.freezes"), "thaws": mb.get("gc.thaws")},
         }
 
     @staticmethod
