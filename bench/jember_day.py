@@ -159,7 +159,8 @@ async def hub_metrics(http: Any, base: str) -> dict[str, float]:
         out[f"stations.{m.group(1)}"] = float(m.group(2))
     out["watch_frames"] = sum(float(m.group(1)) for m in re.finditer(
         r'^jaga_watch_frames\{path="[a-z]+"\} ([0-9.e+]+)$', text, re.MULTILINE))
-    for m in re.finditer(r'^jaga_gc\{what="([a-z_]+)"\} ([0-9.e+]+)$', text, re.MULTILINE):
+    # (a short pause may print as 2e-05)
+    for m in re.finditer(r'^jaga_gc\{what="([a-z_]+)"\} ([0-9.e+-]+)$', text, re.MULTILINE):
         out[f"gc.{m.group(1)}"] = float(m.group(2))
     found = re.search(r"^jaga_watcher_resyncs(?:_total)? ([0-9.e+]+)$", text, re.MULTILINE)
     out["watcher_resyncs"] = float(found.group(1)) if found else 0.0

@@ -107,7 +107,7 @@ class FreezeSurvivors:
         return "freeze"
 
     def full_collections(self) -> int:
-        return int(self.collector.get_stats()[OLDEST]["collections"])
+        return full_collections(self.collector)
 
     def _freeze(self) -> None:
         # Young survivors first into the oldest generation, so that what is frozen is what
@@ -136,6 +136,11 @@ class FreezeSurvivors:
         self.frozen_after_thaw = self.collector.get_freeze_count()
         self._blocks_after_thaw = self.collector.heap_blocks()
         self._full_seen = self.full_collections()
+
+
+def full_collections(collector: Collector) -> int:
+    """CPython's count of full collections so far (its own and ours)."""
+    return int(collector.get_stats()[OLDEST]["collections"])
 
 
 class PauseClock:
@@ -182,8 +187,9 @@ def install(idle: Callable[[], bool], thaw_blocks: int, freeze: bool) -> tuple[F
 
 def gauges(policy: FreezeSurvivors | None, pauses: PauseClock) -> dict[str, float]:
     """For ``/metrics`` (``jaga_gc``); nothing here walks the heap."""
-    figures = {"full_collections": float(gc.get_stats()[OLDEST]["collections"]),
-               "heap_blocks": float(sys.getallocatedblocks()),
+    collector = RealCollector()
+    figures = {"full_collections": float(full_collections(collector)),
+               "heap_blocks": float(collector.heap_blocks()),
                "longest_full_collection_seconds": pauses.longest_s,
                "last_full_collection_seconds": pauses.last_s,
                "full_collection_seconds": pauses.total_s}

@@ -34,7 +34,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["consent_on_beat", "query_consent_on_beat"]
 
 
-
 def consent_on_beat(pc: RTCPeerConnection, interval_s: float = CONSENT_INTERVAL,
                     beat_s: float = SECOND_BEAT_S) -> None:
     """Make every ICE connection of ``pc`` check consent on the beat. Call after

@@ -326,10 +326,11 @@ class OwnLoss:
     NACKing such a loss asks every publisher to resend into the buffer that is already full:
     in the Jember-day benchmark, on a saturated machine, the publishers resent 0.9-1.0 packet
     per drop (up to 1.6 times their own stream) to a hub that could not read the ones it had,
-    and a quarter of their sessions ended within a window (docs/benchmarks.md, "A Jember day", fifth step). While
-    ``active``, gaps are given up instead (``withheld`` counts their packets): the picture
-    mends at the next keyframe, which a viewer's decoder asks for anyway. Updated once a second
-    from the kernel's drop counter (``update``); read per packet (one attribute).
+    and a quarter of their sessions ended within a window (docs/benchmarks.md, "A Jember day",
+    fifth step). While ``active``, gaps are given up instead (``withheld`` counts their
+    packets): the picture mends at the next keyframe, which a viewer's decoder asks for anyway.
+    Updated once a second from the kernel's drop counter (``update``); read per packet (one
+    attribute).
     """
 
     __slots__ = ("active", "withheld", "_drops")
