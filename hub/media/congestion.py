@@ -55,6 +55,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hub.media.rtcp import ReceiverReport
+
 ON, OFF, PROBING = "on", "off", "probing"
 SENT_REPORTS_KEPT = 8  # our SRs remembered for RTT: a viewer echoes the newest it has
 
@@ -82,18 +84,6 @@ class CongestionPolicy:
             raise ValueError("0 < backoff_s <= max_backoff_s")
         if self.min_packets < 1:
             raise ValueError("min_packets must be >= 1")
-
-
-@dataclass(frozen=True)
-class ReceiverReport:
-    """One RFC 3550 report block about the viewer's video SSRC, as the viewer sent it."""
-
-    fraction_lost: int  # 0..255 since the viewer's previous report (not used: see above)
-    packets_lost: int  # cumulative, signed
-    highest_sequence: int  # extended highest sequence number received (low 16 bits used)
-    jitter: int  # interarrival jitter, RTP clock units
-    lsr: int  # middle 32 bits of the NTP time of our last SR the viewer had; 0: none
-    dlsr: int  # delay since that SR at the viewer, 1/65536 s
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,10 @@ by ``tests/media/test_seams_egress.py`` against the locked versions:
    we shadow that per sender to fill in our timestamp and counts. With a
    :class:`SenderReports` the loop is parked at its first report (the shadow awaits until
    the sender stops, when aiortc cancels the loop, which then sends its BYE through the
-   shadow as before) and one timer for every viewer sends the reports, built from the SR
-   and SDES aiortc handed over the first time: a relay with N viewers no longer wakes N
-   times a second for them.
+   shadow as before) and one timer for every viewer sends the reports: the SR written by
+   ``hub.media.rtcp.sender_report`` with the SSRC of the one aiortc handed over the first
+   time, followed by the SDES as aiortc wrote it then. A relay with N viewers no longer wakes
+   N times a second for them, nor builds aiortc's packet objects for each report.
 9. ``sender_ssrcs``: the SSRCs aiortc announced for a sender (``_ssrc``, ``_rtx_ssrc``, in
    ``a=ssrc`` and as the keys of the RTCP router), which our packets must carry so the
    viewer's RTCP is routed back to that sender.
@@ -55,12 +56,12 @@ from typing import Any, Protocol, cast
 import pylibsrtp
 from aioice.ice import CandidatePair
 from aiortc import RTCDtlsTransport, RTCRtpSender
-from aiortc import clock as aiortc_clock
-from aiortc.rtp import AnyRtcpPacket, RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
+from aiortc.rtp import AnyRtcpPacket, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
 from pylibsrtp import _binding as srtp_binding
 
 from hub.beat import BeatTimer
-from hub.media.congestion import ReceiverReport
+from hub.media import rtcp
+from hub.media.rtcp import ReceiverReport
 from hub.media.seams_udp import SessionSocket
 from hub.media.viewer_egress import CONGESTED, NOT_SENT, SENT  # what SrtpWire.send_parts answers
 
@@ -239,7 +240,7 @@ def _fill(packet: RtcpSrPacket, report: SenderReport) -> bool:
         return False
     rtp_timestamp, packet_count, octet_count = values
     packet.sender_info = RtcpSenderInfo(
-        ntp_timestamp=aiortc_clock.current_ntp_time(),
+        ntp_timestamp=rtcp.ntp_now(),
         rtp_timestamp=rtp_timestamp,
         packet_count=packet_count,
         octet_count=octet_count,
@@ -247,34 +248,39 @@ def _fill(packet: RtcpSrPacket, report: SenderReport) -> bool:
     return True
 
 
-def _lsr(packet: RtcpSrPacket) -> int:
-    """The middle 32 bits of the SR's NTP time: what the viewer echoes as LSR."""
-    return (packet.sender_info.ntp_timestamp >> 16) & 0xFFFFFFFF
-
-
 class _Reporter:
-    """One sender's reports, sent by :class:`SenderReports`' timer."""
+    """One sender's reports, sent by :class:`SenderReports`' timer: the SR written by us
+    (``rtcp.sender_report``), the packets aiortc put after it (its SDES) as it wrote them."""
 
-    __slots__ = ("due", "on_sent", "packets", "report", "wire")
+    __slots__ = ("due", "on_sent", "report", "ssrc", "trailer", "wire")
 
     def __init__(self, report: SenderReport) -> None:
         self.report = report
         self.on_sent: Callable[[int], object] | None = None
         self.wire: SrtpWire | None = None
-        self.packets: list[AnyRtcpPacket] = []  # aiortc's SR (and SDES with the CNAME), reused
+        self.ssrc = 0
+        self.trailer = b""
         self.due = 0.0
+
+    def take_over(self, wire: SrtpWire, packets: list[AnyRtcpPacket]) -> None:
+        """From aiortc's first report: the SR's SSRC, and the bytes of what followed it."""
+        sr = packets[0]
+        assert isinstance(sr, RtcpSrPacket) and not sr.reports  # a sender's SR: no report blocks
+        self.wire, self.ssrc = wire, sr.ssrc
+        self.trailer = b"".join(bytes(packet) for packet in packets[1:])
 
     def send(self) -> bool:
         """Send a report now (if anything was sent yet); False if the wire is gone."""
         wire = self.wire
-        sr = self.packets[0]
-        assert wire is not None and isinstance(sr, RtcpSrPacket)
-        if not _fill(sr, self.report):
+        assert wire is not None
+        values = self.report(time.monotonic())
+        if values is None:
             return True
-        if not wire.send_rtcp(b"".join(bytes(packet) for packet in self.packets)):
+        ntp = rtcp.ntp_now()
+        if not wire.send_rtcp(rtcp.sender_report(self.ssrc, ntp, *values) + self.trailer):
             return False
         if self.on_sent is not None:
-            self.on_sent(_lsr(sr))
+            self.on_sent(rtcp.middle_bits(ntp))
         return True
 
 
@@ -340,11 +346,11 @@ def report_with(sender: RTCRtpSender, report: SenderReport, reports: SenderRepor
         if sr is None:
             return
         if reporter.on_sent is not None:
-            reporter.on_sent(_lsr(sr))
+            reporter.on_sent(rtcp.middle_bits(sr.sender_info.ntp_timestamp))
         if reports is None or wire is None:
             return
         # the first report went out: from now on the timer sends them, and this loop waits
-        reporter.wire, reporter.packets = wire, list(packets)
+        reporter.take_over(wire, packets)
         reports._start(reporter)
         try:
             await asyncio.get_running_loop().create_future()  # until aiortc cancels the loop
@@ -376,21 +382,17 @@ def on_receiver_report(sender: RTCRtpSender, callback: Callable[[ReceiverReport]
     handle = sender._handle_rtcp_packet
     ssrc = sender._ssrc
 
-    def report(block: RtcpReceiverInfo) -> None:
-        callback(ReceiverReport(fraction_lost=block.fraction_lost, packets_lost=block.packets_lost,
-                                highest_sequence=block.highest_sequence, jitter=block.jitter,
-                                lsr=block.lsr, dlsr=block.dlsr))
-
     async def handle_with_reports(packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for block in packet.reports:
                 if block.ssrc == ssrc:
-                    report(block)
+                    callback(ReceiverReport(block.fraction_lost, block.packets_lost, block.highest_sequence,
+                                            block.jitter, block.lsr, block.dlsr))
         await handle(packet)
 
     # RTCDtlsTransport._handle_rtcp_data awaits recipient._handle_rtcp_packet(packet)
     sender._handle_rtcp_packet = handle_with_reports  # type: ignore[method-assign]  # shadowed per instance
-    setattr(sender, REPORT_HANDLER, report)  # seam 19's dispatch calls it with each block about ``ssrc``
+    setattr(sender, REPORT_HANDLER, callback)  # seam 19's dispatch calls it with each block about ``ssrc``
 
 
 def on_report_sent(sender: RTCRtpSender, callback: Callable[[int], object]) -> None:

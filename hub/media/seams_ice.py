@@ -13,6 +13,13 @@ Seam 20, pinned by ``tests/media/test_seams_ice.py`` against the locked aioice:
     one turn of the loop, with the hub's other timers, and their answers come back together.
     What a check is, and when consent is lost (``CONSENT_FAILURES`` checks in a row without
     an answer: the connection closes), is aioice's, unchanged.
+21. ``consent_answerer``: the other way round, the checks a peer sends us on the pair in use
+    (``Connection._nominated``) are answered by ``hub.media.consent`` with the bytes aioice's
+    ``Connection.request_received`` would send (``local_username``, ``remote_username``,
+    ``local_password``, ``ice_controlling``; not once the connection is closing or before its
+    early checks are done, ``_closing``, ``_early_checks_done``). For such a request aioice's
+    ``check_incoming`` changes nothing (the pair is known, succeeded and nominated), so
+    nothing is skipped but the work; anything else still goes to aioice.
 """
 
 from __future__ import annotations
@@ -22,16 +29,18 @@ import functools
 import logging
 import math
 import random
+from collections.abc import Callable
 
 from aioice import stun
-from aioice.ice import CONSENT_FAILURES, CONSENT_INTERVAL, Connection
+from aioice.ice import CONSENT_FAILURES, CONSENT_INTERVAL, Connection, StunProtocol
 from aiortc import RTCPeerConnection
 
 from hub.beat import SECOND_BEAT_S
+from hub.media import consent
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["consent_on_beat", "query_consent_on_beat"]
+__all__ = ["consent_answerer", "consent_on_beat", "query_consent_on_beat"]
 
 
 def consent_on_beat(pc: RTCPeerConnection, interval_s: float = CONSENT_INTERVAL,
@@ -82,3 +91,26 @@ def _beat_in_window(now: float, interval_s: float, beat_s: float) -> float:
     if last < first:  # a window narrower than a beat: aioice's own draw
         return now + interval_s * (0.8 + 0.4 * random.random())
     return random.randint(first, last) * beat_s
+
+
+def consent_answerer(connection: Connection, protocol: StunProtocol) -> Callable[[bytes, tuple[str, int]], bool]:
+    """What answers a STUN request arriving on ``protocol`` from the remote end of the pair in
+    use: True if it answered (``consent.answer_check``), False to leave it to aioice."""
+    component = protocol.local_candidate.component
+    credentials: list[bytes] = []  # username, key: the remote ufrag is known once checks start
+
+    def answered(data: bytes, address: tuple[str, int]) -> bool:
+        pair = connection._nominated.get(component)
+        if (pair is None or pair.protocol is not protocol or pair.remote_addr != address
+                or connection._closing or not connection._early_checks_done):
+            return False
+        if not credentials:
+            credentials[:] = (f"{connection.local_username}:{connection.remote_username}".encode(),
+                              connection.local_password.encode())
+        response = consent.answer_check(data, address, credentials[0], credentials[1], connection.ice_controlling)
+        if response is None:
+            return False
+        protocol.transport.sendto(response, address)
+        return True
+
+    return answered

@@ -11,9 +11,9 @@ locked aiortc / aioice:
     ``datagram_received``. We shadow ``aioice.Connection.data_received`` (looked up on the
     instance by ``StunProtocol.datagram_received``) and, for each gathered socket
     (``Connection._protocols``), ``StunProtocol.datagram_received`` itself: bytes 128-191
-    are RTP/RTCP (RFC 7983), never STUN, so they skip aioice's STUN parse. DTLS, STUN and
-    SRTCP still take aiortc's path; empty datagrams (which aiortc's DTLS reader would fail
-    on) are dropped.
+    are RTP/RTCP (RFC 7983), never STUN, so they skip aioice's STUN parse. DTLS, STUN (but
+    the consent checks ``seams_ice`` seam 21 answers) and SRTCP still take aiortc's path;
+    empty datagrams (which aiortc's DTLS reader would fail on) are dropped.
 11. ``ReceiverBookkeeping``: the parts of ``RTCRtpReceiver._handle_rtp_packet`` a relay
     still wants for each packet, done on the receiver's own private state so aiortc's RTCP
     task keeps sending correct receiver reports: RTCP statistics (``__remote_streams``;
@@ -44,7 +44,8 @@ locked aiortc / aioice:
     one :class:`ReceiverReports` timer on the hub's beat sends every receiver's report,
     built as aiortc's loop builds it (``__remote_streams``, ``__lsr``, ``__lsr_time``,
     ``__rtcp_ssrc``; sent with ``_send_rtcp``).
-19. ``viewer_rtcp``: a viewer's RTCP, parsed by aiortc (``RtcpPacket.parse``) and dispatched
+19. ``viewer_rtcp``: a viewer's RTCP, read by ``hub.media.rtcp`` (or, for any compound that is
+    not only receiver feedback, parsed by aiortc's ``RtcpPacket.parse``) and dispatched
     here instead of ``_handle_rtcp_data``: by SSRC through ``RtpRouter.senders`` to the
     handlers ``seams_egress.on_nack`` / ``on_receiver_report`` leave on the sender and to
     ``_send_keyframe``, past aiortc's router and sender handler; the rest through them.
@@ -87,8 +88,11 @@ from aiortc.rtp import (
 from pylibsrtp import _binding as srtp_binding
 
 from hub.beat import SECOND_BEAT_S, BeatTimer
+from hub.media import rtcp
 from hub.media.bitrate import RembEstimate, min_frame_period
+from hub.media.rtcp import ReceiverReport
 from hub.media.seams_egress import NACK_HANDLER, REPORT_HANDLER, SrtpWire, open_wire
+from hub.media.seams_ice import consent_answerer
 from hub.media.seams_udp import SessionSocket
 
 logger = logging.getLogger(__name__)
@@ -178,12 +182,14 @@ def divert_srtp(dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None] | None,
     # StunProtocol.datagram_received calls self.receiver.data_received(...)
     connection.data_received = data_received  # type: ignore[method-assign]  # shadowed per instance
     for protocol in connection._protocols:
-        _skip_stun_parsing_for_rtp(protocol, data_received)
+        _skip_stun_parsing_for_rtp(protocol, data_received, consent_answerer(connection, protocol))
 
 
-def _skip_stun_parsing_for_rtp(protocol: StunProtocol, receive: Callable[..., None]) -> None:
+def _skip_stun_parsing_for_rtp(protocol: StunProtocol, receive: Callable[..., None],
+                               answered: Callable[[bytes, tuple[str, int]], bool]) -> None:
     """aioice tries to parse every datagram as STUN first (an exception per RTP packet);
-    bytes 128-191 start RTP/RTCP (RFC 7983), never STUN. An empty datagram, which aiortc's
+    bytes 128-191 start RTP/RTCP (RFC 7983), never STUN. A consent check on the pair in use
+    is answered by ``answered`` (seam 21) when it can. An empty datagram, which aiortc's
     DTLS reader would fail on, is dropped here."""
     stun_or_other = protocol.datagram_received
     component = protocol.local_candidate.component
@@ -193,7 +199,7 @@ def _skip_stun_parsing_for_rtp(protocol: StunProtocol, receive: Callable[..., No
             return
         if 127 < data[0] < 192:
             receive(data, component)
-        else:
+        elif not (data[0] == 0 and answered(data, (addr[0], addr[1]))):
             stun_or_other(data, addr)
 
     # asyncio calls the protocol's own; typed bytes | str upstream, but a UDP socket gives bytes
@@ -248,7 +254,10 @@ def _resume(coroutine: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any
 def viewer_rtcp(dtls: RTCDtlsTransport) -> Callable[[bytes], None]:
     """What a viewer's unprotected RTCP compounds go to (``divert_srtp``'s ``on_rtcp``).
 
-    Parsed by aiortc (``RtcpPacket.parse``), but the hub's own handlers are called directly:
+    A compound of receiver feedback only (RR, SDES, NACK, PLI, FIR, REMB: what a viewer sends
+    every second) is read by ``hub.media.rtcp.read_feedback``, without aiortc's objects; any
+    other is parsed by aiortc (``RtcpPacket.parse``). Either way the hub's own handlers are
+    called directly:
     each report block about one of our senders to the handler ``on_receiver_report`` left on
     it, a NACK's sequence numbers to ``on_nack``'s (one call per NACK packet), a PLI or FIR to
     the sender's ``_send_keyframe`` (``seams_keyframes.on_keyframe_request``). aiortc's router
@@ -270,6 +279,26 @@ def viewer_rtcp(dtls: RTCDtlsTransport) -> Callable[[bytes], None]:
             run_now(recipient._handle_rtcp_packet(packet))
 
     def handle(data: bytes) -> None:
+        feedback = rtcp.read_feedback(data)
+        if feedback is None:
+            handle_with_aiortc(data)
+            return
+        for ssrc, block in feedback.reports:
+            report = getattr(senders.get(ssrc), REPORT_HANDLER, None)
+            if report is not None:
+                report(block)
+        for viewer_ssrc, media_ssrc, lost in feedback.nacks:
+            nacked = getattr(senders.get(media_ssrc), NACK_HANDLER, None)
+            if nacked is not None:
+                nacked(lost)
+            else:
+                through_aiortc(RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=viewer_ssrc, media_ssrc=media_ssrc, lost=lost))
+        for media_ssrc in feedback.keyframe_requests:
+            sender = senders.get(media_ssrc)
+            if sender is not None:
+                sender._send_keyframe()  # type: ignore[attr-defined]  # RTCRtpSender's, typed RtpSender
+
+    def handle_with_aiortc(data: bytes) -> None:
         try:
             packets = RtcpPacket.parse(data)
         except ValueError:
@@ -279,7 +308,8 @@ def viewer_rtcp(dtls: RTCDtlsTransport) -> Callable[[bytes], None]:
                 for block in packet.reports:
                     report = getattr(senders.get(block.ssrc), REPORT_HANDLER, None)
                     if report is not None:
-                        report(block)
+                        report(ReceiverReport(block.fraction_lost, block.packets_lost, block.highest_sequence,
+                                              block.jitter, block.lsr, block.dlsr))
                 if isinstance(packet, RtcpSrPacket):
                     receiver = router.ssrc_table.get(packet.ssrc)  # an SR about what the viewer sends us
                     if receiver is not None:  # only the receiver: route_rtcp would hand the blocks to senders again

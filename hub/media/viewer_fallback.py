@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from hub.media.congestion import OFF, ON, PROBING, CongestionPolicy, ReceiverReport, VideoFallback
+from hub.media.congestion import OFF, ON, PROBING, CongestionPolicy, VideoFallback
 from hub.media.counters import MediaCounters
+from hub.media.rtcp import ReceiverReport
 from hub.media.viewer_egress import ViewerEgress
 
 

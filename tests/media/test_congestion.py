@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub.media.congestion import OFF, ON, PROBING, CongestionPolicy, ReceiverReport, VideoFallback
+from hub.media.congestion import OFF, ON, PROBING, CongestionPolicy, VideoFallback
+from hub.media.rtcp import ReceiverReport
 
 POLICY = CongestionPolicy()  # the defaults are the rules under test
 

@@ -23,7 +23,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtcpPacket, RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
 
 from hub.media import seams_egress as seams
-from hub.media.congestion import ReceiverReport
+from hub.media.rtcp import ReceiverReport
 from hub.media.seams_peers import negotiated_media, new_peer_connection
 from tests.locked import check_locked
 

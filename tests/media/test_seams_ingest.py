@@ -312,7 +312,10 @@ def viewer_with(senders: list[RecordingSender]) -> tuple[Callable[[bytes], None]
     return seams.viewer_rtcp(SimpleNamespace(_rtp_router=router)), router  # type: ignore[arg-type]
 
 
-def test_a_viewers_rtcp_reaches_our_handlers_as_aiortc_would_route_it() -> None:
+@pytest.mark.parametrize("with_bye", [True, False], ids=["aiortc-parses", "read-by-us"])
+def test_a_viewers_rtcp_reaches_our_handlers_as_aiortc_would_route_it(with_bye: bool) -> None:
+    # Without the BYE the compound is receiver feedback only: hub.media.rtcp reads it, not
+    # aiortc; what reaches the handlers must not differ.
     from aiortc.rtp import (
         RTCP_PSFB_APP,
         RTCP_PSFB_FIR,
@@ -350,7 +353,7 @@ def test_a_viewers_rtcp_reaches_our_handlers_as_aiortc_would_route_it() -> None:
         RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=9, media_ssrc=0, fci=pack_remb_fci(300_000, [1111])),
         RtcpByePacket(sources=[9]),
     ]
-    handle(b"".join(bytes(packet) for packet in compound))
+    handle(b"".join(bytes(packet) for packet in compound[:None if with_bye else -1]))
     assert calls == [
         ("report", 1111, 70000), ("report", 2222, 80000),  # 4444: no sender; 3333: no handler of ours
         ("nack", 1111, [100, 101, 117, 300]),  # one call for the whole NACK packet

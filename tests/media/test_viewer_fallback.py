@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
-from hub.media.congestion import OFF, ON, PROBING, CongestionPolicy, ReceiverReport
+from hub.media.congestion import OFF, ON, PROBING, CongestionPolicy
 from hub.media.counters import MediaCounters
 from hub.media.packet_cache import PacketCache
+from hub.media.rtcp import ReceiverReport
 from hub.media.viewer_egress import FLOWING, INACTIVE, PAUSED, WAITING, ViewerEgress
 from hub.media.viewer_fallback import ViewerVideoFallback
 from tests.media.test_viewer_egress import AUDIO, VIDEO, FakeWire, Recorder, payloads
