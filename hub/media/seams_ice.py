@@ -12,7 +12,14 @@ Seam 20, pinned by ``tests/media/test_seams_ice.py`` against the locked aioice:
     window, so RFC 7675 §5.1's randomisation holds: the checks due in one second leave in
     one turn of the loop, with the hub's other timers, and their answers come back together.
     What a check is, and when consent is lost (``CONSENT_FAILURES`` checks in a row without
-    an answer: the connection closes), is aioice's, unchanged.
+    an answer: the connection closes), is aioice's, with one change: aioice sends each check
+    once (``retransmissions=0``: one ``stun.Transaction`` try, ``RETRY_RTO`` = 0.5 s), so a
+    hub whose receive queue runs more than half a second behind (a full media socket buffer
+    under load: "A Jember day", sixth step) lost every check and, 30 s later, every session
+    at once. Ours is sent again on aioice's doubling timeouts as long as they end before the
+    earliest next check (``consent_retransmissions``: twice, 3.5 s, for the 5 s interval), so
+    a late answer still counts; RFC 7675 §5.1 leaves retransmission to STUN's rules and lets
+    consent expire only after 30 s without an answer.
 21. ``consent_answerer``: the other way round, the checks a peer sends us on the pair in use
     (``Connection._nominated``) are answered by ``hub.media.consent`` with the bytes aioice's
     ``Connection.request_received`` would send (``local_username``, ``remote_username``,
@@ -40,7 +47,7 @@ from hub.media import consent
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["consent_answerer", "consent_on_beat", "query_consent_on_beat"]
+__all__ = ["consent_answerer", "consent_on_beat", "consent_retransmissions", "query_consent_on_beat"]
 
 
 def consent_on_beat(pc: RTCPeerConnection, interval_s: float = CONSENT_INTERVAL,
@@ -63,6 +70,7 @@ async def query_consent_on_beat(connection: Connection, interval_s: float = CONS
     """``Connection.query_consent``, with each check on a beat inside its random window."""
     assert connection.remote_password is not None  # as aioice's: checks start once connect() has it
     loop = asyncio.get_running_loop()
+    retransmissions = consent_retransmissions(interval_s)
     failures = 0
     while True:
         now = loop.time()
@@ -72,7 +80,7 @@ async def query_consent_on_beat(connection: Connection, interval_s: float = CONS
             try:
                 await pair.protocol.request(request, pair.remote_addr,
                                             integrity_key=connection.remote_password.encode("utf8"),
-                                            retransmissions=0)
+                                            retransmissions=retransmissions)
                 failures = 0
             except stun.TransactionError:
                 failures += 1
@@ -81,6 +89,15 @@ async def query_consent_on_beat(connection: Connection, interval_s: float = CONS
                 connection._query_consent_task = None
                 await connection.close()
                 return
+
+
+def consent_retransmissions(interval_s: float, rto_s: float = stun.RETRY_RTO) -> int:
+    """How many times a check is sent again without an answer: as many as aioice's doubling
+    timeouts (RTO, 2 RTO, 4 RTO, ...) allow before the earliest next check (0.8 × interval)."""
+    retransmissions = 0
+    while rto_s * (2 ** (retransmissions + 2) - 1) < 0.8 * interval_s:
+        retransmissions += 1
+    return retransmissions
 
 
 def _beat_in_window(now: float, interval_s: float, beat_s: float) -> float:

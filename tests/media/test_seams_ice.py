@@ -36,6 +36,38 @@ def test_the_aioice_loop_it_replaces() -> None:
     assert "except stun.TransactionError:" in query and "failures >= CONSENT_FAILURES" in query
     assert "self._query_consent_task = None" in query and "return await self.close()" in query
     assert "self._query_consent_task.cancel()" in inspect.getsource(Connection.close)
+    # a transaction: sent, then again after RTO, 2 RTO, ... while retransmissions last; an
+    # answer to any of the sends (one transaction id) settles it
+    assert stun.RETRY_RTO == 0.5
+    retry = inspect.getsource(stun.Transaction._Transaction__retry)  # type: ignore[attr-defined]
+    assert "self.__timeout_delay *= 2" in retry and "self.__future.set_exception(TransactionTimeout())" in retry
+    assert "self.__tries_max = 1 + (" in inspect.getsource(stun.Transaction.__init__)
+
+
+def test_a_check_is_sent_again_while_its_timeouts_end_before_the_next_check() -> None:
+    assert seams_ice.consent_retransmissions(5.0) == 2  # sent at 0, 0.5 and 1.5 s; given up at 3.5 s < 4 s
+    assert seams_ice.consent_retransmissions(10.0) == 3  # 7.5 s < 8 s
+    assert seams_ice.consent_retransmissions(0.25) == 0  # a window shorter than one timeout: sent once
+
+
+async def test_an_answer_later_than_one_timeout_still_counts() -> None:
+    # The overloaded hub of "A Jember day", sixth step: the answer waits behind a second of
+    # media in the socket's queue. aioice's single try had given up at 0.5 s.
+    sent: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    class Wire:
+        def send_stun(self, message: Any, addr: Any) -> None:
+            sent.append(loop.time())
+
+    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    transaction = stun.Transaction(request, ("127.0.0.1", 9), Wire(),
+                                   retransmissions=seams_ice.consent_retransmissions(5.0))
+    answer = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.RESPONSE,
+                          transaction_id=request.transaction_id)
+    loop.call_later(1.0, transaction.response_received, answer, ("127.0.0.1", 9))
+    response, _ = await asyncio.wait_for(transaction.run(), 5)
+    assert response is answer and len(sent) == 2  # the first send, and the one at 0.5 s
 
 
 def test_each_check_is_on_a_beat_inside_the_randomised_window() -> None:
@@ -55,7 +87,8 @@ class Pair:
         self.protocol = self
 
     async def request(self, request: Any, addr: Any, integrity_key: bytes, retransmissions: int) -> Any:
-        assert integrity_key == b"secret" and retransmissions == 0 and addr == self.remote_addr
+        assert integrity_key == b"secret" and addr == self.remote_addr
+        assert retransmissions == seams_ice.consent_retransmissions(0.25) == 0  # the tests' 0.25 s interval
         self.times.append(asyncio.get_running_loop().time())
         if not self.answers.pop(0):
             raise stun.TransactionError()
