@@ -34,6 +34,7 @@ import hashlib
 import inspect
 import json
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -134,6 +135,22 @@ TEST_REGISTRY = """id,name,kind,kecamatan,public
 opd.dinkes,Dinas Kesehatan,opd,,true
 opd.bakesbangpol,"Badan Kesatuan Bangsa dan Politik, Rahasia",opd,,false
 """
+
+
+def corruptions(sources: list[bytes], seed: int, per_source: int, most_changed: int = 2,
+                new_byte: Callable[[random.Random], int] | None = None) -> Iterator[bytes]:
+    """Hostile variants of well-formed messages, the same every run: every cut of each source,
+    then ``per_source`` copies with 1 to ``most_changed`` bytes replaced (by ``new_byte``, else
+    any byte)."""
+    rng = random.Random(seed)
+    for source in sources:
+        for cut in range(len(source) + 1):
+            yield source[:cut]
+        for _ in range(per_source):
+            data = bytearray(source)
+            for _ in range(rng.randint(1, most_changed)):
+                data[rng.randrange(len(data))] = new_byte(rng) if new_byte else rng.randrange(256)
+            yield bytes(data)
 
 
 def free_port(host: str = "127.0.0.1", kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
