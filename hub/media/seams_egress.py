@@ -56,7 +56,7 @@ from typing import Any, Protocol, cast
 import pylibsrtp
 from aioice.ice import CandidatePair
 from aiortc import RTCDtlsTransport, RTCRtpSender
-from aiortc.rtp import AnyRtcpPacket, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
+from aiortc.rtp import AnyRtcpPacket, RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
 from pylibsrtp import _binding as srtp_binding
 
 from hub.beat import BeatTimer
@@ -66,8 +66,8 @@ from hub.media.seams_udp import SessionSocket
 from hub.media.viewer_egress import CONGESTED, NOT_SENT, SENT  # what SrtpWire.send_parts answers
 
 __all__ = ["CONGESTED", "MAX_SOCKET_BACKLOG", "NACK_HANDLER", "NOT_SENT", "REPORT_HANDLER", "SENT", "SenderReport",
-           "SenderReports", "SrtpWire", "on_nack", "on_receiver_report", "on_report_sent", "open_wire", "report_with",
-           "sender_ssrcs"]
+           "SenderReports", "SrtpWire", "on_nack", "on_receiver_report", "on_report_sent", "open_wire", "report_of",
+           "report_with", "sender_ssrcs"]
 
 
 # --- 6. sending SRTP to a viewer directly -----------------------------------------------
@@ -386,13 +386,18 @@ def on_receiver_report(sender: RTCRtpSender, callback: Callable[[ReceiverReport]
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for block in packet.reports:
                 if block.ssrc == ssrc:
-                    callback(ReceiverReport(block.fraction_lost, block.packets_lost, block.highest_sequence,
-                                            block.jitter, block.lsr, block.dlsr))
+                    callback(report_of(block))
         await handle(packet)
 
     # RTCDtlsTransport._handle_rtcp_data awaits recipient._handle_rtcp_packet(packet)
     sender._handle_rtcp_packet = handle_with_reports  # type: ignore[method-assign]  # shadowed per instance
     setattr(sender, REPORT_HANDLER, callback)  # seam 19's dispatch calls it with each block about ``ssrc``
+
+
+def report_of(block: RtcpReceiverInfo) -> ReceiverReport:
+    """aiortc's report block as the handlers take it."""
+    return ReceiverReport(block.fraction_lost, block.packets_lost, block.highest_sequence, block.jitter, block.lsr,
+                          block.dlsr)
 
 
 def on_report_sent(sender: RTCRtpSender, callback: Callable[[int], object]) -> None:

@@ -90,8 +90,7 @@ from pylibsrtp import _binding as srtp_binding
 from hub.beat import SECOND_BEAT_S, BeatTimer
 from hub.media import rtcp
 from hub.media.bitrate import RembEstimate, min_frame_period
-from hub.media.rtcp import ReceiverReport
-from hub.media.seams_egress import NACK_HANDLER, REPORT_HANDLER, SrtpWire, open_wire
+from hub.media.seams_egress import NACK_HANDLER, REPORT_HANDLER, SrtpWire, open_wire, report_of
 from hub.media.seams_ice import consent_answerer
 from hub.media.seams_udp import SessionSocket
 
@@ -308,8 +307,7 @@ def viewer_rtcp(dtls: RTCDtlsTransport) -> Callable[[bytes], None]:
                 for block in packet.reports:
                     report = getattr(senders.get(block.ssrc), REPORT_HANDLER, None)
                     if report is not None:
-                        report(ReceiverReport(block.fraction_lost, block.packets_lost, block.highest_sequence,
-                                              block.jitter, block.lsr, block.dlsr))
+                        report(report_of(block))
                 if isinstance(packet, RtcpSrPacket):
                     receiver = router.ssrc_table.get(packet.ssrc)  # an SR about what the viewer sends us
                     if receiver is not None:  # only the receiver: route_rtcp would hand the blocks to senders again
