@@ -35,6 +35,7 @@ from av.stream import Stream
 from bench.common import RESULTS
 from hub.media.seams_keyframes import take_encoded_frames
 from hub.media.seams_peers import close_peer_connection, new_peer_connection
+from jaga.ice_consent import patient_consent
 from jaga.ice_hosts import announced_host_addresses
 
 WIDTH, HEIGHT, FPS = 640, 360, 15
@@ -212,6 +213,7 @@ async def whip_publish(base: str, station: str, token: str | None,
     pc.addTransceiver(track, direction="sendonly")
     prefer_vp8(pc)
     offer = await local_offer(pc)
+    patient_consent(pc)  # as the station agent's (clients/publisher.py)
     headers = {"Content-Type": "application/sdp"}
     if token:
         headers["Authorization"] = f"Bearer {token}"

@@ -86,6 +86,7 @@ async def _negotiate(pc: RTCPeerConnection, config: StationConfig, url: str, tok
     offer = await pc.createOffer()
     with rtc.host_addresses(config.network.host_addresses):
         await pc.setLocalDescription(offer)
+    rtc.patient_consent(pc)  # before setRemoteDescription, where ICE starts aioice's own checks
     answer = await whip.post_offer(url, pc.localDescription.sdp, token, timeout=config.network.connect_timeout_s,
                                    context=config.tls_context())
     with rtc.rate_control(rate or rate_control(config)):

@@ -37,6 +37,12 @@
      opens it.
 3. ``new_peer_connection``: always passes the ICE servers explicitly; aiortc falls back to
    Google's STUN server when the list is left out.
+4. ``patient_consent``: the consent checks (RFC 7675) the agent sends the hub every ~5 s are
+   sent again on STUN's doubling timeouts until the next one is due, where aioice sends each
+   once and gives up after 0.5 s: six lost in a row close the session, and a hub running a
+   second behind under load, or a village modem holding seconds of video in its buffer, lost
+   all six. Shared with the hub: ``jaga.ice_consent`` (pinned by
+   ``tests/jaga/test_ice_consent.py``). Call it after ``setLocalDescription``.
 
 Seams 2 and 3 are exercised by ``tests/clients/test_config_and_media.py``; the aiortc internals
 seam 2 relies on are pinned by ``tests/clients/test_rtc_seams.py``.
@@ -58,9 +64,10 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from jaga.ice_consent import patient_consent
 from jaga.ice_hosts import announced_host_addresses as host_addresses
 
-__all__ = ["RateControl", "host_addresses", "new_peer_connection", "prefer_codec", "rate_control"]
+__all__ = ["RateControl", "host_addresses", "new_peer_connection", "patient_consent", "prefer_codec", "rate_control"]
 
 _control: contextvars.ContextVar[RateControl | None] = contextvars.ContextVar("jaga_station_rate_control",
                                                                        default=None)
