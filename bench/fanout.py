@@ -27,6 +27,7 @@ from typing import Any
 from bench.common import (
     PY,
     Worker,
+    close_workers,
     cpu_seconds,
     cpu_split,
     fmt,
@@ -87,10 +88,10 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace) -
     proc, port, tokens = await start_system(system, workdir, Path(args.alt_hub) if args.alt_hub else None)
     pid = proc.pid
     ids = station_ids()
-    stations = await Worker.start("-m", "bench.wsload", "stations", log=workdir / "stations.log")
     nworkers = max(1, -(-max(levels) // PER_WORKER))
-    watchers = [await Worker.start("-m", "bench.wsload", "watch", log=workdir / "watch.log")
-                for _ in range(nworkers)]
+    stations, *watchers = await asyncio.gather(
+        Worker.start("-m", "bench.wsload", "stations", log=workdir / "stations.log"),
+        *(Worker.start("-m", "bench.wsload", "watch", log=workdir / "watch.log") for _ in range(nworkers)))
     out: dict[str, Any] = {"system": system, "levels": []}
     try:
         await stations.call("start", timeout=120, url=f"ws://127.0.0.1:{port}/ws/station",
@@ -114,10 +115,11 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace) -
             else:
                 failed, connect_cpu = 0, None
             rss = rss_bytes(pid)
-            # idle: stations heartbeating, watchers connected, no events
-            idle0, t0 = cpu_seconds(pid), time.monotonic()
-            await asyncio.sleep(args.idle_window)
-            idle_rate = (cpu_seconds(pid) - idle0) / (time.monotonic() - t0)
+            idle_rate = None  # stations heartbeating, watchers connected, no events (--idle-window)
+            if args.idle_window > 0:
+                idle0, t0 = cpu_seconds(pid), time.monotonic()
+                await asyncio.sleep(args.idle_window)
+                idle_rate = (cpu_seconds(pid) - idle0) / (time.monotonic() - t0)
 
             events, rate = plan(w, args)
             for wk in watchers:
@@ -164,8 +166,7 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace) -
                 level["fanout_msgs_per_cpu_s"] = delivered / net if net > 0 else None
             out["levels"].append(level)
     finally:
-        for wk in [stations, *watchers]:
-            await wk.close()
+        await close_workers([stations, *watchers])
         await stop(proc)
     return out
 
@@ -282,7 +283,8 @@ async def main() -> None:
     parser.add_argument("--alt-hub", help="another checkout of the repo: adds system hub-alt (compare a change)")
     parser.add_argument("--rate-msgs", type=float, default=20000, help="target deliveries per second in a burst")
     parser.add_argument("--window", type=float, default=3.0, help="seconds per burst")
-    parser.add_argument("--idle-window", type=float, default=1.0)
+    parser.add_argument("--idle-window", type=float, default=0.0,
+                        help="seconds to read the idle hub's CPU before each burst (recorded, not tabled; 0: skip)")
     parser.add_argument("--quick", action="store_true", help="1 repeat, W = 100 and 1000, short bursts")
     args = parser.parse_args()
     if args.quick:

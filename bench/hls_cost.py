@@ -50,6 +50,7 @@ from bench.common import (
     Worker,
     fmt,
     fmt_spread,
+    http_client,
     install_cleanup,
     log,
     mint_tokens,
@@ -111,7 +112,6 @@ class Publisher:
         self.pc: Any = None
 
     async def publish(self, base: str, station: str, token: str, audio: bool) -> dict[str, Any]:
-        import httpx
         from aiortc import RTCRtpSender, RTCSessionDescription
 
         from bench.media_peers import ClipTrack, local_offer
@@ -128,7 +128,7 @@ class Publisher:
             sound.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("audio").codecs
                                        if c.mimeType.lower() == "audio/opus"])
         offer = await local_offer(pc)
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             response = await http.post(f"{base}/whip/{station}", content=offer,
                                        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"})
         if response.status_code != 201:
@@ -255,8 +255,6 @@ async def measure(args: argparse.Namespace, http: Any, base: str, pid: int, stat
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    import httpx
-
     workdir = temp_dir("bench-hls-")
     proc, port, config = await start_hub(workdir, media={"thumbnail_s": 0}, recording={"enabled": False},
                                          hls={"idle_s": 2.0})
@@ -266,7 +264,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"station": station, "windows": []}
     worker: Worker | None = None
     try:
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             await asyncio.sleep(args.settle)
             out["idle"] = await window(proc.pid, args.window)
             log(f"idle {out['idle']['cores'] * 100:.3f} %")

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import install_cleanup, log, percentile, raise_fd_limit, stop, temp_dir, write_result
+from bench.common import http_client, install_cleanup, log, percentile, raise_fd_limit, stop, temp_dir, write_result
 from bench.hls_load import HINT, PART, STATION, start_station
 
 SERVER_CONTROL = re.compile(r"PART-HOLD-BACK=([0-9.]+)")
@@ -115,14 +115,12 @@ def _ms(value: float | None) -> float | None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    import httpx
-
     raise_fd_limit()
     install_cleanup()
     workdir = temp_dir("jaga-hls-latency-")
     hub_proc, hub_port, agent, _, _ = await start_station(Path(workdir), with_nginx=False)
     try:
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             base = f"http://127.0.0.1:{hub_port}/hls/{STATION}"
             await follow(http, base, 4)  # warm-up: packaging starts, the keyframe cadence settles
             result = await follow(http, base, args.seconds)

@@ -43,6 +43,7 @@ from bench.common import (
     cpu_seconds,
     fmt,
     fmt_spread,
+    http_client,
     install_cleanup,
     log,
     metrics_text,
@@ -286,8 +287,6 @@ def hub_counts(text: str) -> tuple[dict[str, float], float]:
 
 async def measure(target: str, hub_port: int, hub_pid: int, nginx: tuple[int, int, Path] | None, agent_pid: int,
                   clients: int, workers: int, seconds: float, warmup: float) -> dict[str, Any]:
-    import httpx
-
     hub_http = f"http://127.0.0.1:{hub_port}"
     base = f"/hls/{STATION}"
     loads = [await Worker.start("-m", "bench.hls_load", "--worker") for _ in range(workers)]
@@ -306,7 +305,7 @@ async def measure(target: str, hub_port: int, hub_pid: int, nginx: tuple[int, in
              for load, share in zip(loads, shares, strict=True)]
     seen: dict[str, float] = {}
     probe_requests: list[tuple[float, str]] = []
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with http_client(timeout=30) as http:
         probing = asyncio.create_task(probe(http, hub_http + base, window[1] + 2, seen, probe_requests))
         await asyncio.sleep(max(0.0, window[0] - time.monotonic()))
         pids = {"hub": hub_pid, "agent": agent_pid, **{f"load{i}": load.proc.pid for i, load in enumerate(loads)}}

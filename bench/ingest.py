@@ -37,9 +37,11 @@ from typing import Any
 from bench.common import (
     RESULTS,
     Worker,
+    close_workers,
     cpu_seconds,
     fmt,
     fmt_spread,
+    http_client,
     install_cleanup,
     log,
     metrics_text,
@@ -56,6 +58,7 @@ from bench.media_peers import FPS, clip_kbps, load_clip, rtp_packets
 from bench.relay import slope
 
 LEVELS = "0,100,200,303"
+IDLE_WARMUP_S = 3.0  # before the N = 0 window: the hub is idle, nobody has joined yet
 
 
 async def media_counters(http: Any, base: str) -> dict[str, float]:
@@ -80,8 +83,6 @@ def intercept(points: list[tuple[float, float]], k: float) -> float:
 
 async def run_once(args: argparse.Namespace, levels: list[int], ids: list[str], ports: str = "shared"
                    ) -> dict[str, Any]:
-    import httpx
-
     workdir = temp_dir("bench-ingest-")
     proc, port, config = await start_hub(workdir, media={"max_sessions_per_address": 10_000,
                                                          "thumbnail_s": args.thumbnail_s,
@@ -89,9 +90,9 @@ async def run_once(args: argparse.Namespace, levels: list[int], ids: list[str], 
     base = f"http://127.0.0.1:{port}"
     wanted = ids[:max(levels)]
     tokens = await asyncio.to_thread(mint_tokens, config, wanted)
-    workers = [await Worker.start("-m", "bench.loadgen", "publishers", "--publisher", args.publisher,
-                                  log=workdir / f"pub{i}.log")
-               for i in range(args.procs)]
+    workers = list(await asyncio.gather(*(Worker.start("-m", "bench.loadgen", "publishers", "--publisher",
+                                                       args.publisher, log=workdir / f"pub{i}.log")
+                                          for i in range(args.procs))))
     out: dict[str, Any] = {"levels": [], "stopped": "all levels done", "pinned": False}
     if args.pin and len(os.sched_getaffinity(0)) >= 2:
         # "One core": the hub gets CPU 0 alone; the clients share the others, so the hub's
@@ -104,7 +105,7 @@ async def run_once(args: argparse.Namespace, levels: list[int], ids: list[str], 
     started = time.monotonic()
     current = 0
     try:
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             for n in levels:
                 if time.monotonic() - started > args.max_seconds:
                     out["stopped"] = f"time cap ({args.max_seconds:.0f} s) before N={n}"
@@ -119,7 +120,8 @@ async def run_once(args: argparse.Namespace, levels: list[int], ids: list[str], 
                 if connected != len(new):
                     log(f"N={n}: {connected}/{len(new)} new publishers connected {[r['errors'] for r in replies]}")
                 current = n
-                await asyncio.sleep(args.warmup)
+                # nobody joined at N = 0: the idle hub needs no time to settle after joins
+                await asyncio.sleep(args.warmup if n else min(args.warmup, IDLE_WARMUP_S))
                 rtcp0 = await asyncio.gather(*(w.call("stats") for w in workers))
                 m0, s0 = await asyncio.gather(media_counters(http, base),
                                               asyncio.gather(*(w.call("stats", rtcp=False) for w in workers)))
@@ -163,8 +165,7 @@ async def run_once(args: argparse.Namespace, levels: list[int], ids: list[str], 
                     out["stopped"] = f"clients could not keep {FPS} fps at N={n}"
                     break
     finally:
-        for w in workers:
-            await w.close("close_all")
+        await close_workers(workers, "close_all")
         await stop(proc)
     summarise(out)
     out["elapsed_s"] = time.monotonic() - started

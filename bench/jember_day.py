@@ -56,6 +56,7 @@ from bench.common import (
     Worker,
     cpu_seconds,
     fmt,
+    http_client,
     install_cleanup,
     log,
     metrics_text,
@@ -180,7 +181,6 @@ class HlsSide:
         self.status: dict[str, int] = {}
 
     async def publish(self, base: str, stations: dict[str, str]) -> dict[str, Any]:
-        import httpx
         from aiortc import RTCRtpSender, RTCSessionDescription
 
         from bench.media_peers import ClipTrack, load_h264_clip, local_offer
@@ -200,7 +200,7 @@ class HlsSide:
                         if c.name.lower() in ("h264", "rtx")]
                 transceiver.setCodecPreferences(caps)
                 offer = await local_offer(pc)
-                async with httpx.AsyncClient(timeout=30) as http:
+                async with http_client(timeout=30) as http:
                     response = await http.post(f"{base}/whip/{station}", content=offer,
                                                headers={"Content-Type": "application/sdp",
                                                         "Authorization": f"Bearer {token}"})
@@ -220,11 +220,10 @@ class HlsSide:
 
     async def _player(self, base: str, station: str) -> None:
         """Poll the plain playlist every second; fetch the init segment and every new segment."""
-        import httpx
 
         seen: set[str] = set()
         root = f"{base}/hls/{station}/"
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             while True:
                 try:
                     response = await http.get(root + "plain.m3u8")
@@ -627,14 +626,12 @@ def render(steps: list[dict[str, Any]]) -> str:
 
 
 async def main(args: argparse.Namespace) -> None:
-    import httpx
-
     raise_fd_limit()
     day = Day(args)
     started = time.monotonic()
     error = None
     try:
-        async with httpx.AsyncClient(timeout=60) as http:
+        async with http_client(timeout=60) as http:
             await day.run(http)
     except Exception as exc:
         error = repr(exc)

@@ -27,7 +27,7 @@ from typing import Any
 from aiortc import RTCSessionDescription
 from aiortc.rtp import is_rtcp
 
-from bench.common import raise_fd_limit, serve_worker
+from bench.common import http_client, raise_fd_limit, serve_worker
 from bench.light_publisher import ClipPackets, Ticker, publish_light
 from bench.media_peers import (
     ClipTrack,
@@ -135,13 +135,11 @@ class LightViewer:
             _skip_stun_parsing_for_rtp(protocol)
 
     async def whep(self, base: str, station: str) -> None:
-        import httpx
-
         transceiver = self.pc.addTransceiver("video", direction="recvonly")
         prefer_vp8(self.pc)
         offer = await local_offer(self.pc)
         self._count_rtp(transceiver.receiver.transport.transport)
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             response = await http.post(f"{base}/whep/{station}", content=offer,
                                        headers={"Content-Type": "application/sdp"}, follow_redirects=True)
         if response.status_code != 201:

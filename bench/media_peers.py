@@ -32,7 +32,7 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.stream import Stream
 
-from bench.common import RESULTS
+from bench.common import RESULTS, http_client
 from hub.media.seams_keyframes import take_encoded_frames
 from hub.media.seams_peers import close_peer_connection, new_peer_connection
 from jaga.ice_consent import patient_consent
@@ -207,8 +207,6 @@ async def local_offer(pc: RTCPeerConnection) -> str:
 
 async def whip_publish(base: str, station: str, token: str | None,
                        track: MediaStreamTrack) -> tuple[RTCPeerConnection, str]:
-    import httpx
-
     pc = new_peer_connection(())
     pc.addTransceiver(track, direction="sendonly")
     prefer_vp8(pc)
@@ -217,7 +215,7 @@ async def whip_publish(base: str, station: str, token: str | None,
     headers = {"Content-Type": "application/sdp"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with http_client(timeout=30) as http:
         response = await http.post(f"{base}/whip/{station}", content=offer, headers=headers)
     if response.status_code != 201:
         await close_peer_connection(pc)
@@ -268,11 +266,9 @@ class CountingViewer:
             pass
 
     async def whep(self, base: str, station: str) -> None:
-        import httpx
-
         self._prepare()
         offer = await local_offer(self.pc)
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             response = await http.post(f"{base}/whep/{station}", content=offer,
                                        headers={"Content-Type": "application/sdp"})
         if response.status_code != 201:

@@ -44,6 +44,7 @@ from bench.common import (
     cpu_seconds,
     fmt,
     fmt_spread,
+    http_client,
     install_cleanup,
     log,
     metrics_text,
@@ -142,8 +143,6 @@ async def finished(http: Any, base: str, station: str, count: int, timeout: floa
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    import httpx
-
     workdir = temp_dir("bench-recording-")
     proc, port, config = await start_hub(
         workdir, media={"thumbnail_s": 0},
@@ -155,7 +154,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     socket = StationSocket(f"ws://127.0.0.1:{port}/ws/station", station, token)
     worker: Worker | None = None
     try:
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             await socket.open()
             await asyncio.sleep(args.settle)
             out["idle"] = await window(proc.pid, args.window)

@@ -59,6 +59,7 @@ from typing import Any
 from bench.common import (
     PY,
     Worker,
+    close_workers,
     cores_between,
     cpu_split,
     fmt,
@@ -171,9 +172,23 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
     server = await start_system(system, workdir, janus_bin, lab, args.before, args.thumbnail_s)
     pid = server["proc"].pid
     netns = server.get("netns")  # the workers talk to the server: where it is
-    publisher = await Worker.start("-m", "bench.rtcload", "publisher", log=workdir / "pub.log", netns=netns)
-    workers: list[Worker] = []
+    # every viewer worker the run will need, started with the publisher's (idle until it joins viewers)
+    needed = 0 if system in PUBLISHER_ONLY else -(-max(levels) // PER_WORKER)
+    publisher, *workers = await asyncio.gather(
+        Worker.start("-m", "bench.rtcload", "publisher", log=workdir / "pub.log", netns=netns),
+        *(Worker.start("-m", "bench.rtcload", "viewers", "--kind", kind, log=workdir / "viewers.log", netns=netns)
+          for _ in range(needed)))
     out: dict[str, Any] = {"system": system, "kind": kind, "levels": [], "profile": None}
+
+    async def join(worker: Worker, take: int) -> None:
+        if system == "janus":
+            reply = await worker.call("janus", timeout=120, url=server["janus"], mountpoint=MOUNTPOINT,
+                                      count=take, host=server["host"])
+        else:
+            reply = await worker.call("whep", timeout=120, base=server["base"], station=STATION, count=take)
+        if reply["connected"] != take:
+            log(f"{system}: {reply['connected']}/{take} viewers connected {reply['errors']}")
+
     try:
         await start_publisher(system, publisher, server)
         await asyncio.sleep(1.0)
@@ -181,20 +196,12 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
         for n in levels:
             if n and system in PUBLISHER_ONLY:
                 break  # the publisher alone: it has no viewers
+            joins = []  # each worker fills up to PER_WORKER; the workers join theirs at once
             while current < n:
-                if current // PER_WORKER >= len(workers):
-                    workers.append(await Worker.start("-m", "bench.rtcload", "viewers", "--kind", kind,
-                                                      log=workdir / "viewers.log", netns=netns))
-                worker = workers[current // PER_WORKER]
                 take = min(n - current, PER_WORKER - current % PER_WORKER)
-                if system == "janus":
-                    reply = await worker.call("janus", timeout=120, url=server["janus"], mountpoint=MOUNTPOINT,
-                                              count=take, host=server["host"])
-                else:
-                    reply = await worker.call("whep", timeout=120, base=server["base"], station=STATION, count=take)
-                if reply["connected"] != take:
-                    log(f"{system}: {reply['connected']}/{take} viewers connected {reply['errors']}")
+                joins.append(join(workers[current // PER_WORKER], take))
                 current += take
+            await asyncio.gather(*joins)
             await asyncio.sleep(args.warmup)
             before = [await w.call("stats") for w in workers]
             (user0, sys0), fine0, t0 = cpu_split(pid), threads_cpu_ns(pid), time.monotonic()
@@ -230,8 +237,7 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
                 log(f"{system}: viewers below 90% of {FPS} fps at N={n}; stopping here")
                 break
     finally:
-        for w in workers:
-            await w.close("close_all", timeout=30)
+        await close_workers(workers, "close_all")
         try:
             await publisher.call("close", timeout=10)
         except Exception:

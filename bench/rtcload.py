@@ -27,7 +27,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
-from bench.common import raise_fd_limit, serve_worker
+from bench.common import http_client, raise_fd_limit, serve_worker
 from bench.media_peers import (
     ClipTrack,
     CountingViewer,
@@ -151,11 +151,9 @@ class Janus:
     VideoRoom (and of its Admin API to read what it received)."""
 
     def __init__(self, url: str, admin_url: str | None = None) -> None:
-        import httpx
-
         self.url = url
         self.admin_url = admin_url
-        self.http = httpx.AsyncClient(timeout=30)
+        self.http = http_client(timeout=30)
         self.n = 0
 
     async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -32,10 +32,12 @@ from typing import Any
 from bench.common import (
     RESULTS,
     Worker,
+    close_workers,
     cpu_seconds,
     fmt,
     fmt_spread,
     free_port,
+    http_client,
     install_cleanup,
     log,
     mint_tokens,
@@ -83,8 +85,6 @@ async def start_redis(workdir: Path) -> tuple[Any, str]:
 
 
 async def run_config(config: str, levels: list[int], args: argparse.Namespace) -> dict[str, Any]:
-    import httpx
-
     workdir = temp_dir(f"bench-scale-{config}-")
     redis_proc, redis_url = await start_redis(workdir)
     hubs: list[tuple[Any, str]] = []
@@ -93,35 +93,39 @@ async def run_config(config: str, levels: list[int], args: argparse.Namespace) -
     out: dict[str, Any] = {"config": config, "levels": [], "stopped": "all levels done"}
     started = time.monotonic()
     try:
-        for name in (("a", "b") if config == "two" else ("a",)):
-            node_dir = workdir / name
-            node_dir.mkdir()
-            proc, port, cfg = await start_hub(node_dir, hub={"backend": "redis", "redis_url": redis_url,
-                                                              "node_id": f"bench-{name}"}, media=CAPS)
-            hubs.append((proc, f"http://127.0.0.1:{port}"))
+        names = ("a", "b") if config == "two" else ("a",)
+        for name in names:
+            (workdir / name).mkdir()
+        started_hubs = await asyncio.gather(*(
+            start_hub(workdir / name, hub={"backend": "redis", "redis_url": redis_url, "node_id": f"bench-{name}"},
+                      media=CAPS) for name in names))
+        hubs.extend((proc, f"http://127.0.0.1:{port}") for proc, port, _ in started_hubs)
+        cfg = started_hubs[-1][2]
         tokens = await asyncio.to_thread(mint_tokens, cfg, list(STATIONS))  # credentials live in Redis
         # station i is published on (and watched at) node i of this configuration
         homes = {sid: hubs[i % len(hubs)][1] for i, sid in enumerate(STATIONS)}
-        for sid in STATIONS:
-            worker = await Worker.start("-m", "bench.loadgen", "publishers", log=workdir / "pub.log")
-            publishers.append(worker)
-            reply = await worker.call("publish", timeout=60, base=homes[sid], stations={sid: tokens[sid]})
+        publishers.extend(await asyncio.gather(*(
+            Worker.start("-m", "bench.loadgen", "publishers", log=workdir / "pub.log") for _ in STATIONS)))
+        replies = await asyncio.gather(*(
+            worker.call("publish", timeout=60, base=homes[sid], stations={sid: tokens[sid]})
+            for worker, sid in zip(publishers, STATIONS, strict=True)))
+        for sid, reply in zip(STATIONS, replies, strict=True):
             if reply["connected"] != 1:
                 raise RuntimeError(f"publisher of {sid} did not connect: {reply['errors']}")
         await asyncio.sleep(1.0)
         placed: list[tuple[Worker, str]] = []  # one (worker, station) per viewer, in order
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with http_client(timeout=30) as http:
             for total in levels:
                 if time.monotonic() - started > args.max_seconds:
                     out["stopped"] = f"time cap ({args.max_seconds:.0f} s) before V={total}"
                     break
                 calls: dict[tuple[int, str], int] = {}
+                viewers.extend(await asyncio.gather(*(  # the level's new workers, started together
+                    Worker.start("-m", "bench.loadgen", "viewers", log=workdir / "viewers.log")
+                    for _ in range(len(viewers), -(-total // PER_PROC)))))
                 while len(placed) < total:
                     sid = STATIONS[len(placed) % len(STATIONS)]
                     index = len(placed) // PER_PROC
-                    while index >= len(viewers):
-                        viewers.append(await Worker.start("-m", "bench.loadgen", "viewers",
-                                                          log=workdir / "viewers.log"))
                     placed.append((viewers[index], sid))
                     calls[(index, sid)] = calls.get((index, sid), 0) + 1
                 async def join(index: int, calls: dict[tuple[int, str], int]) -> list[dict[str, Any]]:
@@ -173,10 +177,8 @@ async def run_config(config: str, levels: list[int], args: argparse.Namespace) -
                     out["stopped"] = f"loss at V={total}"
                     break
     finally:
-        for w in viewers + publishers:
-            await w.close("close_all")
-        for proc, _ in hubs:
-            await stop(proc)
+        await close_workers(viewers + publishers, "close_all")
+        await asyncio.gather(*(stop(proc) for proc, _ in hubs))
         await stop(redis_proc)
     served = [level for level in out["levels"] if level["served"]]
     out["max_served"] = max((level["viewers"] for level in served), default=0)

@@ -22,14 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 # Run as a script (``python bench/soak.py``, as documented), not only with ``-m`` from the repository root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiortc.mediastreams import MediaStreamError
 
 from bench.common import (
+    http_client,
     install_cleanup,
     log,
     metrics_text,
@@ -80,7 +79,7 @@ async def viewer(port: int, station: str, frames: list[int], index: int) -> None
             asyncio.ensure_future(count())
 
         await pc.setLocalDescription(await pc.createOffer())
-        async with httpx.AsyncClient() as http:
+        async with http_client() as http:
             answer = await http.post(f"http://127.0.0.1:{port}/whep/{station}", content=pc.localDescription.sdp,
                                      headers={"Content-Type": "application/sdp"})
         if answer.status_code == 201:
@@ -118,7 +117,7 @@ async def soak(minutes: float, publishers: int, viewers: int, flap_s: float) -> 
     started = time.monotonic()
     next_flap = started + flap_s
     flaps = 0
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+    async with http_client(base_url=f"http://127.0.0.1:{port}") as http:
         while time.monotonic() - started < minutes * 60:
             text = await metrics_text(http, "")
             sample = {f"{kind}.{name}": float(value) for kind, name, value in METRIC.findall(text)}

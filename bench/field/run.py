@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import PY, REPO, log, mint_tokens, own, start_hub, stop, temp_dir
+from bench.common import PY, REPO, http_client, log, mint_tokens, own, start_hub, stop, temp_dir
 from bench.field import metrics
 from tests.netlab import Lab, LinkSpec
 
@@ -127,7 +127,7 @@ class Field:
             schedule={"workdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "23:59",
                       "national_holidays": False})
         self.base = f"http://{host}:{port}"
-        self._http = httpx.AsyncClient(base_url=self.base, timeout=10)
+        self._http = http_client(base_url=self.base, timeout=10)
         token = (await asyncio.to_thread(mint_tokens, self.config, [self.station]))[self.station]
         (self.workdir / "token.txt").write_text(token + "\n")
         addresses = [] if self.agent_inside else [host]  # inside, aioice finds the namespace's own address

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from bench.common import http_client
 from hub.media.seams_peers import (
     MediaStreamError,
     RTCSessionDescription,
@@ -66,7 +67,7 @@ class FieldViewer:
             reporter.cancel()
 
     async def _join(self) -> Any:
-        async with httpx.AsyncClient(timeout=15) as http:
+        async with http_client(timeout=15) as http:
             while True:
                 pc = new_peer_connection(())
                 pc.addTransceiver("video", direction="recvonly")
