@@ -21,9 +21,10 @@ version in ``tests/routes/test_uvicorn_seams.py``, which pins each point):
 5. ``protocol.close_sent`` is set once a close frame went out (by the app, a protocol error
    or the keepalive); a peer's close or a lost connection closes the transport.
 
-When any of that does not hold (another ws implementation, a wrapped ``send``, compression,
-closing), :func:`direct_writer` returns None or :meth:`DirectWriter.write` returns False, and
-the watcher uses the ordinary ASGI ``send``.
+When any of that does not hold (another ws implementation, a wrapped ``send``, compression, a
+full buffer), :func:`direct_writer` returns None or :meth:`DirectWriter.write` returns False,
+and the watcher uses the ordinary ASGI ``send``; once the connection is closing, ``write``
+returns None and the watcher sends nothing more.
 
 The same connection is also made smaller for the hours a watcher sits idle (:func:`slim`;
 measured in docs/benchmarks.md section 1). uvicorn builds every connection for the general
@@ -111,13 +112,21 @@ class DirectWriter:
         self._transport = protocol.transport
         self.limit = limit
 
-    def write(self, frame: bytes) -> bool:
-        """Write ``frame`` (from :mod:`hub.core.wsframe`) now; False when the caller must
-        use the ASGI ``send`` instead (closing, or the socket is not keeping up)."""
+    def write(self, frame: bytes) -> bool | None:
+        """Write ``frame`` (from :mod:`hub.core.wsframe`) now: True; False when the caller
+        must use the ASGI ``send`` instead (the socket is not keeping up); None when the
+        connection is closing or gone, and nothing should be sent at all.
+
+        Between a reset seen by asyncio (the transport closing) and uvicorn's
+        ``connection_lost`` (a loop turn later, when its ``send`` starts refusing), the ASGI
+        ``send`` still writes to the dead transport, which logs a warning per write from the
+        fifth on: 5,000 watchers gone at once, in the middle of a fan-out, wrote 78,000 of
+        them in a second ("A Jember day", seventh step)."""
         protocol = self._protocol
         transport = self._transport
-        if (protocol.close_sent or transport.is_closing() or not protocol.writable.is_set()
-                or transport.get_write_buffer_size() > self.limit):
+        if protocol.close_sent or transport.is_closing():
+            return None
+        if not protocol.writable.is_set() or transport.get_write_buffer_size() > self.limit:
             return False
         transport.write(frame)
         return True

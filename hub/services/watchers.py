@@ -87,9 +87,10 @@ class Watcher:
                  "snapshot")
 
     def __init__(self, send: Callable[[dict[str, Any]], Coroutine[Any, Any, None]], codec: wire.Codec,
-                 operator: bool, backlog_limit: int, direct: Callable[[bytes], bool] | None = None) -> None:
+                 operator: bool, backlog_limit: int, direct: Callable[[bytes], bool | None] | None = None) -> None:
         self.send = send  # an ``async def``: eager.start() steps its coroutine by hand
-        # Writes a complete frame now, or returns False: then ``send`` must take it.
+        # Writes a complete frame now (True), or returns False: then ``send`` must take it;
+        # None: the connection is closing, nothing more goes out.
         self.direct = direct
         self.codec = codec
         self.operator = operator
@@ -121,8 +122,13 @@ class Watcher:
                 queue.append(out)
             return False
         direct = self.direct
-        if direct is not None and direct(out.wire):
-            return True
+        if direct is not None:
+            written = direct(out.wire)
+            if written:
+                return True
+            if written is None:  # closing: the reader sees the disconnect and detaches
+                self.closed = True
+                return False
         try:
             blocked = eager.start(self.send(out.message))
         except Exception:
@@ -306,6 +312,8 @@ class WatchService:
                 out = built[slot] = Outgoing(frame if binary else _as_json(frame))
             if watcher.push(out):
                 framed += 1
+            elif watcher.closed:
+                continue  # its connection is gone: nothing went out
             sent += 1
         # Counted once per event: a Prometheus increment per message would cost more than the write.
         self.metrics.messages_out.inc(sent)

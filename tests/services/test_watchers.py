@@ -103,6 +103,32 @@ def _seq_of_frame(frame: bytes) -> int:
     return int(wire.decode_msgpack(frame[header:])["seq"])
 
 
+async def test_a_closing_connection_gets_nothing_more() -> None:
+    # The direct writer answers None once the transport is closing: no fallback to the ASGI
+    # send (which would still write to the dead transport until uvicorn hears of it).
+    watch = service()
+    written: list[bytes] = []
+    closing = [False]
+
+    def direct(frame: bytes) -> bool | None:
+        if closing[0]:
+            return None
+        written.append(frame)
+        return True
+
+    async def send(message: dict[str, Any]) -> None:
+        raise AssertionError("nothing goes to the ASGI send")
+
+    watcher = Watcher(send, wire.CODECS[wire.MSGPACK], False, 100, direct=direct)
+    watch.attach(watcher, None)
+    watch.apply(event(1))
+    closing[0] = True
+    for seq in range(2, 12):
+        watch.apply(event(seq))
+    assert watcher.closed and len(written) == 2  # the snapshot and event 1
+    assert watch.frames_direct == 1 and watch.frames_asgi == 0  # the fan-out counts events, not the snapshot
+
+
 async def test_a_failed_write_closes_the_watcher() -> None:
     watch = service()
 
