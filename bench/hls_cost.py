@@ -275,7 +275,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     reply = await worker.call("publish", timeout=60, base=base, station=station, token=token,
                                               audio=variant == "av")
                     assert reply["connected"], reply
-                    await asyncio.sleep(args.settle + 3)  # ICE, DTLS, the first keyframe, the REMB loop
+                    await asyncio.sleep(args.settle + 1)  # ICE, DTLS, the first keyframe (the clip is pre-encoded)
                     for mode in (("relay", "hls") if rep % 2 == 0 else ("hls", "relay")):
                         measured = {**await measure(args, http, base, proc.pid, station, mode),
                                     "repeat": rep, "variant": variant}

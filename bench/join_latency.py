@@ -5,9 +5,9 @@
    its own process. Then, one after another, ``--joins`` viewers each create a peer
    connection, POST the WHEP offer, and decode until the first picture; the time from
    creating the offer to that picture is one join (phases: HTTP answer, ICE+DTLS connected,
-   first frame). The viewer closes and the next one starts ``--gap`` s later (default 1 s:
-   independent joins; 0.1 s makes each join's keyframe request fall inside the hub's 0.5 s
-   PLI interval, i.e. a join storm).
+   first frame). The viewer closes and the next one starts ``--gap`` s later (default 0.6 s,
+   longer than the hub's 0.5 s between keyframe requests: independent joins; 0.1 s makes each
+   join's keyframe request fall inside that interval, i.e. a join storm).
 2. **Presence latency.** Stations (heartbeat ``hb_s``, timeout ``timeout_s``) and one
    watcher; a handful of station sockets are **killed** (TCP reset, no close frame: a
    crashed agent) and a handful go **silent** (socket left open, no more messages: a cut
@@ -149,7 +149,7 @@ async def main() -> None:
     parser.add_argument("--hb-s", type=float, default=1.0)
     parser.add_argument("--timeout-s", type=float, default=5.0)
     parser.add_argument("--stations", type=int, default=8, help="killed and as many silenced")
-    parser.add_argument("--gap", type=float, default=1.0,
+    parser.add_argument("--gap", type=float, default=0.6,
                         help="seconds between one viewer leaving and the next joining; the hub asks a publisher "
                              "for at most one keyframe per 0.5 s, so a gap below that measures folded requests")
     parser.add_argument("--quick", action="store_true", help="20 joins")
