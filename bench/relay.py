@@ -194,8 +194,7 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
             log(f"{system}: {reply['connected']}/{take} viewers connected {reply['errors']}")
 
     try:
-        await start_publisher(system, publisher, server)
-        await asyncio.sleep(1.0)
+        await start_publisher(system, publisher, server)  # connected; the warm-up below settles it
         current = 0
         for n in levels:
             if n and system in PUBLISHER_ONLY:

@@ -104,8 +104,13 @@ async def run_config(config: str, levels: list[int], args: argparse.Namespace) -
         tokens = await asyncio.to_thread(mint_tokens, cfg, list(STATIONS))  # credentials live in Redis
         # station i is published on (and watched at) node i of this configuration
         homes = {sid: hubs[i % len(hubs)][1] for i, sid in enumerate(STATIONS)}
-        publishers.extend(await asyncio.gather(*(
-            Worker.start("-m", "bench.loadgen", "publishers", log=workdir / "pub.log") for _ in STATIONS)))
+        # every worker of the run at once: the viewer workers idle until their level joins them
+        started_workers = await asyncio.gather(*(
+            Worker.start("-m", "bench.loadgen", "publishers" if i < len(STATIONS) else "viewers",
+                         log=workdir / ("pub.log" if i < len(STATIONS) else "viewers.log"))
+            for i in range(len(STATIONS) + -(-max(levels) // PER_PROC))))
+        publishers.extend(started_workers[:len(STATIONS)])
+        viewers.extend(started_workers[len(STATIONS):])
         replies = await asyncio.gather(*(
             worker.call("publish", timeout=60, base=homes[sid], stations={sid: tokens[sid]})
             for worker, sid in zip(publishers, STATIONS, strict=True)))
@@ -120,9 +125,6 @@ async def run_config(config: str, levels: list[int], args: argparse.Namespace) -
                     out["stopped"] = f"time cap ({args.max_seconds:.0f} s) before V={total}"
                     break
                 calls: dict[tuple[int, str], int] = {}
-                viewers.extend(await asyncio.gather(*(  # the level's new workers, started together
-                    Worker.start("-m", "bench.loadgen", "viewers", log=workdir / "viewers.log")
-                    for _ in range(len(viewers), -(-total // PER_PROC)))))
                 while len(placed) < total:
                     sid = STATIONS[len(placed) % len(STATIONS)]
                     index = len(placed) // PER_PROC

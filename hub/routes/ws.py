@@ -16,11 +16,12 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hub.core.origin import same_origin
+from hub.core.token_bucket import TokenBucket
 from hub.core.watch_admission import Refusal
 from hub.errors import ClientError, NotAuthenticated, ProtocolViolation, RateLimited, TooLarge, Unavailable
 from hub.routes import uvicorn_seams
 from hub.routes.roles import allow
-from hub.services.stations import StationSession, TokenBucket
+from hub.services.stations import StationSession
 from hub.services.watchers import Watcher
 from jaga import wire
 

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hub.backends.base import Bus, PresenceStore
@@ -22,6 +22,7 @@ from hub.core.presence import OFFLINE, PresenceTable, Transition
 from hub.core.registry import Registry, Station
 from hub.core.schedule import Schedule, wall_status
 from hub.core.talk import TalkTable
+from hub.core.token_bucket import TokenBucket
 from hub.errors import NotAuthenticated, ProtocolViolation, RateLimited
 from hub.ledger.base import BufferedLedger, LedgerWrite
 from hub.services.auth import AuthService, hash_token
@@ -42,22 +43,6 @@ class Peer(Protocol):
 
     async def send(self, message: dict[str, Any]) -> None: ...
     async def close(self, code: int, reason: str) -> None: ...
-
-
-@dataclass
-class TokenBucket:
-    rate: float
-    burst: float
-    tokens: float = field(default=0.0)
-    stamp: float = field(default=0.0)
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 @dataclass
