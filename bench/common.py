@@ -178,10 +178,10 @@ class Worker:
         await stop(self.proc, 3)
 
 
-async def close_workers(workers: list[Worker], release: str | None = None) -> None:
-    """End ``workers`` together (each releasing its peers first): one by one, a run of a
-    dozen workers spent seconds in teardown that nothing measures."""
-    await asyncio.gather(*(worker.close(release) for worker in workers))
+async def close_workers(workers: list[Worker], release: str | None = None, timeout: float = 60.0) -> None:
+    """End ``workers`` together (each releasing its peers first, within ``timeout``): one by
+    one, a run of a dozen workers spent seconds in teardown that nothing measures."""
+    await asyncio.gather(*(worker.close(release, timeout) for worker in workers))
 
 
 async def serve_worker(handlers: dict[str, Any]) -> None:

@@ -240,7 +240,7 @@ async def run_system(system: str, levels: list[int], args: argparse.Namespace, j
                 log(f"{system}: viewers below 90% of {FPS} fps at N={n}; stopping here")
                 break
     finally:
-        await close_workers(workers, "close_all")
+        await close_workers(workers, "close_all", timeout=30)
         try:
             await publisher.call("close", timeout=10)
         except Exception:

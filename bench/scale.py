@@ -105,12 +105,11 @@ async def run_config(config: str, levels: list[int], args: argparse.Namespace) -
         # station i is published on (and watched at) node i of this configuration
         homes = {sid: hubs[i % len(hubs)][1] for i, sid in enumerate(STATIONS)}
         # every worker of the run at once: the viewer workers idle until their level joins them
-        started_workers = await asyncio.gather(*(
-            Worker.start("-m", "bench.loadgen", "publishers" if i < len(STATIONS) else "viewers",
-                         log=workdir / ("pub.log" if i < len(STATIONS) else "viewers.log"))
-            for i in range(len(STATIONS) + -(-max(levels) // PER_PROC))))
-        publishers.extend(started_workers[:len(STATIONS)])
-        viewers.extend(started_workers[len(STATIONS):])
+        publishers[:], viewers[:] = await asyncio.gather(
+            asyncio.gather(*(Worker.start("-m", "bench.loadgen", "publishers", log=workdir / "pub.log")
+                             for _ in STATIONS)),
+            asyncio.gather(*(Worker.start("-m", "bench.loadgen", "viewers", log=workdir / "viewers.log")
+                             for _ in range(-(-max(levels) // PER_PROC)))))
         replies = await asyncio.gather(*(
             worker.call("publish", timeout=60, base=homes[sid], stations={sid: tokens[sid]})
             for worker, sid in zip(publishers, STATIONS, strict=True)))
