@@ -36,7 +36,8 @@ MediaRelay and the sink stay on the host's 127.0.0.1.
 
 ``--before DIR`` adds the system ``hub-before``: the hub from another source tree (e.g.
 ``git archive <commit> hub jaga | tar -x -C DIR``), started with the same config, for a
-before/after comparison in one run.
+before/after comparison in one run. ``hub-sendto`` (asked for by name) is this tree's hub with
+``media.send_batch = false``: a ``sendto`` per viewer instead of one ``sendmmsg`` per packet.
 
     python -m bench.relay [--repeats 3] [--viewers 0,16,32] [--systems hub,mediarelay,janus]
                           [--systems hub,janus,janus-webrtc,asyncio-sink --viewers 0]
@@ -82,9 +83,10 @@ from bench.lab import Lab, open_lab
 from bench.media_peers import FPS, clip_kbps, load_clip, rtp_packets
 
 # hub: one media UDP port; hub-sessions: a socket each; hub-before: another tree's hub (--before);
+# hub-sendto: one port, a sendto per viewer (media.send_batch = false: no sendmmsg);
 # janus-webrtc: the WebRTC publisher into Janus's VideoRoom (N = 0 only);
 # asyncio-sink: the publisher's plain RTP into a bare asyncio datagram endpoint (N = 0 only)
-SYSTEMS = ("hub", "hub-before", "hub-sessions", "mediarelay", "janus", "janus-webrtc", "asyncio-sink")
+SYSTEMS = ("hub", "hub-before", "hub-sessions", "hub-sendto", "mediarelay", "janus", "janus-webrtc", "asyncio-sink")
 PUBLISHER_ONLY = ("janus-webrtc", "asyncio-sink")  # no viewers: they stop after N = 0
 # MediaRelay re-encodes per viewer: 32 take 1.5 of the machine's 2 cores beside the viewers,
 # so its slope is read up to 16 (its ratio to the hub is ~0.03 either way).
@@ -109,10 +111,12 @@ def slope(points: list[tuple[float, float]]) -> float | None:
 async def start_system(system: str, workdir: Path, janus_bin: str | None, lab: Lab | None,
                        before: Path | None = None, thumbnail_s: float | None = None) -> dict[str, Any]:
     """The server of ``system``; ``netns`` in the answer: where its publisher and viewers run."""
-    if system in ("hub", "hub-sessions", "hub-before"):
+    if system in ("hub", "hub-sessions", "hub-sendto", "hub-before"):
         media: dict[str, Any] = {"max_sessions_per_address": 1000, "max_viewers_per_station": 1000}
         if system == "hub-sessions":
             media["udp_port"] = 0
+        if system == "hub-sendto":
+            media["send_batch"] = False
         if thumbnail_s is not None:
             media["thumbnail_s"] = thumbnail_s
         proc, port, config = await start_hub(workdir, media=media,
@@ -294,6 +298,7 @@ async def py_spy(pid: int, workdir: Path, seconds: float) -> dict[str, Any]:
 def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) -> tuple[str, dict[str, Any]]:
     names = {"hub": "Jaga hub (forwarding)", "hub-before": "Jaga hub, before (--before tree)",
              "hub-sessions": "Jaga hub, a UDP socket per session",
+             "hub-sendto": "Jaga hub, a sendto per viewer (no sendmmsg)",
              "mediarelay": "aiortc MediaRelay (re-encoding)",
              "janus": "Janus 1.1 Streaming",
              "janus-webrtc": "Janus 1.1 VideoRoom (WebRTC publisher in)",
@@ -338,7 +343,7 @@ def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) 
                          "is that cap, not a limit it reached)")
     ratios: dict[str, Any] = {}
     for kind in kinds:
-        for other in ("janus", "hub-before", "mediarelay", "hub-sessions"):
+        for other in ("janus", "hub-before", "mediarelay", "hub-sessions", "hub-sendto"):
             pairs = per_repeat_ratios(runs, other, kind, lambda r: r["slope_cores_per_viewer"])
             if any(p is not None for p in pairs):
                 name = f"hub/{other}" if kind == "full" else f"hub/{other}/{kind}"
@@ -347,7 +352,7 @@ def render(runs: list[dict[str, Any]], levels: list[int], packets_per_s: float) 
                 lines.append(f"- CPU per added viewer, hub ÷ {other}, {kind} viewers: "
                              f"{fmt_spread(ratios[name], 2)}; per repeat {each}")
     if 0 in levels:  # one publisher, no viewers (issue 20's ingest goal): hub ÷ each other, per repeat
-        for other in ("janus", "janus-webrtc", "hub-before", "asyncio-sink", "hub-sessions"):
+        for other in ("janus", "janus-webrtc", "hub-before", "asyncio-sink", "hub-sessions", "hub-sendto"):
             pairs = per_repeat_ratios(runs, other, "full", cores_without_viewers)
             if any(p is not None for p in pairs):
                 ratios[f"N0:hub/{other}"] = summary(pairs) | {"per_repeat": pairs}
@@ -399,7 +404,8 @@ async def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--viewers", default="0,16,32")
     parser.add_argument("--systems", default=",".join(s for s in SYSTEMS
-                                                      if s != "hub-before" and s not in PUBLISHER_ONLY))
+                                                      if s not in ("hub-before", "hub-sendto")
+                                                      and s not in PUBLISHER_ONLY))
     parser.add_argument("--viewers-kind", default="full",
                         help="comma list of full, counting, light (see the module doc); each is run for every system")
     parser.add_argument("--before", type=Path, default=None,

@@ -98,6 +98,7 @@ class MediaSettings:
     public_addresses: tuple[str, ...] = ()  # announced instead of host_addresses (1:1 NAT); empty: as bound
     udp_port: int = 7882  # one UDP port for every session's media; 0: per-session sockets
     udp_ports: str = ""  # with udp_port = 0: "40000-40100", each session's socket in this range; empty: ephemeral
+    send_batch: bool = True  # on the shared port: a relayed packet to all its viewers in one sendmmsg (Linux)
     codecs: tuple[str, ...] = ("VP8", "H264", "opus")
     max_viewers_per_station: int = 100
     max_viewers_per_node: int = 1000

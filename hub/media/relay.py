@@ -25,7 +25,7 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from hub.core.announce import announce_public, public_mapping
@@ -36,6 +36,7 @@ from hub.media.counters import MediaCounters
 from hub.media.keyframes import KeyframeRequester
 from hub.media.offer import check_offer, choose_publisher_codecs
 from hub.media.peers import answer_publisher, answer_viewer
+from hub.media.send_batch import SendBatch
 from hub.media.sessions import MediaEvents, MediaSession, Peer, PublisherPeer, StationState, ViewerPeer
 from hub.media.station_stream import StationStream
 from hub.media.viewer_egress import EgressParameters, IdleTrack, ViewerEgress
@@ -72,6 +73,8 @@ class MediaRelay:
         # port range, or aioice's ephemeral ports
         self._binding = seams_udp.Binding(port_range=port_range(settings.udp_ports) if not settings.udp_port else None)
         self._opening = asyncio.Lock()
+        # after each relayed packet: its datagrams to the viewers leave in one sendmmsg per port
+        self._flush_sends: Callable[[], None] = _nothing_to_flush
 
     # --- queries ---------------------------------------------------------------------
 
@@ -158,21 +161,28 @@ class MediaRelay:
             muxes = []
             try:
                 for host in hosts:
-                    muxes.append(await seams_udp.UdpMux.open(host, self.settings.udp_port))
+                    muxes.append(await seams_udp.UdpMux.open(host, self.settings.udp_port,
+                                                             batch_sends=self.settings.send_batch))
             except OSError:
                 for mux in muxes:
                     mux.close()
                 raise
             self._binding = seams_udp.Binding(muxes=tuple(muxes))
+            self._flush_sends = _flush_all([mux.batch for mux in muxes if mux.batch is not None])
             logger.info("media on UDP port %d (%s)", self.settings.udp_port, ", ".join(hosts))
 
     def udp_metrics(self) -> dict[str, int]:
         """The shared media port: datagrams received, dropped by reason (hostile or stray), dropped
-        by the kernel (its buffer full), and lost packets not NACKed meanwhile."""
+        by the kernel (its buffer full), lost packets not NACKed meanwhile, and the relayed
+        packets sent in batches (sendmmsg calls, datagrams they took, datagrams sent one by one)."""
         counts = {"udp_port_datagrams": sum(m.received for m in self._binding.muxes),
                   "udp_port_kernel_drops": self._kernel_drops() or 0, "nacks_withheld": self.own_loss.withheld}
         for reason in seams_udp.DROP_REASONS:
             counts[f"udp_port_dropped_{reason}"] = sum(m.dropped[reason] for m in self._binding.muxes)
+        batches = [m.batch for m in self._binding.muxes if m.batch is not None]
+        counts["udp_port_send_calls"] = sum(b.calls for b in batches)
+        counts["udp_port_sent_batched"] = sum(b.datagrams for b in batches)
+        counts["udp_port_send_fallbacks"] = sum(b.fallbacks for b in batches)
         return counts
 
     # --- WHIP ------------------------------------------------------------------------
@@ -428,6 +438,7 @@ class MediaRelay:
         station = self._stations.get(station_id)
         if station is not None:
             station.stream.forward_rtp(session_id, kind, seq, ts, marker, payload)
+            self._flush_sends()
 
     def _new_egress(self, parameters: EgressParameters, station: StationState) -> ViewerEgress:
         stream = station.stream
@@ -510,6 +521,23 @@ class MediaRelay:
 
     def _count_retransmitted(self, packets: int) -> None:
         self._counters.packets_retransmitted += packets
+
+
+def _nothing_to_flush() -> None:
+    pass
+
+
+def _flush_all(batches: list[SendBatch]) -> Callable[[], None]:
+    if not batches:
+        return _nothing_to_flush
+    if len(batches) == 1:
+        return batches[0].flush
+
+    def flush_all() -> None:
+        for batch in batches:
+            batch.flush()
+
+    return flush_all
 
 
 async def _no_keyframe() -> bool:

@@ -63,6 +63,7 @@ from hub.beat import BeatTimer
 from hub.media import rtcp
 from hub.media.rtcp import ReceiverReport
 from hub.media.seams_udp import SessionSocket
+from hub.media.send_batch import BatchEntry, SendBatch
 from hub.media.viewer_egress import CONGESTED, NOT_SENT, SENT  # what SrtpWire.send_parts answers
 
 __all__ = ["CONGESTED", "MAX_SOCKET_BACKLOG", "NACK_HANDLER", "NOT_SENT", "REPORT_HANDLER", "SENT", "SenderReport",
@@ -103,11 +104,13 @@ class SrtpWire:
     another one. On the shared media port the datagram goes straight to the socket while
     asyncio holds nothing for it (``SessionSocket.raw_sendto``); otherwise through the
     pair's transport, which queues behind what it holds, or takes it when the kernel
-    refuses it (a full buffer: asyncio's flow control stays honest).
+    refuses it (a full buffer: asyncio's flow control stays honest). Where the port batches
+    (``UdpMux.batch``), the protected packet stays in the wire's buffer, added to the batch
+    the relay flushes after each fan-out (``hub.media.send_batch``).
     """
 
-    __slots__ = ("_addr", "_backlog", "_buffer", "_cdata", "_length", "_nominated", "_owned", "_pair", "_raw",
-                 "_send", "_session", "_srtp")
+    __slots__ = ("_addr", "_backlog", "_batch", "_buffer", "_cdata", "_entry", "_length", "_nominated", "_owned",
+                 "_pair", "_raw", "_send", "_session", "_srtp")
 
     def __init__(self, srtp: pylibsrtp.Session, nominated: dict[int, CandidatePair]) -> None:
         # The Session frees its srtp_t when it is collected (ffi.gc): hold it as long as the
@@ -124,6 +127,9 @@ class SrtpWire:
         self._raw: Callable[[bytes, tuple[str, int]], object] = _discard  # the socket's own sendto
         self._owned: set[tuple[str, int]] | frozenset[tuple[str, int]] = frozenset()  # peers raw may reach
         self._backlog: Callable[[], int] = _nothing_buffered
+        # the shared port's batch (one sendmmsg per relayed packet) and this wire's place in it
+        self._batch: SendBatch | None = None
+        self._entry: BatchEntry | None = None
 
     def _use(self, pair: CandidatePair | None) -> bool:
         if pair is None:
@@ -134,8 +140,10 @@ class SrtpWire:
         if isinstance(transport, SessionSocket):
             # the session's addresses are emptied when it closes: then sendto drops the packet
             self._raw, self._owned, self._backlog = transport.raw_sendto, transport.addresses, transport.backlog
+            self._batch = transport.mux.batch
         else:
-            self._raw, self._owned = _discard, frozenset()
+            self._raw, self._owned, self._batch = _discard, frozenset(), None
+        self._entry = None if self._batch is None else self._batch.entry(self._cdata, self._addr)
         return True
 
     def send_parts(self, header: bytes, rest: bytes) -> int:
@@ -151,6 +159,9 @@ class SrtpWire:
         size = split + len(rest)
         if size > _MAX_PLAIN_BYTES:
             return NOT_SENT
+        entry, batch = self._entry, self._batch
+        if entry is not None and batch is not None and entry.generation == batch.generation:
+            batch.flush()  # the buffer still holds a packet waiting in the batch
         buffer = self._buffer
         buffer[0:split] = header
         buffer[split:size] = rest
@@ -158,20 +169,25 @@ class SrtpWire:
         length[0] = size
         if _srtp_protect(self._srtp, self._cdata, length):
             return NOT_SENT  # libsrtp refused it (a sequence number protected twice, a dead session)
-        data = buffer[0:length[0]]
         addr = self._addr
         if not backlog and addr in self._owned:
+            if entry is not None and batch is not None:
+                batch.add(entry, length[0])  # sent with the fan-out's sendmmsg (the relay flushes)
+                return SENT
             try:
-                self._raw(data, addr)
+                self._raw(buffer[0:length[0]], addr)
                 return SENT
             except OSError:  # BlockingIOError included: asyncio's transport queues it and waits
                 pass
-        self._send(data, addr)
+        self._send(buffer[0:length[0]], addr)
         return SENT
 
     def send(self, packet: bytes) -> bool:
-        """``send_parts`` for a packet in one piece; True if it went out."""
-        return self.send_parts(packet[:12], packet[12:]) == SENT
+        """``send_parts`` for a packet in one piece, sent now; True if it went out."""
+        sent = self.send_parts(packet[:12], packet[12:]) == SENT
+        if self._batch is not None:
+            self._batch.flush()
+        return sent
 
     def send_rtcp(self, compound: bytes) -> bool:
         """Protect an RTCP compound packet (SRTCP) and send it, even to a backed-up socket

@@ -28,8 +28,10 @@ The ingest and egress fast paths keep working: a session's RTP/RTCP goes straigh
 ``SessionSocket.media`` when ``seams_ingest`` has set it (otherwise its ``StunProtocol`` is
 called per datagram through its instance attribute ``datagram_received``), and egress
 writes each packet with the socket's own ``sendto`` while asyncio's
-buffer for it is empty (``SessionSocket.raw_sendto``), through asyncio's transport
-otherwise, so its flow control (a backed-up socket queues in order) stays as it was.
+buffer for it is empty (``SessionSocket.raw_sendto``) — or, with ``batch_sends``, leaves it in
+the port's :class:`~hub.media.send_batch.SendBatch` for one ``sendmmsg`` per relayed packet —
+through asyncio's transport otherwise, so its flow control (a backed-up socket queues in
+order) stays as it was.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ from typing import Any, cast
 
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import Connection, StunProtocol
+
+from hub.media import send_batch
+from hub.media.send_batch import SendBatch
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +117,13 @@ class UdpMux(asyncio.DatagramProtocol):
         self.received = 0
         self._recvfrom: Any = _nothing_waiting
         self._sendto: Any = _discard  # the socket's own (non-blocking) sendto, once bound
+        # egress's datagrams for one sendmmsg per relayed packet (None: a sendto each)
+        self.batch: SendBatch | None = None
         self._proc_file = ""  # where the kernel lists this socket with its drops (kernel_drops)
         self._inode = 0
 
     @classmethod
-    async def open(cls, bind_host: str, port: int) -> UdpMux:
+    async def open(cls, bind_host: str, port: int, *, batch_sends: bool = False) -> UdpMux:
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET6 if ":" in bind_host else socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -129,6 +136,9 @@ class UdpMux(asyncio.DatagramProtocol):
         mux.port = sock.getsockname()[1]
         mux._recvfrom = sock.recvfrom  # non-blocking: asyncio made it so
         mux._sendto = sock.sendto
+        if batch_sends and send_batch.available():
+            assert mux.transport is not None
+            mux.batch = SendBatch(sock, mux.transport.sendto)
         mux._proc_file = "/proc/self/net/udp6" if sock.family == socket.AF_INET6 else "/proc/self/net/udp"
         mux._inode = os.fstat(sock.fileno()).st_ino
         return mux
@@ -214,6 +224,8 @@ class UdpMux(asyncio.DatagramProtocol):
         logger.debug("media UDP port %s: %s", self.port, exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.batch is not None:
+            self.batch.close()
         for sessions in list(self.by_ufrag.values()):
             for session in list(sessions):
                 session.close()
@@ -236,6 +248,8 @@ class UdpMux(asyncio.DatagramProtocol):
                 del self.by_address[address]
 
     def close(self) -> None:
+        if self.batch is not None:
+            self.batch.close()
         if self.transport is not None:
             self.transport.close()
 

@@ -281,3 +281,69 @@ async def test_on_the_shared_port_the_wire_writes_to_the_socket_itself_unless_as
         with pytest.raises(TimeoutError):
             viewer.recv(200)
     mux.close()
+
+
+async def test_on_a_batching_port_wires_leave_their_packets_for_one_sendmmsg() -> None:
+    import socket
+    from typing import Any
+
+    from hub.media.seams_udp import UdpMux
+
+    mux = await UdpMux.open("127.0.0.1", 0, batch_sends=True)
+    assert mux.batch is not None
+    session = mux.session(Any, "abcd")  # type: ignore[arg-type]  # the connection is not used here
+    viewers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    wires, receivers = [], []
+    for viewer in viewers:
+        viewer.bind(("127.0.0.1", 0))
+        viewer.settimeout(5)
+        session.sendto(b"\x80\x60", viewer.getsockname())  # the session owns the address now
+        assert viewer.recv(100) == b"\x80\x60"
+        pair = Pair(Sink())
+        pair.protocol.transport, pair.remote_addr = session, viewer.getsockname()  # type: ignore[assignment]
+        ours, _, receiver = srtp_sessions()
+        wires.append(seams.SrtpWire(ours, {1: pair}))  # type: ignore[dict-item]
+        receivers.append(receiver)
+
+    def header(seq: int) -> bytes:
+        return struct.pack("!BBHII", 0x80, 96, seq, 1, 1)
+
+    def nothing_arrived(viewer: socket.socket) -> bool:
+        viewer.setblocking(False)
+        try:
+            viewer.recv(200)
+        except BlockingIOError:
+            return True
+        finally:
+            viewer.settimeout(5)
+        return False
+
+    try:
+        assert all(wire.send_parts(header(1), b"fan-out") == seams.SENT for wire in wires)
+        assert len(mux.batch) == 2 and all(nothing_arrived(viewer) for viewer in viewers)
+        mux.batch.flush()  # what the relay does after each relayed packet
+        for viewer, receiver in zip(viewers, receivers, strict=True):
+            assert receiver.unprotect(viewer.recv(200)) == header(1) + b"fan-out"
+        assert (mux.batch.calls, mux.batch.datagrams) == (1, 2)
+        # a wire asked again before the flush sends what waits first: nothing is overwritten
+        assert wires[0].send_parts(header(2), b"second") == seams.SENT
+        assert wires[0].send_parts(header(3), b"third") == seams.SENT
+        mux.batch.flush()
+        assert receivers[0].unprotect(viewers[0].recv(200)) == header(2) + b"second"
+        assert receivers[0].unprotect(viewers[0].recv(200)) == header(3) + b"third"
+        # a retransmission leaves at once
+        assert wires[1].send(header(4) + b"again") is True
+        assert len(mux.batch) == 0 and receivers[1].unprotect(viewers[1].recv(200)) == header(4) + b"again"
+    finally:
+        for viewer in viewers:
+            viewer.close()
+        session.close()
+        mux.close()
+
+
+async def test_without_batching_the_port_has_no_batch() -> None:
+    from hub.media.seams_udp import UdpMux
+
+    mux = await UdpMux.open("127.0.0.1", 0)
+    assert mux.batch is None  # media.send_batch = false: a sendto per packet, as before
+    mux.close()

@@ -188,6 +188,29 @@ async def test_every_session_of_a_relay_shares_the_one_port_and_media_flows() ->
         assert ports == {port}
         metrics = relay.metrics()
         assert metrics["udp_port_datagrams"] > 0 and metrics["udp_port_dropped_unknown_ufrag"] == 0
+        # the relayed packets left in batches: one sendmmsg per packet for a station's two viewers
+        assert metrics["udp_port_sent_batched"] >= metrics["packets_forwarded"] > 0
+        assert metrics["udp_port_sent_batched"] > metrics["udp_port_send_calls"] > 0
+        assert metrics["udp_port_send_fallbacks"] == 0
+    finally:
+        for peer in peers:
+            await peer.close()
+        await relay.close()
+
+
+async def test_without_send_batch_each_viewer_gets_a_sendto_and_media_flows() -> None:
+    events = RecordedEvents()
+    relay = MediaRelay(media_settings(udp_port=free_udp_port(), send_batch=False), events)
+    peers: list[Publisher | Viewer] = []
+    try:
+        peers.append(await Publisher.start(relay, "s0"))
+        await events.wait_until(functools.partial(streaming, relay, "s0"))
+        viewer = await Viewer.start(relay, "s0")
+        peers.append(viewer)
+        await viewer.wait_for(pictures=5)
+        metrics = relay.metrics()
+        assert metrics["packets_forwarded"] > 0 and metrics["udp_port_send_calls"] == 0
+        assert metrics["udp_port_sent_batched"] == 0
     finally:
         for peer in peers:
             await peer.close()
