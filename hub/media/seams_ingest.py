@@ -89,7 +89,7 @@ from pylibsrtp import _binding as srtp_binding
 
 from hub.beat import SECOND_BEAT_S, BeatTimer
 from hub.media import rtcp
-from hub.media.bitrate import RembEstimate, min_frame_period
+from hub.media.bitrate import RembEstimate, RembThrottle, min_frame_period
 from hub.media.seams_egress import NACK_HANDLER, REPORT_HANDLER, SrtpWire, open_wire, report_of
 from hub.media.seams_ice import consent_answerer
 from hub.media.seams_udp import SessionSocket
@@ -336,8 +336,6 @@ _KEYFRAME_REQUESTS = (RTCP_PSFB_PLI, RTCP_PSFB_FIR)
 
 NTP_UNIX_OFFSET_S = 2208988800  # aiortc's clock counts from the NTP epoch (1900)
 ACTIVE_SOURCE_REFRESH_S = 1.0
-REMB_INTERVAL_S = 0.2
-REMB_SOONER_BELOW = 0.97
 RENACK_S = 0.3  # packets still missing this long after their NACK are NACKed again (≈ a weak link's RTT)
 # A packet is asked for at most this many times. Unbounded, an overloaded hub whose own socket
 # dropped packets asked for each one every RENACK_S while aiortc tracked it (≈ 2 s): in the
@@ -390,7 +388,7 @@ class ReceiverBookkeeping:
     """
 
     __slots__ = ("_active", "_clock_rate", "_estimate", "_nacks", "_own_loss", "_receiver", "_refresh_at",
-                 "_remb_due", "_nack_counts", "_remb_sent", "_renack_at", "_routed", "_streams", "_wire")
+                 "_nack_counts", "_remb_throttle", "_renack_at", "_routed", "_streams", "_wire")
 
     def __init__(self, receiver: RTCRtpReceiver, clock_rate: int, own_loss: OwnLoss | None = None) -> None:
         self._receiver = receiver
@@ -403,8 +401,7 @@ class ReceiverBookkeeping:
         self._estimate = _speed_up(estimator) if estimator is not None else None
         self._clock_rate = clock_rate
         self._refresh_at: dict[int, float] = {}
-        self._remb_due = 0.0
-        self._remb_sent = 0
+        self._remb_throttle = RembThrottle()
         self._renack_at = 0.0
         self._nack_counts: dict[int, int] = {}  # missing sequence number → times asked for
         self._wire: SrtpWire | None = None  # opened with the first RTCP we send
@@ -462,11 +459,8 @@ class ReceiverBookkeeping:
     def _send_remb(self, remb: tuple[int, list[int]]) -> None:
         # aiortc's estimator answers on *every* packet while it sees overuse; sending each one
         # made an overloaded hub busier still (the ingest benchmark's loss point collapsed).
-        # Throttle as libwebrtc's RembThrottler does: one per 200 ms, sooner for a 3 % drop.
-        now, bitrate = time.monotonic(), remb[0]
-        if now < self._remb_due and bitrate >= self._remb_sent * REMB_SOONER_BELOW:
+        if not self._remb_throttle.should_send(time.monotonic(), remb[0]):
             return
-        self._remb_due, self._remb_sent = now + REMB_INTERVAL_S, bitrate
         rtcp_ssrc: int | None = _receiver_private(self._receiver, "rtcp_ssrc")
         if rtcp_ssrc is not None:
             self.send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)))

@@ -6,7 +6,7 @@ from aiortc.rate import BandwidthUsage, OveruseEstimator, RateCounter, RemoteBit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.media.bitrate import RembEstimate, WindowRate, min_frame_period
+from hub.media.bitrate import RembEstimate, RembThrottle, WindowRate, min_frame_period
 
 # (milliseconds since the previous call, payload size, whether to read the rate before adding)
 CALLS = st.lists(st.tuples(st.integers(0, 1500), st.integers(0, 1500), st.booleans()), max_size=300)
@@ -98,3 +98,15 @@ def test_remb_estimate_sees_overuse_when_queueing_delay_grows() -> None:
                 targets.append(remb[0])
     assert driven.detector.state() == BandwidthUsage.OVERUSING
     assert targets[-1] < 0.8 * max(targets)
+
+
+def test_remb_goes_at_once_on_a_fall_otherwise_once_a_second() -> None:
+    throttle = RembThrottle(interval_s=1.0, sooner_below=0.97)
+    assert throttle.should_send(100.0, 500_000)  # the first, whenever it comes
+    assert not throttle.should_send(100.2, 500_000)  # steady: waits for the second to pass
+    assert not throttle.should_send(100.5, 900_000)  # a rise waits too
+    assert not throttle.should_send(100.6, 485_000)  # a fall of 3 % is not yet one
+    assert throttle.should_send(100.7, 484_000)  # below 97 % of the last sent: at once
+    assert not throttle.should_send(101.6, 484_000)  # and the second counts from there
+    assert throttle.should_send(101.7, 484_000)
+    assert throttle.should_send(101.71, 400_000)  # a fall from the last sent, however recent
