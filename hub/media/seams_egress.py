@@ -132,6 +132,9 @@ class SrtpWire:
         self._entry: BatchEntry | None = None
 
     def _use(self, pair: CandidatePair | None) -> bool:
+        entry, batch = self._entry, self._batch
+        if entry is not None and batch is not None and entry.generation == batch.generation:
+            batch.flush()  # the new entry shares the buffer: what waits in it goes first
         if pair is None:
             return False
         transport = cast(_UdpSocket, pair.protocol.transport)

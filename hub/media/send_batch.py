@@ -83,12 +83,13 @@ class BatchEntry:
     """One peer's place in a batch: where its packets lie (a buffer of its owner's) and where
     they go. It holds nothing else (a slot may name it after its owner is gone)."""
 
-    __slots__ = ("addr", "base", "buffer", "generation", "name")
+    __slots__ = ("addr", "base", "buffer", "generation", "name", "name_length")
 
-    def __init__(self, buffer: Any, name: Any, addr: tuple[str, int]) -> None:
+    def __init__(self, buffer: Any, name: bytes, addr: tuple[str, int]) -> None:
         self.buffer = buffer  # held, so a slot naming this entry never points at freed memory
         self.base = int(_ffi.cast("uintptr_t", buffer))
-        self.name = name  # the sockaddr, kept alive while the entry is
+        self.name = _ffi.new("char[]", name)  # the sockaddr, kept alive while the entry is
+        self.name_length = len(name)  # cffi's char[] adds a NUL the kernel must not be told of
         self.addr = addr
         self.generation = -1  # the batch generation it waits in; -1: none
 
@@ -131,7 +132,7 @@ class SendBatch:
         name = sockaddr(self._family, addr)
         if name is None:
             return None
-        return BatchEntry(buffer, _ffi.new("char[]", name), addr)
+        return BatchEntry(buffer, name, addr)
 
     def __len__(self) -> int:
         return self._count
@@ -153,7 +154,7 @@ class SendBatch:
         self._slots[slot] = entry
         header = self._messages[slot].msg_hdr
         header.msg_name = entry.name
-        header.msg_namelen = len(entry.name)
+        header.msg_namelen = entry.name_length
         self._vectors[slot].iov_base = _ffi.cast("void *", entry.base)
 
     def flush(self) -> None:

@@ -167,6 +167,12 @@ def test_what_the_kernel_refuses_goes_one_by_one_through_the_fallbacks(
     assert (batch.calls, batch.datagrams, batch.fallbacks) == (2, 1, 4)
 
 
+def test_the_kernel_is_told_the_sockaddrs_own_length(sender: socket.socket, peers: list[Peer]) -> None:
+    batch = SendBatch(sender, unused)
+    entry: Any = batch.entry(peers[0].buffer, peers[0].addr)
+    assert entry.name_length == 16  # a sockaddr_in, not cffi's char[] with its NUL (17)
+
+
 def test_a_peer_the_socket_cannot_batch_to_gets_no_entry(sender: socket.socket) -> None:
     batch = SendBatch(sender, unused)
     assert batch.entry(_ffi.new("unsigned char[]", 16), ("::1", 9)) is None
