@@ -224,7 +224,7 @@ class UdpMux(asyncio.DatagramProtocol):
         logger.debug("media UDP port %s: %s", self.port, exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.batch is not None:
+        if self.batch is not None:  # asyncio closes the socket right after: its number may be reused
             self.batch.close()
         for sessions in list(self.by_ufrag.values()):
             for session in list(sessions):
@@ -248,8 +248,6 @@ class UdpMux(asyncio.DatagramProtocol):
                 del self.by_address[address]
 
     def close(self) -> None:
-        if self.batch is not None:
-            self.batch.close()
         if self.transport is not None:
             self.transport.close()
 

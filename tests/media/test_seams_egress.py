@@ -25,6 +25,7 @@ from aiortc.rtp import RtcpPacket, RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInf
 from hub.media import seams_egress as seams
 from hub.media.rtcp import ReceiverReport
 from hub.media.seams_peers import negotiated_media, new_peer_connection
+from tests.kit import wait_until
 from tests.locked import check_locked
 
 
@@ -334,6 +335,15 @@ async def test_on_a_batching_port_wires_leave_their_packets_for_one_sendmmsg() -
         # a retransmission leaves at once
         assert wires[1].send(header(4) + b"again") is True
         assert len(mux.batch) == 0 and receivers[1].unprotect(viewers[1].recv(200)) == header(4) + b"again"
+        # the port closed (asyncio closes the socket, whose number may be reused): nothing more
+        batch, calls = mux.batch, mux.batch.calls
+        mux.close()
+        await wait_until(session.is_closing, message="the port's connection_lost closes its sessions")
+        entry = batch.entry(pylibsrtp._binding.ffi.new("unsigned char[]", 16), viewers[0].getsockname())
+        assert entry is not None
+        batch.add(entry, 16)
+        batch.flush()
+        assert batch.calls == calls and len(batch) == 0
     finally:
         for viewer in viewers:
             viewer.close()
