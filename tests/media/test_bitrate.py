@@ -66,13 +66,9 @@ def test_remb_estimate_matches_aiortc_at_the_burst_and_lapse_boundaries() -> Non
 
 
 def assert_same_as_aiortc(packets: list[tuple[int, int, int, int]]) -> None:
-    theirs, driven = RemoteBitrateEstimator(), RemoteBitrateEstimator()
+    theirs, driven = with_libwebrtcs_reduce_rule(RemoteBitrateEstimator()), RemoteBitrateEstimator()
     ours = RembEstimate(driven, BandwidthUsage.OVERUSING)
-    send_us, arrival_ms = 5_000_000, 3_900_000_000_000
-    for send_step_us, arrival_step_ms, size, ssrc in packets:
-        send_us += send_step_us
-        arrival_ms += arrival_step_ms
-        abs_send_time = (send_us * (1 << 18) // 1_000_000) & 0xFFFFFF  # 6.18 fixed-point seconds
+    for arrival_ms, abs_send_time, size, ssrc in timed(packets):
         expected = theirs.add(arrival_time_ms=arrival_ms, abs_send_time=abs_send_time, payload_size=size, ssrc=ssrc)
         assert ours.add(arrival_ms, abs_send_time, size, ssrc) == expected
         assert ours.incoming_rate(arrival_ms) == theirs.incoming_bitrate.rate(arrival_ms)
@@ -81,6 +77,65 @@ def assert_same_as_aiortc(packets: list[tuple[int, int, int, int]]) -> None:
     assert driven.estimator.offset() == theirs.estimator.offset()
     assert driven.rate_control.current_bitrate == theirs.rate_control.current_bitrate
     assert driven.ssrcs == theirs.ssrcs
+
+
+def timed(packets: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """(arrival ms, abs-send-time, size, SSRC) of the steps in ``packets``."""
+    send_us, arrival_ms, out = 5_000_000, 3_900_000_000_000, []
+    for send_step_us, arrival_step_ms, size, ssrc in packets:
+        send_us += send_step_us
+        arrival_ms += arrival_step_ms
+        abs_send_time = (send_us * (1 << 18) // 1_000_000) & 0xFFFFFF  # 6.18 fixed-point seconds
+        out.append((arrival_ms, abs_send_time, size, ssrc))
+    return out
+
+
+def with_libwebrtcs_reduce_rule(estimator: RemoteBitrateEstimator) -> RemoteBitrateEstimator:
+    """aiortc's estimator, whose rate control is asked again while overusing only when
+    libwebrtc's ``AimdRateControl::TimeToReduceFurther`` allows it (aiortc asks on every
+    packet): an RTT (clamped to 10-200 ms) since its last change, or the incoming rate below
+    half the estimate; never without an incoming rate."""
+    control = estimator.rate_control
+    update = control.update
+
+    def update_as_libwebrtc(usage: BandwidthUsage, throughput: int | None, now_ms: int) -> int | None:
+        last = estimator.last_update_ms
+        periodic = last is None or now_ms - last > control.feedback_interval()
+        if usage == BandwidthUsage.OVERUSING and not periodic:
+            changed = control.last_change_ms
+            after_rtt = changed is None or now_ms - changed >= min(max(control.rtt, 10), 200)
+            halved = control.current_bitrate_initialized and throughput is not None \
+                and throughput < control.current_bitrate / 2
+            if throughput is None or not (after_rtt or halved):
+                return None
+        return update(usage, throughput, now_ms)
+
+    control.update = update_as_libwebrtc  # type: ignore[method-assign,assignment]  # shadowed per instance
+    return estimator
+
+
+def test_remb_estimate_cuts_again_while_overusing_only_after_an_rtt() -> None:
+    # After the steady start, arrivals 10 ms later every frame (a queue filling): the
+    # detector overuses for seconds. aiortc recomputes the target on every packet meanwhile;
+    # libwebrtc, and we, once per 200 ms (aiortc's fixed RTT), reaching the same estimate.
+    queueing = [(50 if packet else 66_000, 0 if packet else 76, 1000, 1111) for _ in range(60) for packet in range(4)]
+    plain, driven = RemoteBitrateEstimator(), RemoteBitrateEstimator()
+    ours = RembEstimate(driven, BandwidthUsage.OVERUSING)
+    updates: dict[str, list[tuple[int, int]]] = {"aiortc": [], "ours": []}
+    for arrival_ms, abs_send_time, size, ssrc in timed(STEADY + queueing):
+        for name, answer in (("aiortc", plain.add(arrival_ms, abs_send_time, size, ssrc)),
+                             ("ours", ours.add(arrival_ms, abs_send_time, size, ssrc))):
+            if answer is not None:
+                updates[name].append((arrival_ms, answer[0]))
+    assert driven.detector.state() == plain.detector.state() == BandwidthUsage.OVERUSING
+    steady_ms = timed(STEADY)[-1][0]
+    while_queueing = {name: [u for u in found if u[0] > steady_ms] for name, found in updates.items()}
+    assert len(while_queueing["aiortc"]) > 3 * len(while_queueing["ours"])  # every packet, ours per 200 ms
+    times = [at for at, _ in while_queueing["ours"]]
+    assert len(times) > 5 and min(later - earlier for earlier, later in zip(times, times[1:], strict=False)) >= 200
+    before = [target for at, target in updates["ours"] if at <= steady_ms][-1]
+    assert updates["ours"][-1][1] < 0.9 * before  # cut all the same
+    assert updates["ours"][-1][1] == min(target for _, target in while_queueing["aiortc"])
 
 
 def test_remb_estimate_sees_overuse_when_queueing_delay_grows() -> None:
