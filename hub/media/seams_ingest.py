@@ -22,9 +22,9 @@ locked aiortc / aioice:
     ``max_seq`` and ``missing``; sent with ``_send_rtcp_nack``), the REMB estimate the
     publisher's encoder adapts to (``__remote_bitrate_estimator``, sent from
     ``__rtcp_ssrc`` with ``_send_rtcp``; its per-packet ``add`` done by
-    ``hub.media.bitrate.RembEstimate``, which hands each packet group to the estimator's own
-    ``estimator`` / ``detector`` / ``rate_control``, and ``estimator.update_min_frame_period``
-    swapped for ``hub.media.bitrate``'s cheaper equivalent), the active-source list PLIs go
+    ``hub.media.bitrate.RembEstimate``, which keeps its own packet groups, rate window and
+    Kalman filter (``bitrate.OveruseFilter``, in place of the estimator's ``estimator``) and
+    hands each group's delta to the estimator's own ``detector`` and ``rate_control``), the active-source list PLIs go
     to (``__active_ssrc``), and whether aiortc would route to the receiver at all (``_enabled``,
     ``RTCDtlsTransport._rtp_router.receivers``).
 17. SRTCP at once (``divert_srtp``, for publishers and viewers alike): an SRTCP datagram is
@@ -89,7 +89,7 @@ from pylibsrtp import _binding as srtp_binding
 
 from hub.beat import SECOND_BEAT_S, BeatTimer
 from hub.media import rtcp
-from hub.media.bitrate import RembEstimate, RembThrottle, min_frame_period
+from hub.media.bitrate import RembEstimate, RembThrottle
 from hub.media.seams_egress import NACK_HANDLER, REPORT_HANDLER, SrtpWire, open_wire, report_of
 from hub.media.seams_ice import consent_answerer
 from hub.media.seams_udp import SessionSocket
@@ -543,12 +543,8 @@ def _note_received(nacks: NackGenerator, seq: int) -> bool:
 
 def _speed_up(estimator: RemoteBitrateEstimator) -> RembEstimate:
     """What ``count`` calls instead of a fresh ``RemoteBitrateEstimator``'s ``add`` (same results,
-    a fraction of the cost), with the estimator's min-frame-period step swapped for
-    ``hub.media.bitrate``'s equivalent too."""
-    overuse = estimator.estimator
-    # OveruseEstimator.update calls self.update_min_frame_period(...)
-    cheaper = functools.partial(min_frame_period, overuse.ts_delta_hist)
-    overuse.update_min_frame_period = cheaper  # type: ignore[method-assign]  # shadowed per instance
+    a fraction of the cost): its own inter-arrival groups, rate window and Kalman filter,
+    then the estimator's detector and rate control."""
     return RembEstimate(estimator, BandwidthUsage.OVERUSING)
 
 

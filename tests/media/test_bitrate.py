@@ -6,7 +6,7 @@ from aiortc.rate import BandwidthUsage, OveruseEstimator, RateCounter, RemoteBit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.media.bitrate import RembEstimate, RembThrottle, WindowRate, min_frame_period
+from hub.media.bitrate import OveruseFilter, RembEstimate, RembThrottle, WindowRate, min_frame_period
 
 # (milliseconds since the previous call, payload size, whether to read the rate before adding)
 CALLS = st.lists(st.tuples(st.integers(0, 1500), st.integers(0, 1500), st.booleans()), max_size=300)
@@ -35,6 +35,35 @@ def test_min_frame_period_matches_aiortcs(deltas: list[float]) -> None:
     for delta in deltas:
         assert min_frame_period(history, delta) == theirs.update_min_frame_period(delta)
     assert history == theirs.ts_delta_hist
+
+
+# One packet group's delta: (arrival ms, send-time ms, size in bytes, the detector's hypothesis)
+Delta = tuple[int, float, int, BandwidthUsage]
+DELTAS = st.lists(st.tuples(st.integers(-50, 500), st.floats(0, 200, allow_nan=False),
+                            st.integers(-30_000, 30_000), st.sampled_from(list(BandwidthUsage))), max_size=400)
+
+
+@given(DELTAS)
+def test_overuse_filter_matches_aiortcs_overuse_estimator_to_the_bit(deltas: list[Delta]) -> None:
+    assert_filter_matches_aiortc(deltas)
+
+
+def test_overuse_filter_floors_the_noise_variance_as_aiortc_does() -> None:
+    # A steady stream (frames 66 ms apart, no delay trend): the noise variance decays to 1.
+    assert assert_filter_matches_aiortc([(66, 66.0, 0, BandwidthUsage.NORMAL)] * 400).var_noise == 1
+
+
+def assert_filter_matches_aiortc(deltas: list[Delta]) -> OveruseFilter:
+    theirs, ours = OveruseEstimator(), OveruseFilter()
+    for arrival_delta_ms, timestamp_delta_ms, size_delta, usage in deltas:
+        theirs.update(arrival_delta_ms, timestamp_delta_ms, size_delta, usage, 0)
+        ours.update(arrival_delta_ms, timestamp_delta_ms, size_delta, usage.value)
+        assert (ours.offset, ours.num_of_deltas) == (theirs.offset(), theirs.num_of_deltas())
+    assert (ours.slope, ours.previous_offset, ours.avg_noise, ours.var_noise) == (
+        theirs.slope, theirs.previous_offset, theirs.avg_noise, theirs.var_noise)
+    assert [[ours.e00, ours.e01], [ours.e10, ours.e11]] == theirs.E
+    assert ours.history == theirs.ts_delta_hist
+    return ours
 
 
 # One packet: (µs of send time since the previous packet, possibly negative: reordered; ms of
@@ -72,9 +101,9 @@ def assert_same_as_aiortc(packets: list[tuple[int, int, int, int]]) -> None:
         expected = theirs.add(arrival_time_ms=arrival_ms, abs_send_time=abs_send_time, payload_size=size, ssrc=ssrc)
         assert ours.add(arrival_ms, abs_send_time, size, ssrc) == expected
         assert ours.incoming_rate(arrival_ms) == theirs.incoming_bitrate.rate(arrival_ms)
-        assert driven.estimator.num_of_deltas() == theirs.estimator.num_of_deltas()
+        assert ours.overuse.num_of_deltas == theirs.estimator.num_of_deltas()
     assert driven.detector.state() == theirs.detector.state()
-    assert driven.estimator.offset() == theirs.estimator.offset()
+    assert ours.overuse.offset == theirs.estimator.offset()
     assert driven.rate_control.current_bitrate == theirs.rate_control.current_bitrate
     assert driven.ssrcs == theirs.ssrcs
 

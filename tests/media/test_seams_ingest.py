@@ -170,9 +170,8 @@ def test_a_jump_past_the_history_adds_only_what_aiortc_keeps_tracking() -> None:
 
 def test_bitrate_estimator_parts_we_drive() -> None:
     # Seam 11 (_speed_up, RembEstimate): the estimator's parts we call once per packet group,
-    # what its add does with them (RembEstimate does the same; test_bitrate.py compares the
-    # results), the constants RembEstimate copies, and the min-frame-period step, reached
-    # through an instance attribute on a history list that is never replaced.
+    # what its add does with them (RembEstimate does the same, with its own Kalman filter;
+    # test_bitrate.py compares the results), and the constants RembEstimate and OveruseFilter copy.
     estimator = aiortc.rate.RemoteBitrateEstimator()
     assert {"estimator", "detector", "rate_control", "ssrcs"} <= set(vars(estimator))
     add = source(aiortc.rate.RemoteBitrateEstimator.add)
@@ -186,9 +185,12 @@ def test_bitrate_estimator_parts_we_drive() -> None:
     assert (bitrate.BURST_DELTA_THRESHOLD_MS, bitrate.INTER_ARRIVAL_SHIFT, bitrate.TIMESTAMP_TO_MS) == (
         aiortc.rate.BURST_DELTA_THRESHOLD_MS, aiortc.rate.INTER_ARRIVAL_SHIFT, aiortc.rate.TIMESTAMP_TO_MS)
     assert bitrate.TIMESTAMP_GROUP_LENGTH == estimator.inter_arrival.group_length
-    assert "self.update_min_frame_period(" in source(aiortc.rate.OveruseEstimator.update)
-    assert source(aiortc.rate.OveruseEstimator).count("self.ts_delta_hist =") == 0
-    assert aiortc.rate.MIN_FRAME_PERIOD_HISTORY_LENGTH == 60
+    assert aiortc.rate.MIN_FRAME_PERIOD_HISTORY_LENGTH == bitrate.MIN_FRAME_PERIOD_HISTORY
+    assert aiortc.rate.DELTA_COUNTER_MAX == bitrate.DELTA_COUNTER_MAX
+    usage = aiortc.rate.BandwidthUsage
+    assert (usage.NORMAL.value, usage.UNDERUSING.value, usage.OVERUSING.value) == (
+        bitrate.NORMAL, bitrate.UNDERUSING, bitrate.OVERUSING)
+    assert aiortc.rate.OveruseEstimator().process_noise == [bitrate.PROCESS_NOISE_SLOPE, bitrate.PROCESS_NOISE_OFFSET]
 
 
 def test_srtcp_is_unprotected_with_the_rx_session_and_handled_by_handle_rtcp_data() -> None:
