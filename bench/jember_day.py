@@ -3,9 +3,13 @@
 One hub (``python -m hub serve``, memory backend, the 303-station registry, recording on, HLS
 on) and its load, ramped up in steps; each step is held (a warm-up, then a measured window):
 
-1. **agents**: every station's ``/ws/station`` socket (hello, ``hb`` every 5 s), as the office
-   agents hold them all day: a ``bench/wsload.py stations`` process, and this process for the
-   stations that record (it starts their activities); 50 probe watchers on ``/ws/watch``;
+1. **agents**: every station's ``/ws/station`` socket (hello, ``hb`` every 5 s, and the agent's
+   own ``thumb`` every ``media.thumbnail_s``, 10 s: a 320 px JPEG made by ``clients.thumbs``),
+   as the office agents hold them all day: a ``bench/wsload.py stations`` process, and this
+   process for the stations that record (it starts their activities); 50 probe watchers on
+   ``/ws/watch``. With ``--relay-thumbnails`` the sockets send no thumbnails and the relay
+   decodes a keyframe of every publisher every 10 s instead (the setup of the eighth step and
+   before: what a hub does for publishers without the agent, OBS or a browser);
 2. **publishers** 100, 200, 303: light publishers (``bench/light_publisher.py``, the
    pre-encoded 640×360 @ 15 fps VP8 clip, ~490 kbps, video only) spread over client processes
    (``bench/loadgen.py publishers``); the last ``--hls`` stations publish the same pictures
@@ -38,14 +42,17 @@ hub's log beside it).
     python -m bench.jember_day --quick    # 20 publishers, 20 viewers, 200 watchers (≈ 2 min)
     python -m bench.jember_day --publishers 100,200 --result-name jember_day_200
     python -m bench.jember_day --generators-nice 10   # the load generators yield the CPU to the hub
+    python -m bench.jember_day --relay-thumbnails     # no agent thumbnails: the relay decodes keyframes
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import logging
 import os
+import random
 import re
 import shutil
 import sys
@@ -77,6 +84,7 @@ PROBES = 50  # watchers that decode every event (latency), connected from the fi
 PER_WATCH_PROC = 1250
 PER_VIEWER_PROC = 100
 HOLD_FPS = 0.9 * 15  # a viewer "keeps up" at ≥ 90 % of the 15 fps sent
+AGENT_THUMBNAIL_S = 10.0  # the hub's media.thumbnail_s, which the agent follows
 
 
 # ---------------------------------------------------------------- readings
@@ -281,6 +289,7 @@ class Day:
         self.stations: Worker | None = None
         self.hls: Worker | None = None
         self.sockets: list[Any] = []
+        self.tasks: list[asyncio.Task[None]] = []
         self.published = 0
         self.tokens: dict[str, str] = {}
         self.load = {"publishers": 0, "viewers": 0, "watchers": 0, "recordings": 0, "hls_players": 0}
@@ -350,12 +359,19 @@ class Day:
         # presence change, its media keeps it live)
         order = [s for s in reversed(self.ids) if s not in held and s not in viewed and s not in self.h264_ids]
         order += [s for s in self.ids if s not in held and s not in order]
+        thumbnail_s = 0.0 if args.relay_thumbnails else AGENT_THUMBNAIL_S
         reply = await self.stations.call("start", timeout=300, url=f"ws://127.0.0.1:{port}/ws/station", mode="hub",
-                                         ids=order, tokens={s: tokens[s] for s in order}, heartbeat_s=5.0)
+                                         ids=order, tokens={s: tokens[s] for s in order}, heartbeat_s=5.0,
+                                         thumbnail_s=thumbnail_s)
         for sid in self.recorded_ids:
             socket = StationSocket(f"ws://127.0.0.1:{port}/ws/station", sid, tokens[sid])
             await socket.open()
             self.sockets.append(socket)
+        if thumbnail_s:
+            from bench.media_peers import agent_thumbnail, load_clip
+
+            jpeg = base64.b64encode(agent_thumbnail(load_clip())).decode()  # JSON sockets: base64
+            self.tasks += [asyncio.create_task(self._thumbnails(s, jpeg, thumbnail_s)) for s in self.sockets]
         probes = min(PROBES, args.watchers[0])
         await self.probe.call("connect", timeout=300, host="127.0.0.1", port=port, path="/ws/watch",
                               count=probes, sample_every=1)
@@ -414,6 +430,14 @@ class Day:
             await socket.send({"t": "activity.stop"})
         self.recordings = await self.finished_recordings(http)
         log(f"recordings finished: {self.recordings}")
+
+    @staticmethod
+    async def _thumbnails(socket: Any, jpeg: str, every_s: float) -> None:
+        """A recorded station's own thumbnails, as its agent sends them."""
+        await asyncio.sleep(every_s * random.random())
+        while True:
+            await socket.send({"t": "thumb", "jpeg": jpeg})
+            await asyncio.sleep(every_s)
 
     async def finished_recordings(self, http: Any, timeout: float = 60) -> dict[str, Any]:
         """The recorded stations' files once the activities stopped (parts remuxed into one)."""
@@ -586,6 +610,8 @@ class Day:
                 f"resyncs {s['watcher_resyncs']:.0f} watchers {s['watchers_open']} hls {s['hls']} gc {s['gc']}")
 
     async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
         for socket in self.sockets:
             try:
                 await socket.close()
@@ -686,6 +712,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--generators-nice", type=int, default=0, metavar="N",
                         help="run the load generators at this nice value (e.g. 10): the hub first, as if "
                              "its clients were on other machines")
+    parser.add_argument("--relay-thumbnails", action="store_true",
+                        help="the station sockets send no thumbnails: the relay decodes a keyframe of every "
+                             "publisher every 10 s (the eighth step's setup; publishers without the agent)")
     parser.add_argument("--quick", action="store_true", help="20 publishers, 20 viewers, 200 watchers, short windows")
     parser.add_argument("--render", metavar="NAME", help="only print the table of bench/results/NAME.json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -134,6 +134,16 @@ def load_h264_clip() -> list[tuple[bytes, bool]]:
     return _cached(f"clip_h264_{WIDTH}x{HEIGHT}_{FPS}fps_{H264_BITRATE // 1000}k", encode_h264_clip)
 
 
+def agent_thumbnail(clip: list[tuple[bytes, bool]]) -> bytes:
+    """What a station agent sends as ``thumb``: its own encoder (``clients.thumbs``) on the
+    clip's first picture."""
+    from clients.thumbs import thumbnail
+
+    decoder = av.CodecContext.create("vp8", "r")
+    frames = decoder.decode(av.Packet(next(data for data, keyframe in clip if keyframe)))
+    return thumbnail(frames[0])
+
+
 def clip_kbps(clip: list[tuple[bytes, bool]]) -> float:
     return sum(len(d) for d, _ in clip) * 8 / (len(clip) / FPS) / 1000
 

@@ -188,6 +188,7 @@ class Stations:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.errors = 0
         self.seq = 0
+        self.thumbs_sent = 0
 
     async def _open(self, sid: str) -> None:
         from websockets.asyncio.client import connect
@@ -227,8 +228,26 @@ class Stations:
                         pass
                 await asyncio.sleep(self.heartbeat_s / max(1, len(self.conns)))
 
+    async def _thumbnails(self, every_s: float) -> None:
+        """Each station's ``thumb`` every ``every_s``, spread over the interval, as agents send
+        theirs (the hub then decodes no keyframes for them)."""
+        from bench.media_peers import agent_thumbnail, load_clip
+
+        message = msgpack.packb({"t": "thumb", "jpeg": agent_thumbnail(load_clip())}, use_bin_type=True)
+        while True:
+            for sid in list(self.conns):
+                conn = self.conns.get(sid)
+                if conn is not None:
+                    try:
+                        await conn.send(message)
+                        self.thumbs_sent += 1
+                    except Exception:
+                        pass
+                await asyncio.sleep(every_s / max(1, len(self.conns)))
+
     async def start(self, url: str, mode: str, ids: list[str], tokens: dict[str, str] | None = None,
-                    heartbeat_s: float = 5.0) -> dict[str, Any]:
+                    heartbeat_s: float = 5.0, thumbnail_s: float = 0.0) -> dict[str, Any]:
+        """Open a station socket per id; with ``thumbnail_s``, each sends a thumbnail that often."""
         self.url, self.mode, self.tokens, self.heartbeat_s = url, mode, tokens or {}, heartbeat_s
         gate = asyncio.Semaphore(32)
 
@@ -238,6 +257,8 @@ class Stations:
 
         await asyncio.gather(*(one(s) for s in ids))
         self._spawn(self._heartbeats())
+        if thumbnail_s and mode == "hub":
+            self._spawn(self._thumbnails(thumbnail_s))
         return {"connected": len(self.conns)}
 
     async def _flip(self, sid: str, gap: float) -> None:
