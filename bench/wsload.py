@@ -188,7 +188,6 @@ class Stations:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.errors = 0
         self.seq = 0
-        self.thumbs_sent = 0
 
     async def _open(self, sid: str) -> None:
         from websockets.asyncio.client import connect
@@ -217,33 +216,25 @@ class Stations:
         except Exception:
             pass
 
-    async def _heartbeats(self) -> None:
-        while True:
-            for sid in list(self.conns):
-                conn = self.conns.get(sid)
-                if conn is not None:
-                    try:
-                        await conn.send(HB)
-                    except Exception:
-                        pass
-                await asyncio.sleep(self.heartbeat_s / max(1, len(self.conns)))
-
-    async def _thumbnails(self, every_s: float) -> None:
-        """Each station's ``thumb`` every ``every_s``, spread over the interval, as agents send
-        theirs (the hub then decodes no keyframes for them)."""
-        from bench.media_peers import agent_thumbnail, load_clip
-
-        message = msgpack.packb({"t": "thumb", "jpeg": agent_thumbnail(load_clip())}, use_bin_type=True)
+    async def _to_every_station(self, message: bytes, every_s: float) -> None:
+        """``message`` on each station's socket once per ``every_s``, the sends spread over it."""
         while True:
             for sid in list(self.conns):
                 conn = self.conns.get(sid)
                 if conn is not None:
                     try:
                         await conn.send(message)
-                        self.thumbs_sent += 1
                     except Exception:
                         pass
                 await asyncio.sleep(every_s / max(1, len(self.conns)))
+
+    async def _thumbnails(self, every_s: float) -> None:
+        """Each station's ``thumb`` every ``every_s``, as agents send theirs (the hub then
+        decodes no keyframes for them)."""
+        from bench.media_peers import agent_thumbnail, load_clip
+
+        jpeg = await asyncio.to_thread(lambda: agent_thumbnail(load_clip()))
+        await self._to_every_station(msgpack.packb({"t": "thumb", "jpeg": jpeg}, use_bin_type=True), every_s)
 
     async def start(self, url: str, mode: str, ids: list[str], tokens: dict[str, str] | None = None,
                     heartbeat_s: float = 5.0, thumbnail_s: float = 0.0) -> dict[str, Any]:
@@ -256,7 +247,7 @@ class Stations:
                 await self._open(sid)
 
         await asyncio.gather(*(one(s) for s in ids))
-        self._spawn(self._heartbeats())
+        self._spawn(self._to_every_station(HB, self.heartbeat_s))
         if thumbnail_s and mode == "hub":
             self._spawn(self._thumbnails(thumbnail_s))
         return {"connected": len(self.conns)}

@@ -1,19 +1,16 @@
 """aiortc's receive-side bandwidth estimate, rewritten to cost less per packet.
 
 aiortc's ``RemoteBitrateEstimator`` (the REMB a publisher's encoder adapts to) runs for
-every video packet. In the ingest profile two of its parts were ~14 % of the hub's busy
-time: ``RateCounter`` keeps one bucket per millisecond and walks every elapsed millisecond
-on each call, and ``OveruseEstimator.update_min_frame_period`` takes a minimum over a
-60-entry history with a Python loop. Later, with one publisher on an idle hub, the rest of
-its per-packet path (``add``, ``InterArrival`` and its groups, about 25 Python calls a
-packet) was still a fifth of the hub's CPU: :class:`RembEstimate` does that path inline and
-hands only each completed packet group (about one per frame) to aiortc's Kalman filter,
-overuse detector and rate control. The replacements give the same answers for the same
-inputs (``tests/media/test_bitrate.py`` checks them against aiortc's own on random packet
-sequences); ``seams_ingest.ReceiverBookkeeping`` installs them. One rule is libwebrtc's, not
-aiortc's: while overusing, the rate control is asked again only when libwebrtc's would cut
-again (``RembEstimate._time_to_reduce_further``; the tests' reference is aiortc's estimator
-with that rule).
+every video packet. :class:`RembEstimate` does its per-packet path inline (the incoming
+rate in :class:`WindowRate`, one entry per millisecond instead of aiortc's bucket walk;
+``InterArrival``'s packet groups) and hands each completed group (about one per frame) to
+:class:`OveruseFilter`, aiortc's Kalman filter on plain floats, then to the estimator's own
+overuse detector and rate control. They give the same answers for the same inputs
+(``tests/media/test_bitrate.py`` checks them against aiortc's own on random packet
+sequences, the filter to the bit); ``seams_ingest.ReceiverBookkeeping`` installs them. One
+rule is libwebrtc's, not aiortc's: while overusing, the rate control is asked again only
+when libwebrtc's would cut again (``RembEstimate._time_to_reduce_further``; the tests'
+reference is aiortc's estimator with that rule). Costs: docs/benchmarks.md section 4.
 """
 
 from __future__ import annotations
@@ -122,16 +119,6 @@ class WindowRate:
             self._origin_ms = new_origin_ms
 
 
-def min_frame_period(history: list[float], ts_delta: float) -> float:
-    """``OveruseEstimator.update_min_frame_period`` on its history list: the smallest of
-    ``ts_delta`` and the last 60 deltas, then ``ts_delta`` joins the history."""
-    if len(history) >= MIN_FRAME_PERIOD_HISTORY:
-        history.pop(0)
-    smallest = min(history, default=ts_delta)
-    history.append(ts_delta)
-    return ts_delta if ts_delta < smallest else smallest
-
-
 class OveruseFilter:
     """aiortc's ``OveruseEstimator`` (webrtc.org's Kalman filter of the delay between packet
     groups: its ``slope`` over size and its ``offset``, the queueing delay trend the detector
@@ -143,7 +130,7 @@ class OveruseFilter:
     samples, the largest piece of the REMB estimate.
     """
 
-    __slots__ = ("avg_noise", "e00", "e01", "e10", "e11", "history", "num_of_deltas", "offset",
+    __slots__ = ("_smallest", "avg_noise", "e00", "e01", "e10", "e11", "history", "num_of_deltas", "offset",
                  "previous_offset", "slope", "var_noise")
 
     def __init__(self) -> None:
@@ -153,13 +140,14 @@ class OveruseFilter:
         self.previous_offset = 0.0
         self.slope = 1 / 64
         self.history: list[float] = []  # OveruseEstimator.ts_delta_hist
+        self._smallest = math.inf  # min(self.history)
         self.avg_noise = 0.0
         self.var_noise = 50.0
 
     def update(self, time_delta_ms: int, timestamp_delta_ms: float, size_delta: int, usage: int) -> None:
         """``OveruseEstimator.update``; ``usage`` is the detector's hypothesis (``NORMAL``,
         ``UNDERUSING`` or ``OVERUSING``)."""
-        frame_period = min_frame_period(self.history, timestamp_delta_ms)
+        frame_period = self.min_frame_period(timestamp_delta_ms)
         t_ts_delta = time_delta_ms - timestamp_delta_ms
         self.num_of_deltas = num_of_deltas = min(self.num_of_deltas + 1, DELTA_COUNTER_MAX)
         e00 = self.e00 + PROCESS_NOISE_SLOPE
@@ -190,6 +178,20 @@ class OveruseFilter:
         self.previous_offset = offset
         self.slope += k0 * residual
         self.offset = offset + k1 * residual
+
+    def min_frame_period(self, ts_delta: float) -> float:
+        """``OveruseEstimator.update_min_frame_period``: the smallest of ``ts_delta`` and the
+        last 60 deltas, then ``ts_delta`` joins them. aiortc walks the 60 every time; the
+        smallest is kept here and looked for again only when it leaves the window."""
+        history = self.history
+        if len(history) >= MIN_FRAME_PERIOD_HISTORY and history.pop(0) <= self._smallest:
+            self._smallest = min(history, default=math.inf)
+        smallest = self._smallest
+        history.append(ts_delta)
+        if ts_delta < smallest:
+            self._smallest = ts_delta
+            return ts_delta
+        return smallest
 
     def _update_noise(self, residual: float, ts_delta: float, num_of_deltas: int) -> None:
         alpha = 0.002 if num_of_deltas > 10 * 30 else 0.01

@@ -153,6 +153,16 @@ def middle_bits(ntp: int) -> int:
     return (ntp >> 16) & MASK32
 
 
+def remb(ssrc: int, bitrate: int, ssrcs: list[int]) -> bytes:
+    """A REMB (draft-alvestrand-rmcat-remb-03: PSFB, FMT 15) from ``ssrc``: ``bitrate`` as an
+    18-bit mantissa and a 6-bit exponent, for the media ``ssrcs`` — the bytes aiortc's
+    ``RtcpPsfbPacket`` with ``pack_remb_fci`` makes, without the packet object."""
+    exponent = max(0, bitrate.bit_length() - 18)
+    mantissa = bitrate >> exponent
+    return struct.pack(f"!BBHII4sBBH{len(ssrcs)}I", 0x80 | PSFB_APP, RTCP_PSFB, 4 + len(ssrcs), ssrc, 0, b"REMB",
+                       len(ssrcs), (exponent << 2) | (mantissa >> 16), mantissa & 0xFFFF, *ssrcs)
+
+
 def sender_report(ssrc: int, ntp: int, rtp_timestamp: int, packet_count: int, octet_count: int) -> bytes:
     """An SR without report blocks (a relay's sender receives nothing); the counts wrap at 2³²."""
     return _SR.pack(0x80, RTCP_SR, _SR_WORDS, ssrc, ntp, rtp_timestamp & MASK32, packet_count & MASK32,

@@ -83,7 +83,6 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtcpSdesPacket,
     RtcpSrPacket,
-    pack_remb_fci,
 )
 from pylibsrtp import _binding as srtp_binding
 
@@ -462,8 +461,8 @@ class ReceiverBookkeeping:
         if not self._remb_throttle.should_send(time.monotonic(), remb[0]):
             return
         rtcp_ssrc: int | None = _receiver_private(self._receiver, "rtcp_ssrc")
-        if rtcp_ssrc is not None:
-            self.send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)))
+        if rtcp_ssrc is not None:  # what aiortc sends: RtcpPsfbPacket(fmt=15, fci=pack_remb_fci(*remb))
+            self.send_rtcp(rtcp.remb(rtcp_ssrc, *remb))
 
     def _send_nack(self, media_ssrc: int, lost: list[int]) -> None:
         """What ``_send_rtcp_nack`` builds (RFC 4585 §6.2.1), sent by ``send_rtcp``."""
@@ -473,12 +472,13 @@ class ReceiverBookkeeping:
             packet.lost = lost
             self.send_rtcp(packet)
 
-    def send_rtcp(self, packet: AnyRtcpPacket) -> None:
-        """Send ``packet`` to the publisher now: protected and written on its ICE pair by a
-        wire of our own (``seams_egress.SrtpWire``, as a viewer's packets are), not through
-        aiortc's four coroutines (6 % of the hub's py-spy samples with one publisher, for its
-        ~3 RTCP packets a second: docs/benchmarks.md section 4); through them while the wire
-        cannot send."""
+    def send_rtcp(self, packet: AnyRtcpPacket | bytes) -> None:
+        """Send ``packet`` (an aiortc packet, or one already written) to the publisher now:
+        protected and written on its ICE pair by a wire of our own (``seams_egress.SrtpWire``,
+        as a viewer's packets are), not through aiortc's four coroutines (6 % of the hub's
+        py-spy samples with one publisher, for its ~3 RTCP packets a second:
+        docs/benchmarks.md section 4); through them while the wire cannot send (aiortc's
+        ``_send_rtcp`` only takes ``bytes(packet)``)."""
         wire = self._wire
         if wire is None:
             wire = self._wire = open_wire(self._receiver.transport)
@@ -486,10 +486,10 @@ class ReceiverBookkeeping:
             send_through_aiortc(self._receiver, packet)
 
 
-def send_through_aiortc(receiver: RTCRtpReceiver, packet: AnyRtcpPacket) -> None:
+def send_through_aiortc(receiver: RTCRtpReceiver, packet: AnyRtcpPacket | bytes) -> None:
     """aiortc's RTCP send (serialise, protect, four coroutines down to ``sendto``) never
     suspends: run it now (seam 17's ``run_now``) rather than as a task a loop turn later."""
-    run_now(receiver._send_rtcp(packet))
+    run_now(receiver._send_rtcp(packet))  # type: ignore[arg-type]  # bytes(packet) is all it takes
 
 
 def _add_to_statistics(stream: StreamStatistics, seq: int, ts: int) -> None:

@@ -6,7 +6,7 @@ from aiortc.rate import BandwidthUsage, OveruseEstimator, RateCounter, RemoteBit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.media.bitrate import OveruseFilter, RembEstimate, RembThrottle, WindowRate, min_frame_period
+from hub.media.bitrate import OveruseFilter, RembEstimate, RembThrottle, WindowRate
 
 # (milliseconds since the previous call, payload size, whether to read the rate before adding)
 CALLS = st.lists(st.tuples(st.integers(0, 1500), st.integers(0, 1500), st.booleans()), max_size=300)
@@ -28,13 +28,13 @@ def test_window_rate_matches_aiortcs_rate_counter(calls: list[tuple[int, int, bo
             theirs.reset()
 
 
-@given(st.lists(st.floats(min_value=0, max_value=1000, allow_nan=False), max_size=200))
+@given(st.lists(st.floats(min_value=0, max_value=1000, allow_nan=False) | st.sampled_from([33.0, 66.0]),
+                min_size=61, max_size=300))  # longer than the window: its smallest leaves it
 def test_min_frame_period_matches_aiortcs(deltas: list[float]) -> None:
-    theirs = OveruseEstimator()
-    history: list[float] = []
+    theirs, ours = OveruseEstimator(), OveruseFilter()
     for delta in deltas:
-        assert min_frame_period(history, delta) == theirs.update_min_frame_period(delta)
-    assert history == theirs.ts_delta_hist
+        assert ours.min_frame_period(delta) == theirs.update_min_frame_period(delta)
+    assert ours.history == theirs.ts_delta_hist
 
 
 # One packet group's delta: (arrival ms, send-time ms, size in bytes, the detector's hypothesis)

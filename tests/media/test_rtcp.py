@@ -1,4 +1,4 @@
-"""hub.media.rtcp: a viewer's feedback read as aiortc reads it, our SRs written as aiortc writes them."""
+"""hub.media.rtcp: a viewer's feedback read as aiortc reads it, our SRs and REMBs written as aiortc writes them."""
 
 from __future__ import annotations
 
@@ -24,8 +24,10 @@ from aiortc.rtp import (
     RtcpSrPacket,
     pack_remb_fci,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
-from hub.media.rtcp import ReceiverReport, middle_bits, ntp_now, read_feedback, sender_report
+from hub.media.rtcp import ReceiverReport, middle_bits, ntp_now, read_feedback, remb, sender_report
 from tests.kit import corruptions
 
 
@@ -163,6 +165,14 @@ def test_our_sender_report_is_the_one_aiortc_writes() -> None:
         assert sender_report(*values) == bytes(RtcpSrPacket(ssrc=ssrc, sender_info=info))
     # counts past 2^32 wrap (RFC 3550 §6.4.1) where aiortc's struct.pack would raise
     assert sender_report(1, 2, 1 << 32, (1 << 32) + 5, 1 << 33)[-12:] == bytes(4) + (5).to_bytes(4, "big") + bytes(4)
+
+
+@given(st.integers(0, (1 << 62) - 1) | st.integers(0, 1 << 20), st.integers(0, 0xFFFF_FFFF),
+       st.lists(st.integers(0, 0xFFFF_FFFF), max_size=4))
+def test_our_remb_is_the_one_aiortc_writes(bitrate: int, ssrc: int, ssrcs: list[int]) -> None:
+    ours = remb(ssrc, bitrate, ssrcs)
+    assert ours == bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs)))
+    assert read_feedback(ours) is not None  # and our reader takes it back
 
 
 def test_ntp_time_is_aiortcs_clock_and_the_lsr_its_middle_bits() -> None:

@@ -63,6 +63,8 @@ def test_srtp_arrives_through_connection_data_received_and_the_dtls_rx_session()
 def test_receiver_bookkeeping_matches_handle_rtp_packet() -> None:
     # Seam 11: the per-packet duties we take over, with the private names we reach.
     handle = source(RTCRtpReceiver._handle_rtp_packet)
+    # send_through_aiortc hands it packets already written, too
+    assert "await self.transport._send_rtp(bytes(packet))" in source(RTCRtpReceiver._send_rtcp)
     for duty in (
         "self.__remote_bitrate_estimator.add(",
         "fci=pack_remb_fci(*remb)",
