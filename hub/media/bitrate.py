@@ -75,7 +75,7 @@ class WindowRate:
             if origin < new_origin:
                 self._erase_old(now_ms)
                 origin = new_origin
-            if self._entries and now_ms > origin:  # has_rate
+            if self._entries and now_ms > origin:  # a rate now (RateCounter.rate is not None)
                 self._live = True
                 self._append(value, now_ms)
                 return
@@ -85,13 +85,6 @@ class WindowRate:
         if self._origin_ms is None:
             self._origin_ms = now_ms
         self._append(value, now_ms)
-
-    def has_rate(self, now_ms: int) -> bool:
-        """``rate(now_ms) is not None``, without working the rate out."""
-        if self._origin_ms is None:
-            return False
-        self._erase_old(now_ms)
-        return bool(self._entries) and now_ms - self._origin_ms > 0
 
     def rate(self, now_ms: int) -> int | None:
         if self._origin_ms is None:
