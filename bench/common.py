@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bench import speed  # how fast the machine is now: what figures of other runs compare by
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 RESULTS = REPO / "bench" / "results"
@@ -436,7 +438,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
-            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), **versions()}
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), **speed.probe(), **versions()}
 
 
 def write_result(name: str, data: dict[str, Any]) -> Path:
