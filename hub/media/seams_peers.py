@@ -7,7 +7,10 @@ against the locked aiortc:
    never awaited) can start a sender or receiver *while* ``close()`` awaits the DTLS
    shutdown; that sender's RTCP loop then runs forever on a dead transport (found by the
    join/leave test). We stop every sender and receiver again once ``close()`` returns
-   (``stop()`` is idempotent).
+   (``stop()`` is idempotent). Then every event listener of the connection and of its DTLS
+   and ICE transports is removed (pyee's ``remove_all_listeners``): aiortc's listeners are
+   bound methods of the connection, the reference cycle that kept a closed one alive until
+   a full garbage collection.
 
 Everything else here is aiortc's public API: peer connections with exactly the configured
 ICE servers (``RTCIceGatherer`` falls back to Google's STUN only when ``iceServers`` is
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiortc import (
     RTCConfiguration,
@@ -83,6 +87,25 @@ async def close_peer_connection(pc: RTCPeerConnection) -> None:
             await transceiver.receiver.stop()
         with contextlib.suppress(AttributeError):
             await transceiver.sender.stop()
+    _drop_listeners(pc)
+
+
+def _drop_listeners(pc: RTCPeerConnection) -> None:
+    """Forget every event listener of ``pc`` and of its DTLS and ICE transports.
+
+    Those listeners (aiortc's own bound methods, and ours) are what makes a peer connection a
+    reference cycle: without them a closed one is freed by reference counting, at once, with
+    its TLS context, SRTP sessions and buffers. Left in the cycle it waited for a full garbage
+    collection — and after ``hub.gcpolicy`` froze the heap it was part of, for the next thaw:
+    ≈ 1.4 MB of resident memory per viewer that had come and gone (docs/benchmarks.md, "A
+    Jember day", tenth step)."""
+    emitters: list[Any] = [pc]
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        if dtls is not None:  # a section a hostile offer left without one
+            emitters += [dtls, dtls.transport]
+    for emitter in emitters:
+        emitter.remove_all_listeners()
 
 
 # --- public API -------------------------------------------------------------------------
