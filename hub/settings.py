@@ -103,6 +103,9 @@ class MediaSettings:
     max_viewers_per_station: int = 100
     max_viewers_per_node: int = 1000
     max_sessions_per_address: int = 20
+    # the media port dropped datagrams (the hub is not keeping up): new public viewers get 503
+    # "overloaded" for this long after (hub.media.overload); operators always get in; 0: off
+    shed_viewers_s: float = 10.0
     max_sdp_bytes: int = 20_000
     thumbnail_s: float = 10.0
     viewer_grace_s: float = 60.0  # a publisher gone: its viewers wait this long for the next one

@@ -17,7 +17,8 @@ class MediaCounters:
     keyframe_requests: int = 0  # PLIs sent to publishers (after rate limiting)
     viewer_keyframe_requests: int = 0  # PLI/FIR received from viewers
     thumbnails: int = 0
-    sessions_refused: int = 0  # offers refused for caps or rate limits
+    sessions_refused: int = 0  # offers refused for caps, rate limits or overload
+    viewers_shed: int = 0  # of those, public viewers refused while the media port dropped (hub.media.overload)
     # viewers' video fallback (hub.media.congestion): their link could not carry video
     video_fallbacks: int = 0  # a viewer's video switched off (audio and thumbnails only)
     video_probes: int = 0  # a viewer's video tried again after its back-off

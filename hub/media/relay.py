@@ -35,9 +35,18 @@ from hub.media.congestion import OFF, CongestionPolicy
 from hub.media.counters import MediaCounters
 from hub.media.keyframes import KeyframeRequester
 from hub.media.offer import check_offer, choose_publisher_codecs
+from hub.media.overload import ViewerShedding
 from hub.media.peers import answer_publisher, answer_viewer
 from hub.media.send_batch import SendBatch
-from hub.media.sessions import MediaEvents, MediaSession, Peer, PublisherPeer, StationState, ViewerPeer
+from hub.media.sessions import (
+    PUBLIC_OWNER,
+    MediaEvents,
+    MediaSession,
+    Peer,
+    PublisherPeer,
+    StationState,
+    ViewerPeer,
+)
 from hub.media.station_stream import StationStream
 from hub.media.viewer_egress import EgressParameters, IdleTrack, ViewerEgress
 from hub.media.viewer_fallback import ViewerVideoFallback
@@ -69,6 +78,7 @@ class MediaRelay:
         # and every publisher's receiver reports on another (seams_ingest, seam 18)
         self._receiver_reports = seams_ingest.ReceiverReports()
         self.own_loss = seams_ingest.OwnLoss()  # the shared port's socket overflowing (check_overflow)
+        self._shedding = ViewerShedding(settings.shed_viewers_s)  # and new public viewers refused then
         # where sessions' host candidates bind: the shared media port (opened by ``open``), a
         # port range, or aioice's ephemeral ports
         self._binding = seams_udp.Binding(port_range=port_range(settings.udp_ports) if not settings.udp_port else None)
@@ -103,8 +113,10 @@ class MediaRelay:
 
     def check_overflow(self) -> None:
         """Once a second: did the kernel drop datagrams at the shared media port since the last
-        look (its receive buffer full)? Then gaps are not NACKed (``OwnLoss``)."""
+        look (its receive buffer full)? Then gaps are not NACKed (``OwnLoss``), and new public
+        viewers are refused for a while (``ViewerShedding``)."""
         self.own_loss.update(self._kernel_drops())
+        self._shedding.note(self.own_loss.active, time.monotonic())
 
     def _kernel_drops(self) -> int | None:
         counts = [mux.kernel_drops() for mux in self._binding.muxes]
@@ -145,6 +157,7 @@ class MediaRelay:
             "viewers_audio_only": sum(f.state == OFF for f in self._fallbacks.values()),
             "sessions": len(self._sessions),
             "peer_connections": len(self._sessions),
+            "shedding_viewers": int(self._shedding.refusing(time.monotonic())),
             **self._counters.as_dict(),
             **self.udp_metrics(),
         }
@@ -247,6 +260,8 @@ class MediaRelay:
         await self.open()
         station = self._live_station(station_id)
         self._check_viewer_caps(station_id, station)
+        if owner == PUBLIC_OWNER:
+            self._refuse_if_overloaded()
         slots = self._admit(client_addr, station_id)
         session_id = secrets.token_urlsafe(18)
         assert station.active is not None
@@ -476,6 +491,14 @@ class MediaRelay:
         if viewers >= self.settings.max_viewers_per_node:
             self._counters.sessions_refused += 1
             raise Unavailable("this hub node has its maximum of viewers", RETRY_AFTER_FULL_S, "node_full")
+
+    def _refuse_if_overloaded(self) -> None:
+        now = time.monotonic()
+        if self._shedding.refusing(now):
+            self._counters.viewers_shed += 1
+            self._counters.sessions_refused += 1
+            raise Unavailable("this hub is dropping media it already carries: no new public viewers for now",
+                              self._shedding.retry_after_s(now), "overloaded")
 
     def _admit(self, client_addr: str, viewing_station: str | None = None) -> Counter[str]:
         """Check the per-address limit and reserve slots for an offer being answered."""

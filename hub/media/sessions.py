@@ -12,6 +12,8 @@ from hub.media.seams_peers import RTCPeerConnection, RTCRtpCodecParameters, RTCR
 from hub.media.station_stream import StationStream
 from hub.media.viewer_egress import IdleTrack, ViewerEgress
 
+PUBLIC_OWNER = "public"  # a session anyone opened: a citizen watching a public station
+
 
 class MediaEvents(Protocol):
     """Called on the event loop; must not block. Exceptions are logged and ignored."""
@@ -29,7 +31,7 @@ class MediaSession:
     id: str  # unguessable: the WHIP/WHEP resource URL carries it
     kind: str  # "whip" | "whep"
     station_id: str
-    owner: str  # the credential identity that created it; DELETE/PATCH must present the same
+    owner: str  # the credential identity that created it (PUBLIC_OWNER: anyone); DELETE/PATCH must present the same
     answer_sdp: str
     etag: str
 

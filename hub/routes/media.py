@@ -30,6 +30,7 @@ from starlette.routing import Route
 from hub.core import turn
 from hub.core.talk import PENDOPO
 from hub.errors import Forbidden, NotAuthenticated, NotFound, ProtocolViolation, UnsupportedMediaType
+from hub.media.sessions import PUBLIC_OWNER
 from hub.routes.bodies import media_type, read_bounded
 from hub.routes.roles import allow
 from hub.services.auth import hash_token
@@ -119,7 +120,7 @@ async def _viewer_owner(request: Request, hub: Any, station_id: str, *, opening:
     station = hub.registry.get(station_id)
     if station is None or not station.public:
         raise NotFound(f"unknown station {station_id}")
-    return "public"
+    return PUBLIC_OWNER
 
 
 async def _station_for_token(hub: Any, token: str) -> str | None:

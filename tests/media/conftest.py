@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from hub.media import MediaRelay
+from hub.media.seams_udp import UdpMux
 from hub.settings import MediaSettings
 from tests.kit import free_udp_port, wait_until
 from tests.media.peers import WAIT_S
@@ -42,6 +44,21 @@ class RecordedEvents:
     async def wait_until(self, condition: Callable[[], bool], message: str = "") -> None:
         """Wait until ``condition()`` holds, checking it again at each event the relay reports."""
         await wait_until(condition, WAIT_S, message or "the relay's events", changed=self.changed)
+
+
+def overflow(mux: UdpMux) -> int:
+    """Send junk datagrams to ``mux``'s port until the kernel drops some at its full receive
+    buffer: call without yielding, so the loop reads nothing meanwhile. Returns how many went."""
+    before = mux.kernel_drops()
+    assert before is not None
+    sent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        while mux.kernel_drops() == before:
+            for _ in range(1000):
+                sender.sendto(b"\x80" + bytes(1199), ("127.0.0.1", mux.port))
+            sent += 1000
+            assert sent < 1_000_000, "a 16 MB buffer should have overflowed long before"
+    return sent
 
 
 def media_settings(**overrides: Any) -> MediaSettings:
