@@ -16,7 +16,9 @@ on) and its load, ramped up in steps; each step is held (a warm-up, then a measu
    in H.264 instead (aiortc senders replaying the cached libx264 clip, in this module's own
    worker process), so that HLS has something to package;
 3. **viewers**: 300 light WHEP viewers (``bench/loadgen.py viewers``: aiortc ICE + DTLS, RTP
-   counted from its clear header without decrypting), 10 on each of 30 stations;
+   counted from its clear header without decrypting), 10 on each of 30 stations; as the
+   portal's player (``watch.js``), a viewer whose connection fails or is closed by the hub
+   joins again 5 s later (``--no-viewer-retry``: it stays gone, the setup before);
 4. **recordings**: an activity started on 10 stations over their ``/ws/station`` (the hub
    records them: RTP → WebM by remux);
 5. **HLS**: 10 players per H.264 station polling ``/hls/{id}/plain.m3u8`` and fetching every
@@ -84,6 +86,8 @@ PROBES = 50  # watchers that decode every event (latency), connected from the fi
 PER_WATCH_PROC = 1250
 PER_VIEWER_PROC = 100
 HOLD_FPS = 0.9 * 15  # a viewer "keeps up" at ≥ 90 % of the 15 fps sent
+VIEWER_RETRY_S = 5.0  # watch.js RETRY_MS: a viewer whose connection failed joins again after it
+CONSENT_EXPIRED = b"ICE consent to send expired"  # jaga.ice_consent's log line
 AGENT_THUMBNAIL_S = 10.0  # the hub's media.thumbnail_s, which the agent follows
 
 
@@ -457,7 +461,8 @@ class Day:
     async def _whep(self, worker: Worker, job: list[tuple[str, int]]) -> int:
         connected = 0
         for sid, count in job:
-            reply = await worker.call("whep", timeout=300, base=self.base, station=sid, count=count)
+            reply = await worker.call("whep", timeout=300, base=self.base, station=sid, count=count,
+                                      retry_s=None if self.args.no_viewer_retry else VIEWER_RETRY_S)
             connected += reply["connected"]
             if reply["errors"]:
                 log(f"viewers of {sid}: {reply['errors']}")
@@ -509,8 +514,16 @@ class Day:
                 pass
         return {"t": time.monotonic(), "hub_cpu": cpu_seconds(pid), "loop_cpu": thread_cpu(pid, pid),
                 "gen_cpu": gen, "machine_busy": busy, "machine_total": total, "udp": udp_snmp(),
-                "hub_socket_drops": socket_drops(pid),
+                "hub_socket_drops": socket_drops(pid), "consent_closed": self.consent_closed(),
                 "pubs": pubs, "views": views, "watch": watch, "hls": hls, "metrics": metrics}
+
+    def consent_closed(self) -> int:
+        """Sessions the hub closed so far because their peer stopped answering its consent
+        checks (its log's line; the peers here are the load generators)."""
+        try:
+            return (self.workdir / "hub.log").read_bytes().count(CONSENT_EXPIRED)
+        except OSError:
+            return 0
 
     async def measure(self, http: Any, label: str) -> None:
         args = self.args
@@ -573,6 +586,11 @@ class Day:
             "rtx_sent": sum(x.get("rtx_sent", 0) for x in b["pubs"]) - sum(x.get("rtx_sent", 0) for x in a["pubs"]),
             "publishers_connected": sum(x["connected"] for x in b["pubs"])
                                     + (b["hls"]["connected"] if b["hls"] else 0),
+            "viewer_reconnects": sum(x.get("reconnects", 0) for x in b["views"])
+                                 - sum(x.get("reconnects", 0) for x in a["views"]),
+            "viewer_refusals": sum(x.get("refusals", 0) for x in b["views"])
+                               - sum(x.get("refusals", 0) for x in a["views"]),
+            "consent_closed": b["consent_closed"] - a["consent_closed"],
             "viewer_fps": {"median": percentile(fps, 50), "p5": percentile(fps, 5), "min": min(fps) if fps else None,
                            "share_ok": sum(f >= HOLD_FPS for f in fps) / len(fps) if fps else None, "n": len(fps)},
             "packets_forwarded_per_s": delta("media.packets_forwarded") / dt,
@@ -603,7 +621,9 @@ class Day:
                 f"rtcp lost {s['packets_lost_rtcp']}/{s['packets_sent']} rtx sent {s['rtx_sent']} "
                 f"(NACKs withheld for {s.get('nacks_withheld', 0):.0f}) "
                 f"viewers {fmt(v['median'], 1)} fps "
-                f"(p5 {fmt(v['p5'], 1)}, ok {fmt(v['share_ok'], 2)}) dropped {s['dropped_packets']:.0f} "
+                f"(p5 {fmt(v['p5'], 1)}, ok {fmt(v['share_ok'], 2)}; rejoined {s.get('viewer_reconnects', 0)}, "
+                f"refused {s.get('viewer_refusals', 0)}) "
+                f"consent closed {s.get('consent_closed', 0)} dropped {s['dropped_packets']:.0f} "
                 f"udp {s['udp_port_dropped']} kernel {s['kernel_udp']} latency p50/p95 {fmt(lat['p50'], 1)}/"
                 f"{fmt(lat['p95'], 1)} ms (n={lat['n']}) all events {fmt(ev['p50'], 1)}/{fmt(ev['p95'], 1)} ms "
                 f"(n={ev['n']}) watch frames {s['watch_frames_per_s']:.0f}/s (hub {s['hub_watch_frames_per_s']:.0f}/s) "
@@ -640,11 +660,12 @@ def latencies(seconds: list[float]) -> dict[str, Any]:
 def render(steps: list[dict[str, Any]]) -> str:
     lines = ["| step | publishers / viewers / watchers / recordings / HLS players | hub CPU (loop thread) | "
              "hub RSS | load generators' CPU | machine busy (of 2) | load avg | frames at hub ÷ sent | "
-             "RTCP lost / sent (RTX sent) | viewer fps median (p5; share ≥ 13.5) | hub dropped / retransmitted | "
+             "RTCP lost / sent (RTX sent) | viewer fps median (p5; share ≥ 13.5) | "
+             "sessions closed on consent / viewers rejoined (refused) | hub dropped / retransmitted | "
              "UDP dropped: hub's port (unknown sender) / kernel, hub's sockets / kernel, machine | "
              "presence change → watcher p50 / p95 (n) | "
              "any event (thumbnails too) → watcher p50 / p95 (n) | watch frames/s received | recorder / HLS CPU |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in steps:
         ld, v, lat, ev = s["load"], s["viewer_fps"], s["latency_ms"], s["event_latency_ms"]
         port_drops = sum(s["udp_port_dropped"].values())
@@ -657,7 +678,9 @@ def render(steps: list[dict[str, Any]]) -> str:
             f"{s['hub_rss_mb']:.0f} MiB | {s['gen_cores'] * 100:.0f} % | {s['machine_cores']:.2f} | "
             f"{s['loadavg']:.1f} | {fmt(s['frame_ratio'], 3)} | {s['packets_lost_rtcp']:,} / {s['packets_sent']:,} "
             f"({fmt(s.get('rtx_sent'))}) | "
-            f"{viewers} | {s['dropped_packets']:,.0f} / {s['retransmitted']:,.0f} | {port_drops:,.0f} / {kernel} | "
+            f"{viewers} | {s.get('consent_closed', '–')} / {s.get('viewer_reconnects', '–')} "
+            f"({s.get('viewer_refusals', '–')}) | "
+            f"{s['dropped_packets']:,.0f} / {s['retransmitted']:,.0f} | {port_drops:,.0f} / {kernel} | "
             f"{fmt(lat['p50'], 1)} / {fmt(lat['p95'], 1)} ms ({lat['n']}) | "
             f"{fmt(ev['p50'], 1)} / {fmt(ev['p95'], 1)} ms ({ev['n']}) | {s['watch_frames_per_s']:,.0f} | "
             f"{s['recorder_cores'] * 100:.1f} % / {s['hls_cores'] * 100:.1f} % |")
@@ -715,6 +738,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--relay-thumbnails", action="store_true",
                         help="the station sockets send no thumbnails: the relay decodes a keyframe of every "
                              "publisher every 10 s (the eighth step's setup; publishers without the agent)")
+    parser.add_argument("--no-viewer-retry", action="store_true",
+                        help="viewers whose connection fails stay gone (before: the portal's player joins again)")
     parser.add_argument("--quick", action="store_true", help="20 publishers, 20 viewers, 200 watchers, short windows")
     parser.add_argument("--render", metavar="NAME", help="only print the table of bench/results/NAME.json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

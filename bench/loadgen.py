@@ -13,7 +13,9 @@ SRTP packets are counted from their clear-text RTP header (the marker bit ends a
 in the socket's datagram callback and dropped there, before aioice's queue and decryption, so
 a viewer costs the client a few µs per packet and thousands of them fit on the machine next
 to the hubs. The hub still protects and sends every packet as
-for a real viewer; what is not checked here is that the payload decrypts.
+for a real viewer; what is not checked here is that the payload decrypts. With ``retry_s``
+(the Jember day), a viewer whose connection fails or is closed by the hub joins again after
+that long, as the portal's player does, and counts it (``reconnects``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+import httpx
 from aiortc import RTCSessionDescription
 from aiortc.rtp import is_rtcp
 
@@ -38,6 +41,8 @@ from bench.media_peers import (
 )
 from bench.rtcload import wait_connected
 from hub.media.seams_peers import close_peer_connection, new_peer_connection
+
+FULL_RETRY_S = 30.0  # watch.js FULL_RETRY_MS: refused (caps, load) and no HLS to fall back to
 
 
 async def _bounded(coros: list[Any], limit: int) -> list[Any]:
@@ -107,13 +112,25 @@ class Publishers:
         return {}
 
 
+class WhepRefused(RuntimeError):
+    """A WHEP offer answered 429 or 503, with the hub's ``Retry-After``."""
+
+    def __init__(self, status: int, body: str, retry_after_s: float) -> None:
+        super().__init__(f"WHEP {status}: {body}")
+        self.retry_after_s = retry_after_s
+
+
 class LightViewer:
     """A WHEP viewer that counts RTP packets and frames (marker bits) without decrypting them."""
 
     def __init__(self) -> None:
         self.pc = new_peer_connection(())
-        self.frames = 0
+        self.frames = 0  # over every connection this viewer had: one person watching
         self.packets = 0
+        self.reconnects = 0
+        self.refusals = 0  # 429/503 answers to its offers
+        self.ended = asyncio.Event()  # this connection failed or was closed
+        self.location = ""
 
     def _count_rtp(self, ice: Any) -> None:
         """Count RTP synchronously where the socket hands the datagram to aioice, instead of
@@ -135,6 +152,17 @@ class LightViewer:
             _skip_stun_parsing_for_rtp(protocol)
 
     async def whep(self, base: str, station: str) -> None:
+        if self.pc.connectionState != "new":  # watching again: a new peer connection
+            await close_peer_connection(self.pc)
+            self.pc = new_peer_connection(())
+        self.ended = asyncio.Event()
+        pc, ended = self.pc, self.ended
+
+        @pc.on("connectionstatechange")
+        def note_end() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                ended.set()
+
         transceiver = self.pc.addTransceiver("video", direction="recvonly")
         prefer_vp8(self.pc)
         offer = await local_offer(self.pc)
@@ -142,8 +170,12 @@ class LightViewer:
         async with http_client(timeout=30) as http:
             response = await http.post(f"{base}/whep/{station}", content=offer,
                                        headers={"Content-Type": "application/sdp"}, follow_redirects=True)
+        if response.status_code in (429, 503):  # the hub's caps, or its load: wait as told
+            raise WhepRefused(response.status_code, response.text[:200],
+                              float(response.headers.get("retry-after") or 0))
         if response.status_code != 201:
             raise RuntimeError(f"WHEP {response.status_code}: {response.text[:200]}")
+        self.location = str(response.url.join(response.headers["location"]))  # the session's resource
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=response.text, type="answer"))
 
 
@@ -163,16 +195,61 @@ def _skip_stun_parsing_for_rtp(protocol: Any) -> None:
     protocol.datagram_received = datagram_received
 
 
+async def _watch_again(viewer: LightViewer, base: str, station: str, retry_s: float,
+                       refused_s: float = 0.0) -> None:
+    """What the portal's player does (``watch.js``, ``retryLater``) for a station without HLS:
+    once the connection has failed or was closed by the hub, wait ``retry_s`` and join again,
+    until it holds; after a 429 or 503 (caps, load), wait ``FULL_RETRY_S`` or the hub's
+    ``Retry-After``, whichever is longer. ``refused_s``: the first wait (the first join's
+    refusal)."""
+    wait_s = refused_s or retry_s
+    while True:
+        await viewer.ended.wait()
+        while True:
+            await asyncio.sleep(wait_s)
+            wait_s = retry_s
+            try:
+                await viewer.whep(base, station)
+                if await wait_connected(viewer.pc):
+                    viewer.reconnects += 1
+                    break
+            except WhepRefused as refused:
+                wait_s = max(FULL_RETRY_S, refused.retry_after_s)
+                viewer.refusals += 1
+            except (OSError, RuntimeError, ValueError, httpx.HTTPError):
+                pass  # failed or timed out: as the page, try again later
+            await close_peer_connection(viewer.pc)
+
+
 class Viewers:
     def __init__(self) -> None:
         self.viewers: list[LightViewer] = []
+        self._retrying: set[asyncio.Task[None]] = set()
 
-    async def whep(self, base: str, station: str, count: int, concurrency: int = 24) -> dict[str, Any]:
+    async def whep(self, base: str, station: str, count: int, concurrency: int = 24,
+                   retry_s: float | None = None) -> dict[str, Any]:
+        """``count`` viewers of ``station``; with ``retry_s``, each joins again that long after
+        its connection fails or is closed, as a browser on the portal does."""
         async def one() -> bool:
             viewer = LightViewer()
             self.viewers.append(viewer)
-            await viewer.whep(base, station)
-            return await wait_connected(viewer.pc)
+            connected = False
+            refused_s = 0.0
+            try:
+                await viewer.whep(base, station)
+                connected = await wait_connected(viewer.pc)
+                return connected
+            except WhepRefused as refused:
+                refused_s = max(FULL_RETRY_S, refused.retry_after_s)
+                viewer.refusals += 1
+                raise
+            finally:
+                if retry_s is not None:
+                    if not connected:  # the first join failed: the page tries again too
+                        await close_peer_connection(viewer.pc)
+                        viewer.ended.set()
+                    self._retrying.add(asyncio.create_task(
+                        _watch_again(viewer, base, station, retry_s, refused_s)))
 
         results = await _bounded([one() for _ in range(count)], concurrency)
         return {"connected": sum(r is True for r in results),
@@ -180,9 +257,14 @@ class Viewers:
 
     async def stats(self) -> dict[str, Any]:
         return {"frames": [v.frames for v in self.viewers], "packets": [v.packets for v in self.viewers],
-                "at": time.monotonic()}
+                "reconnects": sum(v.reconnects for v in self.viewers),
+                "refusals": sum(v.refusals for v in self.viewers), "at": time.monotonic()}
 
     async def close_all(self) -> dict[str, Any]:
+        for task in self._retrying:
+            task.cancel()
+        await asyncio.gather(*self._retrying, return_exceptions=True)
+        self._retrying.clear()
         await asyncio.gather(*(close_peer_connection(v.pc) for v in self.viewers), return_exceptions=True)
         self.viewers.clear()
         return {}
