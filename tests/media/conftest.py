@@ -46,9 +46,9 @@ class RecordedEvents:
         await wait_until(condition, WAIT_S, message or "the relay's events", changed=self.changed)
 
 
-def overflow(mux: UdpMux) -> int:
+def overflow(mux: UdpMux) -> None:
     """Send junk datagrams to ``mux``'s port until the kernel drops some at its full receive
-    buffer: call without yielding, so the loop reads nothing meanwhile. Returns how many went."""
+    buffer: call without yielding, so the loop reads nothing meanwhile."""
     before = mux.kernel_drops()
     assert before is not None
     sent = 0
@@ -58,7 +58,6 @@ def overflow(mux: UdpMux) -> int:
                 sender.sendto(b"\x80" + bytes(1199), ("127.0.0.1", mux.port))
             sent += 1000
             assert sent < 1_000_000, "a 16 MB buffer should have overflowed long before"
-    return sent
 
 
 def media_settings(**overrides: Any) -> MediaSettings:

@@ -74,7 +74,6 @@ async def test_with_shedding_off_an_overflowing_port_refuses_no_viewer() -> None
     clients: list[Publisher | Viewer] = []
     try:
         clients.append(await Publisher.start(relay, STATION, audio=False))
-        await relay.open()
         relay.check_overflow()
         overflow(relay._binding.muxes[0])
         relay.check_overflow()
