@@ -739,7 +739,8 @@ def parse() -> argparse.Namespace:
                         help="the station sockets send no thumbnails: the relay decodes a keyframe of every "
                              "publisher every 10 s (the eighth step's setup; publishers without the agent)")
     parser.add_argument("--no-viewer-retry", action="store_true",
-                        help="viewers whose connection fails stay gone (before: the portal's player joins again)")
+                        help="viewers whose connection fails stay gone (the setup before the tenth step); "
+                             "by default they join again as the portal's player does")
     parser.add_argument("--quick", action="store_true", help="20 publishers, 20 viewers, 200 watchers, short windows")
     parser.add_argument("--render", metavar="NAME", help="only print the table of bench/results/NAME.json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

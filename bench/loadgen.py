@@ -26,7 +26,6 @@ import sys
 import time
 from typing import Any
 
-import httpx
 from aiortc import RTCSessionDescription
 from aiortc.rtp import is_rtcp
 
@@ -216,8 +215,8 @@ async def _watch_again(viewer: LightViewer, base: str, station: str, retry_s: fl
             except WhepRefused as refused:
                 wait_s = max(FULL_RETRY_S, refused.retry_after_s)
                 viewer.refusals += 1
-            except (OSError, RuntimeError, ValueError, httpx.HTTPError):
-                pass  # failed or timed out: as the page, try again later
+            except Exception:  # failed or timed out, whatever raised it: as the page, try again later
+                pass
             await close_peer_connection(viewer.pc)
 
 
