@@ -118,6 +118,12 @@ class WhepRefused(RuntimeError):
         super().__init__(f"WHEP {status}: {body}")
         self.retry_after_s = retry_after_s
 
+    @property
+    def wait_s(self) -> float:
+        """How long the portal's player waits before it offers again: ``FULL_RETRY_S`` or the
+        hub's ``Retry-After``, whichever is longer."""
+        return max(FULL_RETRY_S, self.retry_after_s)
+
 
 class LightViewer:
     """A WHEP viewer that counts RTP packets and frames (marker bits) without decrypting them."""
@@ -170,6 +176,7 @@ class LightViewer:
             response = await http.post(f"{base}/whep/{station}", content=offer,
                                        headers={"Content-Type": "application/sdp"}, follow_redirects=True)
         if response.status_code in (429, 503):  # the hub's caps, or its load: wait as told
+            self.refusals += 1
             raise WhepRefused(response.status_code, response.text[:200],
                               float(response.headers.get("retry-after") or 0))
         if response.status_code != 201:
@@ -198,9 +205,8 @@ async def _watch_again(viewer: LightViewer, base: str, station: str, retry_s: fl
                        refused_s: float = 0.0) -> None:
     """What the portal's player does (``watch.js``, ``retryLater``) for a station without HLS:
     once the connection has failed or was closed by the hub, wait ``retry_s`` and join again,
-    until it holds; after a 429 or 503 (caps, load), wait ``FULL_RETRY_S`` or the hub's
-    ``Retry-After``, whichever is longer. ``refused_s``: the first wait (the first join's
-    refusal)."""
+    until it holds; after a 429 or 503 (caps, load), as long as ``WhepRefused.wait_s`` says.
+    ``refused_s``: the first wait (the first join's refusal)."""
     wait_s = refused_s or retry_s
     while True:
         await viewer.ended.wait()
@@ -213,8 +219,7 @@ async def _watch_again(viewer: LightViewer, base: str, station: str, retry_s: fl
                     viewer.reconnects += 1
                     break
             except WhepRefused as refused:
-                wait_s = max(FULL_RETRY_S, refused.retry_after_s)
-                viewer.refusals += 1
+                wait_s = refused.wait_s
             except Exception:  # failed or timed out, whatever raised it: as the page, try again later
                 pass
             await close_peer_connection(viewer.pc)
@@ -239,8 +244,7 @@ class Viewers:
                 connected = await wait_connected(viewer.pc)
                 return connected
             except WhepRefused as refused:
-                refused_s = max(FULL_RETRY_S, refused.retry_after_s)
-                viewer.refusals += 1
+                refused_s = refused.wait_s
                 raise
             finally:
                 if retry_s is not None:
