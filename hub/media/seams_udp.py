@@ -40,7 +40,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import os
 import platform
 import random
 import socket
@@ -74,6 +73,11 @@ KERNEL_DOUBLES = 2 if sys.platform == "linux" else 1  # what getsockopt reports 
 GENERIC_SOCKET_ABI = {"x86_64", "aarch64", "i386", "i686", "armv7l", "armv6l", "riscv64", "ppc64le"}
 DRAIN_PER_WAKEUP = 64  # datagrams read per loop wake-up, beyond asyncio's one
 RECEIVE_BYTES = 65536
+# Linux's SO_MEMINFO: the socket's memory counters as sock_diag lists them (SK_MEMINFO_*), the
+# ninth (SK_MEMINFO_DROPS) the datagrams dropped at this socket with its receive buffer full
+SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
+SK_MEMINFO_DROPS_AT = 8 * 4
+SK_MEMINFO_BYTES = 9 * 4
 
 
 def stun_username(data: bytes) -> str | None:
@@ -119,8 +123,7 @@ class UdpMux(asyncio.DatagramProtocol):
         self._sendto: Any = _discard  # the socket's own (non-blocking) sendto, once bound
         # egress's datagrams for one sendmmsg per relayed packet (None: a sendto each)
         self.batch: SendBatch | None = None
-        self._proc_file = ""  # where the kernel lists this socket with its drops (kernel_drops)
-        self._inode = 0
+        self._socket: socket.socket | None = None  # for kernel_drops, once bound
 
     @classmethod
     async def open(cls, bind_host: str, port: int, *, batch_sends: bool = False) -> UdpMux:
@@ -139,21 +142,23 @@ class UdpMux(asyncio.DatagramProtocol):
         if batch_sends and send_batch.available():
             assert mux.transport is not None
             mux.batch = SendBatch(sock, mux.transport.sendto)
-        mux._proc_file = "/proc/self/net/udp6" if sock.family == socket.AF_INET6 else "/proc/self/net/udp"
-        mux._inode = os.fstat(sock.fileno()).st_ino
+        mux._socket = sock
         return mux
 
     def kernel_drops(self) -> int | None:
-        """Datagrams the kernel dropped at this socket so far, its receive buffer full (the
-        ``drops`` column of /proc/net/udp; None where that cannot be read). The kernel writes
-        that file from its whole UDP table (≈ 40 µs here): read once a second, not per packet."""
-        if not self._inode:
+        """Datagrams the kernel dropped at this socket so far, its receive buffer full (None
+        where that cannot be read: not Linux, or the socket closed). One ``getsockopt``
+        (``SO_MEMINFO``), ≈ 0.3 µs; /proc/net/udp's ``drops`` column, read before, made the
+        kernel write out its whole UDP table: ≈ 33 µs warm, ≈ 200 µs in a hub woken once a second."""
+        if self._socket is None or sys.platform != "linux":
             return None
         try:
-            with open(self._proc_file, encoding="ascii") as table:
-                return socket_drops(table.read(), self._inode)
+            counters = self._socket.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, SK_MEMINFO_BYTES)
         except OSError:
             return None
+        if len(counters) < SK_MEMINFO_BYTES:
+            return None
+        return int.from_bytes(counters[SK_MEMINFO_DROPS_AT:SK_MEMINFO_BYTES], sys.byteorder)
 
     def serves(self, host: str) -> bool:
         """Candidates for ``host`` can use this socket: it is bound there, or to every address
@@ -332,20 +337,6 @@ class SessionSocket(asyncio.DatagramTransport):
 
     def abort(self) -> None:
         self.close()
-
-
-def socket_drops(table: str, inode: int) -> int | None:
-    """The ``drops`` of the socket ``inode`` in the text of /proc/net/udp (or udp6): a header
-    line, then one line per socket whose tenth field is its inode and last its drops. Pure."""
-    wanted = str(inode)
-    for line in table.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) >= 13 and fields[9] == wanted:
-            try:
-                return int(fields[-1])
-            except ValueError:
-                return None
-    return None
 
 
 def _nothing_waiting(size: int) -> tuple[bytes, Any]:
