@@ -297,6 +297,7 @@ class Day:
         self.published = 0
         self.tokens: dict[str, str] = {}
         self.load = {"publishers": 0, "viewers": 0, "watchers": 0, "recordings": 0, "hls_players": 0}
+        self.joining: dict[str, float] = {}  # the hub's join counters once the viewers joined
         self.started = time.monotonic()
 
     # -------- plan
@@ -333,7 +334,8 @@ class Day:
             hub={"gc_freeze": not args.no_gc_freeze},
             presence={"watchers_per_address": 100_000, "max_watchers": 100_000},
             media={"max_sessions_per_address": 100_000, "max_viewers_per_station": 100_000,
-                   "max_viewers_per_node": 100_000},
+                   "max_viewers_per_node": 100_000,
+                   **({} if args.public_joins_per_s is None else {"public_joins_per_s": args.public_joins_per_s})},
             recording={"dir": str(self.workdir / "recordings"), "min_free_bytes": 0})
         self.base = f"http://127.0.0.1:{port}"
         tokens = await asyncio.to_thread(mint_tokens, config, self.ids)
@@ -397,7 +399,11 @@ class Day:
         replies = await asyncio.gather(*(self._whep(w, job) for w, job in zip(self.viewers, jobs, strict=True)))
         connected = sum(replies)
         self.load["viewers"] = connected
-        log(f"viewers: {connected}/{per * len(viewed)} connected in {time.monotonic() - t0:.0f}s")
+        joined = await hub_metrics(http, self.base)
+        self.joining = {key: joined.get(f"media.{key}", 0.0)
+                        for key in ("joins_waited", "join_wait_ms", "joins_refused_busy", "viewers_shed")}
+        log(f"viewers: {connected}/{per * len(viewed)} connected in {time.monotonic() - t0:.0f}s; hub: "
+            + ", ".join(f"{key} {value:.0f}" for key, value in self.joining.items()))
         await self.measure(http, f"+ viewers {connected}")
 
         # 4. recordings
@@ -707,7 +713,7 @@ async def main(args: argparse.Namespace) -> None:
     table = render(day.steps)
     hls_notes = [s["hls"] for s in day.steps if s["hls"]]
     path = write_result(args.result_name, {"args": vars(args), "steps": day.steps, "table": table, "error": error,
-                                           "recordings": day.recordings,
+                                           "recordings": day.recordings, "viewers_joining": day.joining,
                                            "elapsed_s": time.monotonic() - started})
     print(table)
     if hls_notes:
@@ -741,6 +747,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--no-viewer-retry", action="store_true",
                         help="viewers whose connection fails stay gone (the setup before the tenth step); "
                              "by default they join again as the portal's player does")
+    parser.add_argument("--public-joins-per-s", type=float, default=None, metavar="N",
+                        help="the hub's media.public_joins_per_s (0: joins not paced, as before the eleventh "
+                             "step); by default the hub's own")
     parser.add_argument("--quick", action="store_true", help="20 publishers, 20 viewers, 200 watchers, short windows")
     parser.add_argument("--render", metavar="NAME", help="only print the table of bench/results/NAME.json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

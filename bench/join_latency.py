@@ -8,6 +8,10 @@
    first frame). The viewer closes and the next one starts ``--gap`` s later (default 0.6 s,
    longer than the hub's 0.5 s between keyframe requests: independent joins; 0.1 s makes each
    join's keyframe request fall inside that interval, i.e. a join storm).
+   The hub's CPU per join (``threads_cpu_ns`` over the joins, less what the publisher alone
+   costs it, read over ``BASELINE_S`` before): the offer, ICE, the DTLS handshake, forwarding
+   until the first picture, the close. It sets how many joins a second a busy hub can take
+   (``media.public_joins_per_s``).
 2. **Presence latency.** Stations (heartbeat ``hb_s``, timeout ``timeout_s``) and one
    watcher; a handful of station sockets are **killed** (TCP reset, no close frame: a
    crashed agent) and a handful go **silent** (socket left open, no more messages: a cut
@@ -37,11 +41,13 @@ from bench.common import (
     stop,
     summary,
     temp_dir,
+    threads_cpu_ns,
     write_result,
 )
 from bench.media_peers import CountingViewer
 
 STATION = "35.09.01.2001"
+BASELINE_S = 5.0  # the hub with the publisher alone, read before the joins
 
 
 async def viewer_joins(base: str, joins: int, gap: float) -> list[dict[str, float]]:
@@ -68,6 +74,22 @@ async def viewer_joins(base: str, joins: int, gap: float) -> list[dict[str, floa
             await viewer.close()
         await asyncio.sleep(gap)  # the hub ends the old session on DTLS close
     return out
+
+
+async def hub_cpu_per_join(pid: int, joining: Any) -> dict[str, Any]:
+    """Run ``joining`` (``viewer_joins``); the hub's CPU per join, less its rate before them."""
+    a, t0 = threads_cpu_ns(pid), time.monotonic()
+    await asyncio.sleep(BASELINE_S)
+    b, t1 = threads_cpu_ns(pid), time.monotonic()
+    joins = await joining
+    c, t2 = threads_cpu_ns(pid), time.monotonic()
+    same_threads = a[1] == b[1] == c[1]  # a thread that ended took its time with it
+    baseline_per_s = (b[0] - a[0]) / 1e6 / (t1 - t0)
+    during_ms = (c[0] - b[0]) / 1e6
+    done = sum("failed" not in j for j in joins)
+    per_join = (during_ms - baseline_per_s * (t2 - t1)) / done if done and same_threads else None
+    return {"joins": joins, "per_join": per_join, "baseline_per_s": baseline_per_s, "during_ms": during_ms,
+            "seconds": t2 - t1}
 
 
 async def presence(port: int, tokens: dict[str, str], kill: list[str], silent: list[str]) -> dict[str, Any]:
@@ -172,7 +194,8 @@ async def main() -> None:
         if not reply["connected"]:
             raise RuntimeError("publisher did not connect")
         await asyncio.sleep(1.0)
-        joins = await viewer_joins(f"http://127.0.0.1:{port}", args.joins, args.gap)
+        join_cpu_ms = await hub_cpu_per_join(proc.pid, viewer_joins(f"http://127.0.0.1:{port}", args.joins, args.gap))
+        joins = join_cpu_ms.pop("joins")
         others = ids[1:]
         pres = await presence(port, tokens, others[: args.stations], others[args.stations:])
     finally:
@@ -190,6 +213,9 @@ async def main() -> None:
     for k, label in (("answer_ms", "SDP answer received"), ("connected_ms", "ICE + DTLS connected"),
                      ("first_frame_ms", "first decoded frame")):
         lines.append(f"| {label} | {fmt(table[k]['p50'])} | {fmt(table[k]['p99'])} | {fmt(table[k]['max'])} |")
+    lines += ["", f"The hub's CPU per join (offer to first picture and close, less the publisher's own): "
+              f"{fmt(join_cpu_ms['per_join'], 1)} ms (the publisher alone {fmt(join_cpu_ms['baseline_per_s'], 1)} "
+              f"ms a second)"]
     lines += ["", f"Presence latency (heartbeat {hb_s:g} s, timeout {timeout_s:g} s; goal: offline ≤ "
               f"{timeout_s + 1:g} s), seconds from the kill:", "",
               "| station socket | n | → reconnecting (median / max) | → offline (median / max) | never offline |",
@@ -201,6 +227,7 @@ async def main() -> None:
                      f"{fmt(os_['median'], 2)} / {fmt(os_['max'], 2)} | {pres[name]['missing_offline']} |")
     text = "\n".join(lines)
     path = write_result("join_latency", {"args": vars(args), "joins": joins, "join_summary": table,
+                                         "join_cpu_ms": join_cpu_ms,
                                          "presence": pres, "table": text, "elapsed_s": time.monotonic() - started})
     print(text)
     log(f"wrote {path} in {time.monotonic() - started:.0f}s")

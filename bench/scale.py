@@ -56,7 +56,10 @@ from bench.relay import slope
 STATIONS = ("35.09.01.2001", "35.09.01.2002")
 LEVELS = "300,600,900"
 PER_PROC = 100
-CAPS = {"max_viewers_per_station": 100_000, "max_viewers_per_node": 100_000, "max_sessions_per_address": 100_000}
+# no caps, and joins not paced (media.public_joins_per_s): this measures how many viewers a node
+# carries, each level's new viewers joining at once, not how fast a crowd is let in
+CAPS = {"max_viewers_per_station": 100_000, "max_viewers_per_node": 100_000, "max_sessions_per_address": 100_000,
+        "public_joins_per_s": 0}
 
 
 async def start_redis(workdir: Path) -> tuple[Any, str]:

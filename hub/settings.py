@@ -106,6 +106,10 @@ class MediaSettings:
     # the media port dropped datagrams (the hub is not keeping up): new public viewers get 503
     # "overloaded" for this long after (hub.media.overload); operators always get in; 0: off
     shed_viewers_s: float = 10.0
+    # new public viewers' joins spaced out, at most this many a second (hub.media.overload): an
+    # offer waits for its turn up to public_join_wait_s, past that 503 "busy"; 0: no pacing
+    public_joins_per_s: float = 20.0
+    public_join_wait_s: float = 10.0
     max_sdp_bytes: int = 20_000
     thumbnail_s: float = 10.0
     viewer_grace_s: float = 60.0  # a publisher gone: its viewers wait this long for the next one
@@ -355,6 +359,8 @@ def validate(settings: Settings) -> Settings:
             raise ConfigError(f'media.udp_ports must look like "40000-40100", not {media.udp_ports!r}')
         if media.udp_port:
             raise ConfigError("media.udp_ports is for per-session ports: set media.udp_port = 0 to use it")
+    if media.public_joins_per_s < 0 or media.public_join_wait_s < 0:
+        raise ConfigError("media.public_joins_per_s and media.public_join_wait_s must be 0 or more")
     for server in media.ice_servers:
         if not server.startswith(("stun:", "turn:", "turns:")):
             raise ConfigError(f"media.ice_servers entry must be a stun:/turn: URL, not {server!r}")

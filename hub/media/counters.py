@@ -19,6 +19,9 @@ class MediaCounters:
     thumbnails: int = 0
     sessions_refused: int = 0  # offers refused for caps, rate limits or overload
     viewers_shed: int = 0  # of those, public viewers refused while the media port dropped (hub.media.overload)
+    joins_refused_busy: int = 0  # of those, public viewers refused for a full join queue (hub.media.overload)
+    joins_waited: int = 0  # public viewers' offers that waited for their turn to join
+    join_wait_ms: int = 0  # how long they waited, in all
     # viewers' video fallback (hub.media.congestion): their link could not carry video
     video_fallbacks: int = 0  # a viewer's video switched off (audio and thumbnails only)
     video_probes: int = 0  # a viewer's video tried again after its back-off

@@ -1,4 +1,5 @@
-"""New public viewers turned away while the hub drops its own media (load shedding).
+"""New public viewers turned away while the hub drops its own media (load shedding), and
+their joins spaced out so a crowd arriving at once does not make it drop (join pacing).
 
 When the one media socket's receive buffer overflows, the event loop is not keeping up with
 what it already carries: every datagram the kernel drops there is lost for a publisher —
@@ -15,6 +16,17 @@ cache where the station sends H.264, or tries again later. Operators (the Pendop
 and stations listening to the talk-back are always let in, and no open session is touched.
 ``hold_s`` = 0 turns it off. Plain logic: the relay reports the drops once a second and asks
 per offer, both with the time.
+
+A join costs the hub ≈ 11 ms of its loop one at a time (the offer, ICE, the DTLS handshake,
+the first picture; docs/benchmarks.md section 2), less in a crowd, and a loop that is away for
+longer than its socket's buffer lasts drops every publisher's media: with 303 publishers the
+8 MiB buffer holds ≈ 0.4 s. 300 viewers opening stations at once (a link shared in a group
+chat, the pages back after a restart) took the loop for over a second and tripped the
+shedding, which then turned most of them away for minutes (docs/benchmarks.md, "A Jember
+day", tenth and eleventh steps). So public joins get turns, at most ``per_s`` a second: an
+offer waits for its turn (its answer comes that much later) as long as that is at most
+``max_wait_s``; past that the queue is full and the viewer is told when to come back.
+Operators, talk-back listeners and publishers never wait for a turn.
 """
 
 from __future__ import annotations
@@ -40,3 +52,30 @@ class ViewerShedding:
     def retry_after_s(self, now: float) -> float:
         """What a refused viewer is told to wait: the rest of the hold, at least a second."""
         return max(1.0, self._until - now)
+
+
+class JoinPacer:
+    """Turns for new public viewers' joins, ``per_s`` a second at most; ``per_s`` = 0: no pacing."""
+
+    __slots__ = ("per_s", "max_wait_s", "_next_turn")
+
+    def __init__(self, per_s: float, max_wait_s: float) -> None:
+        self.per_s = per_s
+        self.max_wait_s = max_wait_s
+        self._next_turn = float("-inf")  # the earliest a join not yet given a turn may go
+
+    def turn(self, now: float) -> float | None:
+        """Give a join the next free turn: how long it waits for it (0: go now), or None when
+        that would be over ``max_wait_s`` (no turn given: refuse it)."""
+        if self.per_s <= 0:
+            return 0.0
+        turn = max(now, self._next_turn)
+        if turn - now > self.max_wait_s:
+            return None
+        self._next_turn = turn + 1.0 / self.per_s
+        return turn - now
+
+    def retry_after_s(self, now: float) -> float:
+        """What a join refused for a full queue is told to wait: until a join would get a turn
+        within ``max_wait_s`` again, at least a second."""
+        return max(1.0, self._next_turn - self.max_wait_s - now)

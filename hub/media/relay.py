@@ -35,7 +35,7 @@ from hub.media.congestion import OFF, CongestionPolicy
 from hub.media.counters import MediaCounters
 from hub.media.keyframes import KeyframeRequester
 from hub.media.offer import check_offer, choose_publisher_codecs
-from hub.media.overload import ViewerShedding
+from hub.media.overload import JoinPacer, ViewerShedding
 from hub.media.peers import answer_publisher, answer_viewer
 from hub.media.send_batch import SendBatch
 from hub.media.sessions import (
@@ -79,6 +79,8 @@ class MediaRelay:
         self._receiver_reports = seams_ingest.ReceiverReports()
         self.own_loss = seams_ingest.OwnLoss()  # the shared port's socket overflowing (check_overflow)
         self._shedding = ViewerShedding(settings.shed_viewers_s)  # and new public viewers refused then
+        self._join_pacer = JoinPacer(settings.public_joins_per_s, settings.public_join_wait_s)
+        self._joins_waiting = 0  # public offers waiting for their turn now
         # where sessions' host candidates bind: the shared media port (opened by ``open``), a
         # port range, or aioice's ephemeral ports
         self._binding = seams_udp.Binding(port_range=port_range(settings.udp_ports) if not settings.udp_port else None)
@@ -158,6 +160,7 @@ class MediaRelay:
             "sessions": len(self._sessions),
             "peer_connections": len(self._sessions),
             "shedding_viewers": int(self._shedding.refusing(time.monotonic())),
+            "joins_waiting": self._joins_waiting,
             **self._counters.as_dict(),
             **self.udp_metrics(),
         }
@@ -263,11 +266,14 @@ class MediaRelay:
         if owner == PUBLIC_OWNER:
             self._refuse_if_overloaded()
         slots = self._admit(client_addr, station_id)
-        session_id = secrets.token_urlsafe(18)
-        assert station.active is not None
-        codecs = dict(station.active.codecs)
         tracks: list[IdleTrack] = []
         try:
+            if owner == PUBLIC_OWNER:
+                await self._wait_for_turn()  # its slots stay taken meanwhile: the caps count it
+                station = self._live_station(station_id)
+            session_id = secrets.token_urlsafe(18)
+            assert station.active is not None
+            codecs = dict(station.active.codecs)
             pc = seams_peers.new_peer_connection(self.settings.ice_servers)
             try:
                 with seams_udp.binding(self._binding):
@@ -499,6 +505,27 @@ class MediaRelay:
             self._counters.sessions_refused += 1
             raise Unavailable("this hub is dropping media it already carries: no new public viewers for now",
                               self._shedding.retry_after_s(now), "overloaded")
+
+    async def _wait_for_turn(self) -> None:
+        """A public viewer's join waits for its turn (``JoinPacer``), and is refused if the queue
+        is full, or if the hub began dropping its media while it waited."""
+        now = time.monotonic()
+        wait_s = self._join_pacer.turn(now)
+        if wait_s is None:
+            self._counters.joins_refused_busy += 1
+            self._counters.sessions_refused += 1
+            raise Unavailable("too many viewers are joining at once: try again shortly",
+                              self._join_pacer.retry_after_s(now), "busy")
+        if wait_s > 0:
+            self._counters.joins_waited += 1
+            self._counters.join_wait_ms += round(wait_s * 1000)
+            self._joins_waiting += 1
+            try:
+                await asyncio.sleep(wait_s)
+            finally:
+                self._joins_waiting -= 1
+            self._refuse_if_closed()
+            self._refuse_if_overloaded()
 
     def _admit(self, client_addr: str, viewing_station: str | None = None) -> Counter[str]:
         """Check the per-address limit and reserve slots for an offer being answered."""

@@ -226,6 +226,13 @@ class Viewer:
         cls, relay: MediaRelay, station: str, *, video: str | None = None, audio: bool = True,
         owner: str = "public", client_addr: str = "127.0.0.1",
     ) -> Viewer:
+        viewer, offer = await cls.offering(video=video, audio=audio)
+        await viewer.join(relay, station, offer, owner=owner, client_addr=client_addr)
+        return viewer
+
+    @classmethod
+    async def offering(cls, *, video: str | None = None, audio: bool = True) -> tuple[Viewer, str]:
+        """A viewer and its offer, not yet sent (``join`` sends it): to send several at once."""
         pc = new_peer_connection(())
         viewer = cls(pc)
         pc.addTransceiver("video", direction="recvonly")
@@ -234,15 +241,17 @@ class Viewer:
         if audio:
             pc.addTransceiver("audio", direction="recvonly")
         pc.on("track", viewer._consume)
-        offer = await make_offer(pc)
+        return viewer, await make_offer(pc)
+
+    async def join(self, relay: MediaRelay, station: str, offer: str, *, owner: str = "public",
+                   client_addr: str = "127.0.0.1") -> None:
         try:
             session = await relay.view(station, offer, owner=owner, client_addr=client_addr)
         except BaseException:
-            await close_peer_connection(pc)
+            await close_peer_connection(self.pc)
             raise
-        viewer.session_id = session.id
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=session.answer_sdp, type="answer"))
-        return viewer
+        self.session_id = session.id
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=session.answer_sdp, type="answer"))
 
     def _consume(self, track: MediaStreamTrack) -> None:
         self._tasks.append(asyncio.ensure_future(self._read(track)))

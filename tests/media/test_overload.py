@@ -1,12 +1,17 @@
-"""New public viewers turned away while the hub's media port drops (hub.media.overload)."""
+"""New public viewers turned away while the hub's media port drops, and their joins paced
+(hub.media.overload)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from hub.errors import Unavailable
+from hub.errors import ConfigError, Unavailable
 from hub.media import MediaRelay
-from hub.media.overload import ViewerShedding
+from hub.media.overload import JoinPacer, ViewerShedding
+from hub.settings import settings_from_mapping
+from tests.kit import wait_until
 from tests.media.conftest import RecordedEvents, media_settings, overflow
 from tests.media.peers import Publisher, Viewer
 
@@ -82,6 +87,86 @@ async def test_with_shedding_off_an_overflowing_port_refuses_no_viewer() -> None
         clients.append(viewer)
         await viewer.wait_for(pictures=3)
         assert relay.metrics()["shedding_viewers"] == 0
+    finally:
+        for client in clients:
+            await client.close()
+        await relay.close()
+
+
+# --- join pacing ----------------------------------------------------------------------
+
+
+def test_joins_get_turns_per_second_and_past_the_longest_wait_none() -> None:
+    pacer = JoinPacer(per_s=10.0, max_wait_s=1.0)
+    waits = [pacer.turn(now=100.0) for _ in range(12)]
+    assert waits[:11] == pytest.approx([i / 10 for i in range(11)])  # the eleventh waits the whole second
+    assert waits[11] is None  # a queue over a second long: no turn given
+    assert pacer.retry_after_s(100.0) == pytest.approx(1.0)  # at least a second
+    assert pacer.retry_after_s(99.0) == pytest.approx(1.1)  # until a turn is within a second again
+    assert pacer.turn(now=100.55) == pytest.approx(0.55)  # the refused join took no turn
+    assert pacer.turn(now=200.0) == 0.0  # a quiet hub: at once
+
+
+@pytest.mark.parametrize("media", [{"public_joins_per_s": -1.0}, {"public_join_wait_s": -0.5}])
+def test_negative_pacing_settings_are_named(media: dict[str, float]) -> None:
+    with pytest.raises(ConfigError, match="media.public_joins_per_s and media.public_join_wait_s"):
+        settings_from_mapping({"media": media})
+
+
+def test_pacing_off_gives_every_join_its_turn_at_once() -> None:
+    pacer = JoinPacer(per_s=0.0, max_wait_s=0.0)
+    assert [pacer.turn(now=1.0) for _ in range(100)] == [0.0] * 100
+
+
+async def test_public_viewers_arriving_together_join_in_turns_and_an_operator_waits_for_none() -> None:
+    """Two public joins a second, at most 1.2 s of waiting: of four public offers sent at once
+    the first is answered at once, the next two wait for their turns (0.5 and 1 s), the fourth
+    gets 503 ``busy`` with a Retry-After; an operator's offer sent with them waits for no turn.
+    Everyone let in receives pictures."""
+    relay = MediaRelay(media_settings(public_joins_per_s=2.0, public_join_wait_s=1.2), RecordedEvents())
+    clients: list[Publisher | Viewer] = []
+    try:
+        clients.append(await Publisher.start(relay, STATION, audio=False))
+        public = [await Viewer.offering(audio=False) for _ in range(4)]
+        operator, operator_offer = await Viewer.offering(audio=False)
+        joins = [viewer.join(relay, STATION, offer, client_addr=f"10.0.0.{i}")
+                 for i, (viewer, offer) in enumerate(public)]
+        joins.append(operator.join(relay, STATION, operator_offer, owner="operator:pendopo", client_addr="10.0.1.1"))
+        results = await asyncio.gather(*joins, return_exceptions=True)
+
+        assert results[:3] == [None, None, None] and results[4] is None
+        refused = results[3]
+        assert isinstance(refused, Unavailable) and refused.code == "busy" and refused.retry_after >= 1.0
+        metrics = relay.metrics()
+        assert (metrics["joins_waited"], metrics["joins_refused_busy"], metrics["sessions_refused"]) == (2, 1, 1)
+        assert 1000 < metrics["join_wait_ms"] <= 1500 and metrics["joins_waiting"] == 0
+        admitted = [viewer for viewer, _ in public[:3]] + [operator]
+        clients.extend(admitted)
+        for viewer in admitted:
+            await viewer.wait_for(pictures=3)
+    finally:
+        for client in clients:
+            await client.close()
+        await relay.close()
+
+
+async def test_a_public_viewer_waiting_for_its_turn_is_refused_if_the_port_overflows_meanwhile() -> None:
+    relay = MediaRelay(media_settings(public_joins_per_s=1.0, public_join_wait_s=5.0), RecordedEvents())
+    clients: list[Publisher | Viewer] = []
+    try:
+        clients.append(await Publisher.start(relay, STATION, audio=False))
+        first = await Viewer.start(relay, STATION, audio=False)  # takes the turn of this second
+        clients.append(first)
+        relay.check_overflow()  # the first look only sets the baseline
+        waiting, offer = await Viewer.offering(audio=False)
+        join = asyncio.ensure_future(waiting.join(relay, STATION, offer, client_addr="10.0.0.2"))
+        await wait_until(lambda: relay.metrics()["joins_waiting"] == 1, 10.0, "a join waiting for its turn")
+        overflow(relay._binding.muxes[0])
+        relay.check_overflow()
+        with pytest.raises(Unavailable) as refused:
+            await join
+        assert refused.value.code == "overloaded"
+        assert relay.metrics()["joins_waiting"] == 0
     finally:
         for client in clients:
             await client.close()
