@@ -10,40 +10,49 @@ soon as a saturated hub had closed their session (as the portal's player does) k
 saturated: ≈ 200 joins a minute, half the publishers' frames lost at the socket (the
 benchmark page's tenth step).
 
-So for ``hold_s`` after the last drop the relay refuses new *public* viewers with 503
-``overloaded`` and ``Retry-After``; the portal then plays the station over HLS through the
-cache where the station sends H.264, or tries again later. Operators (the Pendopo's wall)
-and stations listening to the talk-back are always let in, and no open session is touched.
-``hold_s`` = 0 turns it off. Plain logic: the relay reports the drops once a second and asks
-per offer, both with the time.
+So once the socket has dropped datagrams in ``SUSTAINED_LOOKS`` (3) one-second looks in a row
+(an overload that lasts, not the burst of one stall, which a new viewer did not cause and
+for which it would wait 30 s or go to HLS), and then for ``hold_s`` after the last drop, the
+relay refuses new *public* viewers with 503 ``overloaded`` and ``Retry-After``; the portal then
+plays the station over HLS through the cache where the station sends H.264, or tries again
+later. Operators (the Pendopo's wall) and stations listening to the talk-back are always let
+in, and no open session is touched. ``hold_s`` = 0 turns it off. Plain logic: the relay
+reports the drops once a second and asks per offer, both with the time.
 
-A join costs the hub ≈ 11 ms of its loop one at a time (the offer, ICE, the DTLS handshake,
-the first picture; docs/benchmarks.md section 2), less in a crowd, and a loop that is away for
-longer than its socket's buffer lasts drops every publisher's media: with 303 publishers the
-8 MiB buffer holds ≈ 0.4 s. 300 viewers opening stations at once (a link shared in a group
-chat, the pages back after a restart) took the loop for over a second and tripped the
-shedding, which then turned most of them away for minutes (docs/benchmarks.md, "A Jember
-day", tenth and eleventh steps). So public joins get turns, at most ``per_s`` a second: an
-offer waits for its turn (its answer comes that much later) as long as that is at most
-``max_wait_s``; past that the queue is full and the viewer is told when to come back.
-Operators, talk-back listeners and publishers never wait for a turn.
+A join costs the hub ≈ 11 ms of CPU one at a time (the offer, ICE, the DTLS handshake, the
+first picture; docs/benchmarks.md section 2), less in a crowd. 300 viewers opening stations at
+once (a link shared in a group chat, the pages back after a restart) asked for seconds of it
+within a few seconds, beside 303 publishers that already took most of a core: the socket's
+backlog outgrew its buffer (8 MiB, ≈ 0.4 s of those publishers) and the shedding turned most
+of the crowd away for minutes (docs/benchmarks.md, "A Jember day", tenth and eleventh steps).
+So public joins get turns, at most ``per_s`` a second: an offer waits for its turn (its
+answer comes that much later) as long as that is at most ``max_wait_s``; past that the queue
+is full and the viewer is told when to come back. Operators, talk-back listeners and
+publishers never wait for a turn.
 """
 
 from __future__ import annotations
+
+# one-second looks in a row with drops before new viewers are refused: a burst (1,000 watchers
+# connecting at once, a collection) spans two looks when it straddles one (docs/benchmarks.md,
+# "A Jember day", eleventh step)
+SUSTAINED_LOOKS = 3
 
 
 class ViewerShedding:
     """Whether new public viewers are refused now, from the media socket's drops."""
 
-    __slots__ = ("hold_s", "_until")
+    __slots__ = ("hold_s", "_until", "_looks_dropping")
 
     def __init__(self, hold_s: float) -> None:
         self.hold_s = hold_s
         self._until = float("-inf")
+        self._looks_dropping = 0  # looks in a row that saw drops
 
     def note(self, dropping: bool, now: float) -> None:
         """Once a second: did the socket drop datagrams since the last look?"""
-        if dropping:
+        self._looks_dropping = self._looks_dropping + 1 if dropping else 0
+        if self._looks_dropping >= SUSTAINED_LOOKS or (dropping and self.refusing(now)):
             self._until = now + self.hold_s
 
     def refusing(self, now: float) -> bool:

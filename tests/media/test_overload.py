@@ -9,7 +9,7 @@ import pytest
 
 from hub.errors import ConfigError, Unavailable
 from hub.media import MediaRelay
-from hub.media.overload import JoinPacer, ViewerShedding
+from hub.media.overload import SUSTAINED_LOOKS, JoinPacer, ViewerShedding
 from hub.settings import settings_from_mapping
 from tests.kit import wait_until
 from tests.media.conftest import RecordedEvents, media_settings, overflow
@@ -18,30 +18,51 @@ from tests.media.peers import Publisher, Viewer
 STATION = "35.09.01"
 
 
-def test_viewers_are_refused_for_the_hold_after_the_last_drop() -> None:
+def overload(relay: MediaRelay) -> None:
+    """The relay's port drops datagrams in ``SUSTAINED_LOOKS`` of its one-second looks in a row."""
+    for _ in range(SUSTAINED_LOOKS):
+        overflow(relay._binding.muxes[0])
+        relay.check_overflow()
+
+
+def test_bursts_of_drops_shorter_than_the_sustained_looks_refuse_no_one() -> None:
+    """A stall's burst (drops in one look, or two when it straddles them) is not an overload."""
+    assert SUSTAINED_LOOKS == 3
+    shedding = ViewerShedding(hold_s=10.0)
+    for now, dropping in enumerate((True, False, True, True, False, True, True, False, True), start=1):
+        shedding.note(dropping, float(now))
+        assert not shedding.refusing(float(now))
+
+
+def test_viewers_are_refused_once_drops_last_and_for_the_hold_after_the_last_drop() -> None:
     shedding = ViewerShedding(hold_s=10.0)
     assert not shedding.refusing(0.0)  # nothing dropped yet
     shedding.note(dropping=False, now=1.0)
-    assert not shedding.refusing(1.0)
     shedding.note(dropping=True, now=2.0)
-    assert shedding.refusing(2.0) and shedding.refusing(11.9)
-    assert shedding.retry_after_s(4.0) == pytest.approx(8.0)
-    shedding.note(dropping=True, now=5.0)  # dropping again: the hold starts over
-    assert shedding.refusing(14.9)
-    shedding.note(dropping=False, now=6.0)  # a quiet second does not end it early
-    assert shedding.refusing(14.9) and not shedding.refusing(15.0)
-    assert shedding.retry_after_s(14.5) == 1.0  # never told to come back at once
+    shedding.note(dropping=True, now=3.0)
+    assert not shedding.refusing(3.0)  # two seconds of drops
+    shedding.note(dropping=True, now=4.0)  # a third in a row: an overload that lasts
+    assert shedding.refusing(4.0) and shedding.refusing(13.9)
+    assert shedding.retry_after_s(6.0) == pytest.approx(8.0)
+    shedding.note(dropping=False, now=5.0)
+    shedding.note(dropping=True, now=6.0)  # while refusing, any drop starts the hold over
+    assert shedding.refusing(15.9)
+    shedding.note(dropping=False, now=7.0)  # a quiet second does not end it early
+    assert shedding.refusing(15.9) and not shedding.refusing(16.0)
+    assert shedding.retry_after_s(15.5) == 1.0  # never told to come back at once
 
 
 def test_a_hold_of_zero_never_refuses() -> None:
     shedding = ViewerShedding(hold_s=0.0)
-    shedding.note(dropping=True, now=1.0)
-    assert not shedding.refusing(1.0)
+    for now in (1.0, 2.0, 3.0):
+        shedding.note(dropping=True, now=now)
+    assert not shedding.refusing(3.0)
 
 
 async def test_an_overflowing_port_turns_public_viewers_away_and_no_one_else() -> None:
     """The kernel really drops at the shared port (the loop does not read while the test sends):
-    the next public viewer gets 503 ``overloaded`` with a Retry-After; an operator (the
+    after one look with drops a public viewer still gets in; once drops last (``SUSTAINED_LOOKS``
+    looks in a row), the next public viewer gets 503 ``overloaded`` with a Retry-After; an operator (the
     Pendopo's wall) still gets in, a viewer already watching keeps its picture, and a
     publisher still gets in (its presence is the public record)."""
     relay = MediaRelay(media_settings(shed_viewers_s=10.0), RecordedEvents())
@@ -54,6 +75,9 @@ async def test_an_overflowing_port_turns_public_viewers_away_and_no_one_else() -
         relay.check_overflow()  # the first look only sets the baseline
         overflow(relay._binding.muxes[0])
         relay.check_overflow()
+        # drops in one look (a stall's burst): a public viewer is still let in
+        clients.append(await Viewer.start(relay, STATION, audio=False, client_addr="10.0.0.4"))
+        overload(relay)
 
         with pytest.raises(Unavailable) as refused:
             await Viewer.start(relay, STATION, audio=False, client_addr="10.0.0.2")
@@ -80,8 +104,7 @@ async def test_with_shedding_off_an_overflowing_port_refuses_no_viewer() -> None
     try:
         clients.append(await Publisher.start(relay, STATION, audio=False))
         relay.check_overflow()
-        overflow(relay._binding.muxes[0])
-        relay.check_overflow()
+        overload(relay)
         assert relay.own_loss.active  # the port did drop
         viewer = await Viewer.start(relay, STATION, audio=False, client_addr="10.0.0.2")
         clients.append(viewer)
@@ -161,8 +184,7 @@ async def test_a_public_viewer_waiting_for_its_turn_is_refused_if_the_port_overf
         waiting, offer = await Viewer.offering(audio=False)
         join = asyncio.ensure_future(waiting.join(relay, STATION, offer, client_addr="10.0.0.2"))
         await wait_until(lambda: relay.metrics()["joins_waiting"] == 1, 10.0, "a join waiting for its turn")
-        overflow(relay._binding.muxes[0])
-        relay.check_overflow()
+        overload(relay)
         with pytest.raises(Unavailable) as refused:
             await join
         assert refused.value.code == "overloaded"
