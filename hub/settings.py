@@ -103,8 +103,9 @@ class MediaSettings:
     max_viewers_per_station: int = 100
     max_viewers_per_node: int = 1000
     max_sessions_per_address: int = 20
-    # the media port dropped datagrams (the hub is not keeping up): new public viewers get 503
-    # "overloaded" for this long after (hub.media.overload); operators always get in; 0: off
+    # the media port dropped datagrams for 3 s in a row (the hub is not keeping up): new public
+    # viewers get 503 "overloaded" until this long after (hub.media.overload); operators always
+    # get in; 0: off
     shed_viewers_s: float = 10.0
     # new public viewers' joins spaced out, at most this many a second (hub.media.overload): an
     # offer waits for its turn up to public_join_wait_s, past that 503 "busy"; 0: no pacing

@@ -74,8 +74,9 @@ GENERIC_SOCKET_ABI = {"x86_64", "aarch64", "i386", "i686", "armv7l", "armv6l", "
 DRAIN_PER_WAKEUP = 64  # datagrams read per loop wake-up, beyond asyncio's one
 RECEIVE_BYTES = 65536
 # Linux's SO_MEMINFO: the socket's memory counters as sock_diag lists them (SK_MEMINFO_*), the
-# ninth (SK_MEMINFO_DROPS) the datagrams dropped at this socket with its receive buffer full
-SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
+# ninth (SK_MEMINFO_DROPS) the datagrams dropped at this socket with its receive buffer full.
+# Python names no constant for it: 55 is the generic number (as for SO_FORCE below).
+SO_MEMINFO = 55
 SK_MEMINFO_DROPS_AT = 8 * 4
 SK_MEMINFO_BYTES = 9 * 4
 
@@ -150,7 +151,7 @@ class UdpMux(asyncio.DatagramProtocol):
         where that cannot be read: not Linux, or the socket closed). One ``getsockopt``
         (``SO_MEMINFO``), ≈ 0.3 µs; /proc/net/udp's ``drops`` column, read before, made the
         kernel write out its whole UDP table: ≈ 33 µs warm, ≈ 200 µs in a hub woken once a second."""
-        if self._socket is None or sys.platform != "linux":
+        if self._socket is None or not MEMINFO_READABLE:
             return None
         try:
             counters = self._socket.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, SK_MEMINFO_BYTES)
@@ -378,6 +379,7 @@ def _force_options() -> dict[str, int]:
 
 
 SO_FORCE = _force_options()
+MEMINFO_READABLE = bool(SO_FORCE)  # SO_MEMINFO has the generic number on the same architectures
 
 
 # --- where a session's host candidates come from ------------------------------------------
