@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import itertools
 import logging
 import os
 import random
@@ -117,6 +118,23 @@ def udp_snmp() -> dict[str, int]:
     with open("/proc/net/snmp") as f:
         rows = [line.split() for line in f if line.startswith("Udp:")]
     return {k: int(v) for k, v in zip(rows[0][1:], rows[1][1:], strict=True)}
+
+
+def drop_runs(samples: list[tuple[float, int]], since: float, until: float) -> dict[str, int]:
+    """From once-a-second readings (time, drops so far) of the hub's socket: the seconds in
+    ``since``–``until`` whose reading rose, and the longest run of them in a row (the hub's
+    shedding waits for ``SUSTAINED_LOOKS`` in a row: a stall's burst spans one or two). Pure."""
+    seconds = longest = run = 0
+    for (_, before), (t, after) in itertools.pairwise(samples):
+        if not since < t <= until:
+            continue
+        if after > before:
+            seconds += 1
+            run += 1
+            longest = max(longest, run)
+        else:
+            run = 0
+    return {"seconds": seconds, "longest_run": longest}
 
 
 def socket_drops(pid: int) -> int:
@@ -297,7 +315,8 @@ class Day:
         self.published = 0
         self.tokens: dict[str, str] = {}
         self.load = {"publishers": 0, "viewers": 0, "watchers": 0, "recordings": 0, "hls_players": 0}
-        self.joining: dict[str, float] = {}  # the hub's join counters once the viewers joined
+        self.joining: dict[str, Any] = {}  # the hub's join counters once the viewers joined
+        self.drop_samples: list[tuple[float, int]] = []  # (monotonic, the hub's socket drops so far), each second
         self.started = time.monotonic()
 
     # -------- plan
@@ -338,6 +357,7 @@ class Day:
                    **({} if args.public_joins_per_s is None else {"public_joins_per_s": args.public_joins_per_s})},
             recording={"dir": str(self.workdir / "recordings"), "min_free_bytes": 0})
         self.base = f"http://127.0.0.1:{port}"
+        self.tasks.append(asyncio.create_task(self._sample_drops()))
         tokens = await asyncio.to_thread(mint_tokens, config, self.ids)
         self.tokens = tokens
         log(f"hub pid {self.proc.pid} on {self.base}")
@@ -402,8 +422,9 @@ class Day:
         joined = await hub_metrics(http, self.base)
         self.joining = {key: joined.get(f"media.{key}", 0.0)
                         for key in ("joins_waited", "join_wait_ms", "joins_refused_busy", "viewers_shed")}
+        self.joining["socket_drops"] = drop_runs(self.drop_samples, t0, time.monotonic())
         log(f"viewers: {connected}/{per * len(viewed)} connected in {time.monotonic() - t0:.0f}s; hub: "
-            + ", ".join(f"{key} {value:.0f}" for key, value in self.joining.items()))
+            + ", ".join(f"{key} {value}" for key, value in self.joining.items()))
         await self.measure(http, f"+ viewers {connected}")
 
         # 4. recordings
@@ -523,6 +544,15 @@ class Day:
                 "hub_socket_drops": socket_drops(pid), "consent_closed": self.consent_closed(),
                 "pubs": pubs, "views": views, "watch": watch, "hls": hls, "metrics": metrics}
 
+    async def _sample_drops(self) -> None:
+        """Once a second, the hub's socket drops so far (read from /proc by this process: the
+        hub pays nothing for it): which seconds dropped, and how many in a row."""
+        pid = self.proc.pid
+        while True:
+            drops = await asyncio.to_thread(socket_drops, pid)
+            self.drop_samples.append((time.monotonic(), drops))
+            await asyncio.sleep(1.0)
+
     def consent_closed(self) -> int:
         """Sessions the hub closed so far because their peer stopped answering its consent
         checks (its log's line; the peers here are the load generators)."""
@@ -604,6 +634,7 @@ class Day:
             "nacks_withheld": delta("media.nacks_withheld"),
             "keyframe_requests": delta("media.keyframe_requests"), "video_fallbacks": delta("media.video_fallbacks"),
             "udp_port_dropped": dropped, "kernel_udp": udp,
+            "socket_drop_seconds": drop_runs(self.drop_samples, a["t"], b["t"]),
             "recorder_cores": delta("jaga_recording_cpu_seconds_total") / dt,
             "hls_cores": delta("jaga_hls_cpu_seconds_total") / dt, "hls": hls,
             "watchers_open": sum(x["open"] for x in b["watch"]), "watchers_lost": sum(x["lost"] for x in b["watch"]),
@@ -630,7 +661,8 @@ class Day:
                 f"(p5 {fmt(v['p5'], 1)}, ok {fmt(v['share_ok'], 2)}; rejoined {s.get('viewer_reconnects', 0)}, "
                 f"refused {s.get('viewer_refusals', 0)}) "
                 f"consent closed {s.get('consent_closed', 0)} dropped {s['dropped_packets']:.0f} "
-                f"udp {s['udp_port_dropped']} kernel {s['kernel_udp']} latency p50/p95 {fmt(lat['p50'], 1)}/"
+                f"udp {s['udp_port_dropped']} kernel {s['kernel_udp']} drop seconds {s['socket_drop_seconds']} "
+                f"latency p50/p95 {fmt(lat['p50'], 1)}/"
                 f"{fmt(lat['p95'], 1)} ms (n={lat['n']}) all events {fmt(ev['p50'], 1)}/{fmt(ev['p95'], 1)} ms "
                 f"(n={ev['n']}) watch frames {s['watch_frames_per_s']:.0f}/s (hub {s['hub_watch_frames_per_s']:.0f}/s) "
                 f"resyncs {s['watcher_resyncs']:.0f} watchers {s['watchers_open']} hls {s['hls']} gc {s['gc']}")
@@ -668,7 +700,8 @@ def render(steps: list[dict[str, Any]]) -> str:
              "hub RSS | load generators' CPU | machine busy (of 2) | load avg | frames at hub ÷ sent | "
              "RTCP lost / sent (RTX sent) | viewer fps median (p5; share ≥ 13.5) | "
              "sessions closed on consent / viewers rejoined (refused) | hub dropped / retransmitted | "
-             "UDP dropped: hub's port (unknown sender) / kernel, hub's sockets / kernel, machine | "
+             "UDP dropped: hub's port (unknown sender) / kernel, hub's sockets (seconds with drops, most in a row) "
+             "/ kernel, machine | "
              "presence change → watcher p50 / p95 (n) | "
              "any event (thumbnails too) → watcher p50 / p95 (n) | watch frames/s received | recorder / HLS CPU |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -676,6 +709,9 @@ def render(steps: list[dict[str, Any]]) -> str:
         ld, v, lat, ev = s["load"], s["viewer_fps"], s["latency_ms"], s["event_latency_ms"]
         port_drops = sum(s["udp_port_dropped"].values())
         kernel = f"{s['kernel_udp'].get('hub_socket_drops', 0):,} / {s['kernel_udp']['RcvbufErrors']:,}"
+        if s.get("socket_drop_seconds", {}).get("seconds"):  # results before the eleventh step have none
+            runs = s["socket_drop_seconds"]
+            kernel += f" ({runs['seconds']} s, {runs['longest_run']} in a row)"
         share = v["share_ok"] * 100 if v["share_ok"] is not None else None
         viewers = f"{fmt(v['median'], 1)} ({fmt(v['p5'], 1)}; {fmt(share, 0)} %)" if v["n"] else "–"
         lines.append(

@@ -11,7 +11,9 @@
 // Two ways to play: WebRTC (WHEP, well under a second behind) first, and HLS (the hub's
 // low-latency HLS, a few seconds behind, plain HTTP that scales past the WebRTC viewer caps)
 // when WebRTC is refused (429/503 at the caps), fails (ICE) or brings no media within
-// NO_MEDIA_MS, or when the viewer picks it (the switch, or `?mode=hls` in a shared link).
+// NO_MEDIA_MS of the hub's answer (in a crowd the hub holds an offer for its turn, up to
+// TURN_WAIT_MS: a hung request gives way after both), or when the viewer picks it (the
+// switch, or `?mode=hls` in a shared link).
 // A fallback lasts until the player stops (a failure, the station stopping, a switch): the
 // next start tries the viewer's own choice again. A VP8 station has no HLS (409
 // hls_needs_h264): with WebRTC full, the page says so and tries again later.
@@ -29,6 +31,7 @@ const FLOW_MS = 2000; // how often the player's getStats() is read (local, no re
 const ASK_MS = 5000; // at most one GET on the session resource per this, and only when pictures stop
 const AUDIO_ONLY_POLL_MS = 5000; // the station (and so its thumbnail) polled faster while audio only
 const NO_MEDIA_MS = 8000; // WebRTC that brings neither a picture nor a sound by then: HLS instead
+const TURN_WAIT_MS = 10000; // the longest the hub holds a WHEP offer for its turn (media.public_join_wait_s)
 const FULL_RETRY_MS = 30000; // WebRTC refused at the caps and no HLS (a VP8 station): try again after
 const DAY_NAMES = { mon: "Senin", tue: "Selasa", wed: "Rabu", thu: "Kamis", fri: "Jumat", sat: "Sabtu", sun: "Minggu" };
 const DAY_ORDER = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -52,7 +55,7 @@ let lastAsk = 0;
 // instead of WebRTC this time ("full", "failed", "no_media"), null when the choice plays.
 let chosenMode = new URLSearchParams(location.search).get("mode") === "hls" ? "hls" : "webrtc";
 let fallback = null;
-let playerStarted = 0; // when the WebRTC player started (the NO_MEDIA_MS watchdog)
+let playerStarted = 0; // when the NO_MEDIA_MS watchdog starts: the WHEP answer (TURN_WAIT_MS ahead until then)
 let sawMedia = false;
 let delayMs = null;
 const playMode = () => (fallback ? "hls" : chosenMode);
@@ -169,9 +172,11 @@ function startWhep() {
     if (state === "failed" && player === current) fallBack("failed");
   });
   player = current;
-  playerStarted = Date.now();
+  playerStarted = Date.now() + TURN_WAIT_MS; // NO_MEDIA_MS counts from the answer, once it came
   sawMedia = false;
-  current.start().catch((error) => {
+  current.start().then(() => {
+    if (player === current) playerStarted = Date.now();
+  }, (error) => {
     if (player !== current) return;
     if (error instanceof WhepError && (error.status === 429 || error.status === 503)) {
       fallBack("full", error.retryAfterS);

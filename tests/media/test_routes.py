@@ -185,3 +185,32 @@ async def test_an_offer_that_breaks_aiortcs_answer_is_a_400_and_leaves_nothing(h
     assert response.json()["error"]["code"] == "protocol"
     assert hub.hub.media.metrics()["peer_connections"] == 0
     await close_peer_connection(publisher)
+
+
+async def test_a_public_viewer_past_the_queue_of_turns_gets_503_busy_with_retry_after(tmp_path: Path) -> None:
+    """Joins paced one per 5 s and no waiting allowed: the first public WHEP offer is answered,
+    the next one at once gets 503 ``busy`` and a Retry-After, and nothing is left open for it."""
+    running = await start_hub(hub_settings(tmp_path, media={"public_joins_per_s": 0.2, "public_join_wait_s": 0.0}))
+    publisher, offer = await publisher_offer()
+    first, first_offer = await viewer_offer()
+    second, second_offer = await viewer_offer()
+    try:
+        async with httpx.AsyncClient(base_url=running.http) as http:
+            auth = {"Authorization": f"Bearer {await running.token(STATION)}", **SDP}
+            created = await http.post(f"/whip/{STATION}", content=offer, headers=auth)
+            assert created.status_code == 201, created.text
+            await publisher.setRemoteDescription(RTCSessionDescription(created.text, "answer"))
+            await wait_for_state(publisher, "connected")
+
+            watched = await http.post(f"/whep/{STATION}", content=first_offer, headers=SDP)
+            assert watched.status_code == 201, watched.text
+            refused = await http.post(f"/whep/{STATION}", content=second_offer, headers=SDP)
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "busy"
+            assert 1 <= int(refused.headers["retry-after"]) <= 5
+            metrics = running.hub.media.metrics()
+            assert (metrics["viewers"], metrics["joins_refused_busy"], metrics["sessions_refused"]) == (1, 1, 1)
+    finally:
+        for pc in (second, first, publisher):
+            await close_peer_connection(pc)
+        await stop_hub(running)

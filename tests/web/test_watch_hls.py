@@ -178,6 +178,47 @@ async def test_webrtc_that_brings_no_media_gives_way_to_hls(browser: Browser, we
         assert_clean_but(log, 503)
 
 
+@pytest.fixture
+async def pacing_hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
+    """A hub giving public viewers a turn to join every 15 s, an offer waiting up to 20 s."""
+    (tmp_path / "stations.csv").write_text(WEB_REGISTRY)
+    running = await start_hub(hub_settings(tmp_path, media={"public_joins_per_s": 1 / 15, "public_join_wait_s": 20.0}))
+    try:
+        yield running
+    finally:
+        await stop_hub(running)
+
+
+async def test_a_webrtc_offer_waiting_for_its_turn_is_not_given_up_for_hls(browser: Browser,
+                                                                           pacing_hub: RunningHub) -> None:
+    """In a crowd the hub holds an offer for its turn (``media.public_joins_per_s``): the page's
+    no-media watchdog (8 s) counts from the answer, so an offer that waits ≈ 15 s for its turn
+    still plays WebRTC, and HLS is never tried."""
+    from hub.media.seams_peers import close_peer_connection, new_peer_connection
+    from tests.media.peers import make_offer
+
+    async with publishing(pacing_hub, STATION, "H264"):
+        ahead = new_peer_connection(())  # another viewer takes this turn
+        ahead.addTransceiver("video", direction="recvonly")
+        try:
+            async with httpx.AsyncClient(base_url=pacing_hub.http, timeout=timeout(10)) as http:
+                answered = await http.post(f"/whep/{STATION}", content=await make_offer(ahead),
+                                           headers={"Content-Type": "application/sdp"})
+                assert answered.status_code == 201, answered.text
+            page, log = await open_page(browser, f"{pacing_hub.http}/watch/{STATION}", init_script=RECORD_PEERS)
+            await wait_for_mode(page, "webrtc")
+            relay = pacing_hub.hub.media
+            await wait_until(lambda: relay.metrics()["joins_waiting"] == 1, 10, "the page's offer waiting", every=0.1)
+            first = await wait_until(lambda: frames_decoded(page), 30, "a first decoded frame", every=0.2)
+            await wait_until(lambda: frames_decoded(page, beyond=first), 5, "more decoded frames", every=0.1)
+            assert relay.metrics()["join_wait_ms"] > 8000  # longer than the watchdog: it counted from the answer
+            assert await page.evaluate("() => document.body.dataset.playMode") == "webrtc"
+            assert not await _loaded(page, HLS_JS)
+            log.assert_clean()
+        finally:
+            await close_peer_connection(ahead)
+
+
 async def test_a_vp8_station_with_webrtc_full_says_so_and_loads_no_hls_player(browser: Browser,
                                                                              full_hub: RunningHub) -> None:
     async with publishing(full_hub, STATION, "VP8"):
