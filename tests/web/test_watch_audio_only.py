@@ -45,6 +45,7 @@ async def test_the_watch_page_shows_audio_only_while_the_hub_stops_its_video(bro
     publisher, _ = await publish_over_whip(web_hub, STATION, token)
     relay = web_hub.hub.media
     http = httpx.AsyncClient(base_url=web_hub.http, timeout=timeout(5))
+    page: Page | None = None
     try:
         async def live_with_thumbnail() -> bool:
             found = (await http.get(f"/api/v1/stations/{STATION}")).json()
@@ -81,6 +82,9 @@ async def test_the_watch_page_shows_audio_only_while_the_hub_stops_its_video(bro
         await expect(still).to_be_visible()
         log.assert_clean()
     finally:
+        if page is not None:  # its context would outlive the test, polling through the route
+            await page.unroute_all(behavior="ignoreErrors")  # into a hub that has stopped
+            await page.context.close()
         await http.aclose()
         await publisher.close()
         beat.cancel()
