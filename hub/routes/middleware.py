@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -45,10 +46,16 @@ class SessionMiddleware:
         await self.app(scope, receive, send)
 
 
+def retry_after_header(seconds: float) -> str:
+    """Whole seconds, rounded up: a client that comes back when told must not find the same
+    refusal (a `busy` queue told 9.4 s, back after 9, would be turned away again)."""
+    return str(max(1, math.ceil(seconds)))
+
+
 async def _unavailable(scope: Scope, send: Send, exc: Unavailable) -> None:
     body = json.dumps({"error": {"code": exc.code, "message": exc.message}}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"retry-after", str(max(1, round(exc.retry_after))).encode())]
+               (b"retry-after", retry_after_header(exc.retry_after).encode())]
     if scope["type"] == "http":
         if scope.get("path", "").startswith(("/whip/", "/whep/")):  # as client_error does
             headers += [(k.lower().encode(), v.encode()) for k, v in media.CORS.items()]
@@ -108,7 +115,7 @@ async def client_error(request: Request, exc: Exception) -> Response:
     hub.metrics.errors.labels(exc.code).inc()
     headers = {}
     if isinstance(exc, (RateLimited, Unavailable)):
-        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        headers["Retry-After"] = retry_after_header(exc.retry_after)
     if request.url.path.startswith(("/whip/", "/whep/")):
         headers.update(media.CORS)  # WHIP/WHEP clients on other origins must read the error
     elif request.url.path.startswith("/hls/"):  # players elsewhere read it; no cache keeps it (routes/hls.py)

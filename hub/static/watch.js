@@ -16,7 +16,8 @@
 // switch, or `?mode=hls` in a shared link).
 // A fallback lasts until the player stops (a failure, the station stopping, a switch): the
 // next start tries the viewer's own choice again. A VP8 station has no HLS (409
-// hls_needs_h264): with WebRTC full, the page says so and tries again later.
+// hls_needs_h264): with WebRTC full, the page says so and tries again later (FULL_RETRY_MS;
+// refused `busy`, a crowd joining at once: after Retry-After and up to BUSY_JITTER_MS more).
 // For tests: document.body.dataset.playMode ("webrtc", "hls" or "" without a player) and
 // dataset.delayMs (ms behind the station, every FLOW_MS; absent while unknown) with
 // dataset.delayReadings (how many readings so far: a steady delay reads the same twice).
@@ -33,6 +34,9 @@ const AUDIO_ONLY_POLL_MS = 5000; // the station (and so its thumbnail) polled fa
 const NO_MEDIA_MS = 8000; // WebRTC that brings neither a picture nor a sound by then: HLS instead
 const TURN_WAIT_MS = 10000; // the longest the hub holds a WHEP offer for its turn (media.public_join_wait_s)
 const FULL_RETRY_MS = 30000; // WebRTC refused at the caps and no HLS (a VP8 station): try again after
+// Refused 503 busy (too many joining at once) and no HLS: try again after Retry-After plus up to
+// this much, because everyone refused in the same moment is told the same Retry-After.
+const BUSY_JITTER_MS = 5000;
 const DAY_NAMES = { mon: "Senin", tue: "Selasa", wed: "Rabu", thu: "Kamis", fri: "Jumat", sat: "Sabtu", sun: "Minggu" };
 const DAY_ORDER = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
@@ -179,7 +183,7 @@ function startWhep() {
   }, (error) => {
     if (player !== current) return;
     if (error instanceof WhepError && (error.status === 429 || error.status === 503)) {
-      fallBack("full", error.retryAfterS);
+      fallBack("full", error.retryAfterS, error.code);
     } else if (error instanceof WhepError && error.status === 404) {
       retryLater("Siaran belum tersedia, mencoba lagi…");
     } else {
@@ -207,6 +211,9 @@ function startHls() {
       $("mode-note").textContent = code === "hls_needs_h264"
         ? "Kantor ini hanya bisa ditonton lewat WebRTC." : "HLS tidak tersedia, memakai WebRTC.";
       render();
+    } else if (noHls && why.reason === "full" && why.code === "busy") {
+      retryLater("Banyak penonton sedang bergabung; giliran Anda sebentar lagi…",
+        why.retryAfterS * 1000 + Math.random() * BUSY_JITTER_MS);
     } else if (noHls && why.reason === "full") {
       retryLater(code === "hls_needs_h264"
         ? "Kantor ini hanya bisa ditonton lewat WebRTC; kapasitas penuh, coba lagi sebentar lagi."
@@ -221,9 +228,9 @@ function startHls() {
 }
 
 // WebRTC did not work out this time: play HLS instead (the next start tries WebRTC again).
-function fallBack(reason, retryAfterS = 0) {
+function fallBack(reason, retryAfterS = 0, code = "") {
   stopPlayer();
-  fallback = { reason, retryAfterS };
+  fallback = { reason, retryAfterS, code };
   if (station) render();
 }
 

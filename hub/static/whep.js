@@ -7,10 +7,20 @@
 import { fetchIceServers } from "./ice_servers.js";
 
 export class WhepError extends Error {
-  constructor(status, message, retryAfterS) {
+  constructor(status, message, retryAfterS, code) {
     super(message || `WHEP HTTP ${status}`);
     this.status = status;
     this.retryAfterS = retryAfterS || 0; // Retry-After of a 429/503 (the viewer caps), seconds
+    this.code = code || ""; // the hub's error code ("station_full", "busy", …), when it sent one
+  }
+}
+
+// The hub's refusals are {"error": {"code", "message"}} (docs/http-api.md).
+function errorCode(body) {
+  try {
+    return JSON.parse(body).error.code || "";
+  } catch {
+    return "";
   }
 }
 
@@ -56,7 +66,7 @@ export class WhepPlayer {
     });
     const body = await response.text();
     if (response.status !== 201) {
-      throw new WhepError(response.status, body, Number(response.headers.get("Retry-After")) || 0);
+      throw new WhepError(response.status, body, Number(response.headers.get("Retry-After")) || 0, errorCode(body));
     }
     const location = response.headers.get("Location");
     if (location) this.session = new URL(location, response.url).href;

@@ -8,6 +8,7 @@ import httpx
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from hub.media.seams_peers import close_peer_connection, new_peer_connection
+from hub.routes.middleware import retry_after_header
 from tests.kit import RunningHub, hub_settings, start_hub, stop_hub, wait_until
 from tests.media.peers import PatternTrack, ToneTrack, make_offer, wait_for_state
 
@@ -185,6 +186,11 @@ async def test_an_offer_that_breaks_aiortcs_answer_is_a_400_and_leaves_nothing(h
     assert response.json()["error"]["code"] == "protocol"
     assert hub.hub.media.metrics()["peer_connections"] == 0
     await close_peer_connection(publisher)
+
+
+def test_retry_after_is_whole_seconds_rounded_up() -> None:
+    """A client back when told must find that refusal over: 9.4 s is said as 10; at least 1."""
+    assert [retry_after_header(s) for s in (0.0, 0.2, 1.0, 9.4, 9.5, 30.0)] == ["1", "1", "1", "10", "10", "30"]
 
 
 async def test_a_public_viewer_past_the_queue_of_turns_gets_503_busy_with_retry_after(tmp_path: Path) -> None:

@@ -32,15 +32,22 @@ HLS_JS = "/static/vendor/hls.light.min.js"
 MAX_DELAY_MS = 20000
 
 
-@pytest.fixture
-async def full_hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
-    """A hub whose WebRTC viewer cap is already reached: every WHEP offer gets 503."""
+@contextlib.asynccontextmanager
+async def hub_with(tmp_path: Path, **media: float) -> AsyncIterator[RunningHub]:
+    """A hub on the web registry with these ``[media]`` settings."""
     (tmp_path / "stations.csv").write_text(WEB_REGISTRY)
-    running = await start_hub(hub_settings(tmp_path, media={"max_viewers_per_station": 0}))
+    running = await start_hub(hub_settings(tmp_path, media=media))
     try:
         yield running
     finally:
         await stop_hub(running)
+
+
+@pytest.fixture
+async def full_hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
+    """A hub whose WebRTC viewer cap is already reached: every WHEP offer gets 503."""
+    async with hub_with(tmp_path, max_viewers_per_station=0) as running:
+        yield running
 
 
 @contextlib.asynccontextmanager
@@ -181,12 +188,16 @@ async def test_webrtc_that_brings_no_media_gives_way_to_hls(browser: Browser, we
 @pytest.fixture
 async def pacing_hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
     """A hub giving public viewers a turn to join every 15 s, an offer waiting up to 20 s."""
-    (tmp_path / "stations.csv").write_text(WEB_REGISTRY)
-    running = await start_hub(hub_settings(tmp_path, media={"public_joins_per_s": 1 / 15, "public_join_wait_s": 20.0}))
-    try:
+    async with hub_with(tmp_path, public_joins_per_s=1 / 15, public_join_wait_s=20.0) as running:
         yield running
-    finally:
-        await stop_hub(running)
+
+
+@pytest.fixture
+async def busy_hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
+    """A hub giving public viewers a turn to join every 15 s, an offer waiting up to 5 s: the
+    second viewer within 10 s of the first is refused 503 ``busy``."""
+    async with hub_with(tmp_path, public_joins_per_s=1 / 15, public_join_wait_s=5.0) as running:
+        yield running
 
 
 async def test_a_webrtc_offer_waiting_for_its_turn_is_not_given_up_for_hls(browser: Browser,
@@ -215,6 +226,40 @@ async def test_a_webrtc_offer_waiting_for_its_turn_is_not_given_up_for_hls(brows
             assert await page.evaluate("() => document.body.dataset.playMode") == "webrtc"
             assert not await _loaded(page, HLS_JS)
             log.assert_clean()
+        finally:
+            await close_peer_connection(ahead)
+
+
+async def test_a_vp8_station_refused_busy_tries_webrtc_again_after_retry_after(browser: Browser,
+                                                                              busy_hub: RunningHub) -> None:
+    """A crowd joining at once (here: another viewer took the turn, the next is 15 s away and an
+    offer may wait 5): the page is refused 503 ``busy`` with Retry-After ≈ 10 s. A VP8 station
+    has no HLS, so the page says a turn is coming and offers again after the Retry-After plus
+    at most 5 s — not the 30 s of a full station — and then plays WebRTC."""
+    from hub.media.seams_peers import close_peer_connection, new_peer_connection
+    from tests.media.peers import make_offer
+
+    relay = busy_hub.hub.media
+    async with publishing(busy_hub, STATION, "VP8"):
+        ahead = new_peer_connection(())
+        ahead.addTransceiver("video", direction="recvonly")
+        try:
+            async with httpx.AsyncClient(base_url=busy_hub.http, timeout=timeout(10)) as http:
+                answered = await http.post(f"/whep/{STATION}", content=await make_offer(ahead),
+                                           headers={"Content-Type": "application/sdp"})
+                assert answered.status_code == 201, answered.text
+            page, log = await open_page(browser, f"{busy_hub.http}/watch/{STATION}", init_script=RECORD_PEERS)
+            await expect(page.locator("#message-title")).to_have_text(
+                "Banyak penonton sedang bergabung; giliran Anda sebentar lagi…", timeout=timeout(15) * 1000)
+            assert relay.metrics()["joins_refused_busy"] == 1
+            # back after Retry-After (≤ 10 s) + ≤ 5 s, answered at its turn: a full station's
+            # 30 s would not show a picture within 25
+            first = await wait_until(lambda: frames_decoded(page), 25, "a first decoded frame", every=0.2)
+            await wait_for_mode(page, "webrtc", 5)
+            await wait_until(lambda: frames_decoded(page, beyond=first), 5, "more decoded frames", every=0.1)
+            assert relay.metrics()["joins_refused_busy"] == 1  # told when, it came back in time
+            assert not await _loaded(page, HLS_JS)
+            assert_clean_but(log, 503, 409)
         finally:
             await close_peer_connection(ahead)
 
