@@ -194,6 +194,8 @@ async def hub_metrics(http: Any, base: str) -> dict[str, float]:
     # (a short pause may print as 2e-05)
     for m in re.finditer(r'^jaga_gc\{what="([a-z_]+)"\} ([0-9.e+-]+)$', text, re.MULTILINE):
         out[f"gc.{m.group(1)}"] = float(m.group(2))
+    for m in re.finditer(r'^jaga_event_loop\{what="([a-z_]+)"\} ([0-9.e+-]+)$', text, re.MULTILINE):
+        out[f"loop.{m.group(1)}"] = float(m.group(2))
     found = re.search(r"^jaga_watcher_resyncs(?:_total)? ([0-9.e+]+)$", text, re.MULTILINE)
     out["watcher_resyncs"] = float(found.group(1)) if found else 0.0
     return out
@@ -611,6 +613,9 @@ class Day:
         return {
             "label": label, "load": dict(self.load), "window_s": dt, "at_s": time.monotonic() - self.started,
             "hub_cores": (b["hub_cpu"] - a["hub_cpu"]) / dt, "loop_cores": (b["loop_cpu"] - a["loop_cpu"]) / dt,
+            # the hub's own view of its loop (jaga_event_loop): its thread's CPU, and the longest
+            # its once-a-second beat woke late in the minute before the window's end
+            "hub_loop_cores": delta("loop.cpu_seconds") / dt, "loop_lag_s": mb.get("loop.lag_seconds"),
             "hub_rss_mb": rss_bytes(self.proc.pid) / 2**20, "gen_cores": (b["gen_cpu"] - a["gen_cpu"]) / dt,
             "machine_cores": (b["machine_busy"] - a["machine_busy"]) / max(1, b["machine_total"] - a["machine_total"])
                              * (os.cpu_count() or 1),
@@ -652,7 +657,8 @@ class Day:
     @staticmethod
     def line(s: dict[str, Any]) -> str:
         v, lat, ev = s["viewer_fps"], s["latency_ms"], s["event_latency_ms"]
-        return (f"{s['label']}: hub {s['hub_cores'] * 100:.0f}% (loop {s['loop_cores'] * 100:.0f}%) "
+        return (f"{s['label']}: hub {s['hub_cores'] * 100:.0f}% (loop {s['loop_cores'] * 100:.0f}%; "
+                f"hub says {s['hub_loop_cores'] * 100:.0f}%, lag {fmt(s['loop_lag_s'], 3)} s) "
                 f"rss {s['hub_rss_mb']:.0f}MiB gens {s['gen_cores'] * 100:.0f}% machine {s['machine_cores']:.2f}/"
                 f"{os.cpu_count()} load {s['loadavg']:.1f} recv/sent {fmt(s['frame_ratio'], 3)} "
                 f"rtcp lost {s['packets_lost_rtcp']}/{s['packets_sent']} rtx sent {s['rtx_sent']} "

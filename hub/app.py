@@ -21,6 +21,7 @@ from hub.backends.factory import build_backend
 from hub.backends.nodes import ClusterHooks
 from hub.beat import sleep_to_beat
 from hub.core.audit import ReadAudit
+from hub.core.loop_load import BeatLag, thread_cpu_clock
 from hub.core.proxies import TrustedProxies
 from hub.core.registry import Registry, parse_registry
 from hub.core.schedule import Schedule
@@ -134,6 +135,15 @@ class Hub:
         add_hls_gauges(self.metrics, self.hls.metrics)
         add_node_gauges(self.metrics, self.stations, self.ledger, self.watchers, self.media)
         add_recording_gauges(self.metrics, self.recordings.metrics)
+        # How busy the one event loop is (hub/core/loop_load.py): the capacity signal
+        self._tick_s = min(settings.presence.heartbeat_s / 2, 1.0)
+        self._beat_lag = BeatLag(self._tick_s)
+        self._loop_cpu_seconds: Callable[[], float] = lambda: 0.0  # the loop thread's, once started
+        self.metrics.add_gauges("jaga_event_loop", "The event loop: its thread's CPU seconds since start "
+                                "(rate: share of a core) and the longest its beat woke late in the last "
+                                "minute (lag_seconds)", "what",
+                                lambda: {"cpu_seconds": self._loop_cpu_seconds(),
+                                         "lag_seconds": self._beat_lag.longest_s()})
 
     def _aac_transcoder(self) -> OpusToAac:
         return OpusToAac(self.settings.hls.audio_bitrate, self.settings.hls.audio_channels)
@@ -156,6 +166,7 @@ class Hub:
         return {"ledger": self.ledger.healthy, "events": self.watchers.ready.is_set(), **self.router.readiness()}
 
     async def start(self) -> None:
+        self._loop_cpu_seconds = thread_cpu_clock()
         # One node owns the whole SQLite ledger, whatever its address was last time (a
         # `--port 0` hub gets a new one per start); in a cluster each node recovers its own.
         node = self.settings.node_id if self.backend.shared else None
@@ -178,8 +189,6 @@ class Hub:
         await asyncio.wait_for(self.watchers.ready.wait(), 10)
 
     async def _timers(self) -> None:
-        presence = self.settings.presence
-        tick_s = min(presence.heartbeat_s / 2, 1.0)
         next_checkpoint = 0.0
         while True:
             try:
@@ -205,7 +214,7 @@ class Hub:
                 except Exception:
                     log.exception("%s tick failed", name)
             self.hls.tick()
-            await sleep_to_beat(tick_s)  # on uvicorn's tick: one wake-up for both
+            self._beat_lag.note(await sleep_to_beat(self._tick_s))  # on uvicorn's tick: one wake-up for both
 
     async def _end_operator_sessions(self) -> None:
         """Close what logged-out, expired or revoked operator sessions held open, and delete

@@ -25,11 +25,14 @@ def next_beat(now: float, period: float) -> float:
     return (math.floor(now / period) + 1) * period
 
 
-async def sleep_to_beat(period: float) -> None:
-    """Sleep until the loop's clock reaches the next multiple of ``period``."""
+async def sleep_to_beat(period: float) -> float:
+    """Sleep until the loop's clock reaches the next multiple of ``period``; returns how late
+    it woke (seconds): how long the loop was busy with other work when the beat came due."""
     loop = asyncio.get_running_loop()
     now = loop.time()
-    await asyncio.sleep(next_beat(now, period) - now)
+    due = next_beat(now, period)
+    await asyncio.sleep(due - now)
+    return loop.time() - due
 
 
 def call_on_beat(period: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
