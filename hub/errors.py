@@ -88,6 +88,14 @@ class RateLimited(ClientError):
         self.retry_after = retry_after
 
 
+class ClientGone(ClientError):
+    """The client closed its connection before it was answered (a WHEP offer waiting for its
+    turn): nothing more is done for it, and the answer reaches no one (499, nginx's name)."""
+
+    code = "client_gone"
+    http_status = 499
+
+
 class Unavailable(ClientError):
     code = "unavailable"
     http_status = 503

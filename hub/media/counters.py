@@ -22,6 +22,7 @@ class MediaCounters:
     joins_refused_busy: int = 0  # of those, public viewers refused for a full join queue (hub.media.overload)
     joins_waited: int = 0  # public viewers' offers that waited for their turn to join
     join_wait_ms: int = 0  # how long they waited, in all
+    joins_abandoned: int = 0  # of those, offers whose client left while they waited: nothing was built for them
     # viewers' video fallback (hub.media.congestion): their link could not carry video
     video_fallbacks: int = 0  # a viewer's video switched off (audio and thumbnails only)
     video_probes: int = 0  # a viewer's video tried again after its back-off

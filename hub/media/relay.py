@@ -25,11 +25,11 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from hub.core.announce import announce_public, public_mapping
-from hub.errors import NotFound, RateLimited, Unavailable
+from hub.errors import ClientGone, NotFound, RateLimited, Unavailable
 from hub.media import seams_egress, seams_ingest, seams_keyframes, seams_peers, seams_udp
 from hub.media.congestion import OFF, CongestionPolicy
 from hub.media.counters import MediaCounters
@@ -257,8 +257,11 @@ class MediaRelay:
 
     # --- WHEP ------------------------------------------------------------------------
 
-    async def view(self, station_id: str, offer_sdp: str, *, owner: str, client_addr: str) -> MediaSession:
-        """Answer a WHEP offer for a station that is publishing."""
+    async def view(self, station_id: str, offer_sdp: str, *, owner: str, client_addr: str,
+                   gone: Callable[[], Awaitable[None]] | None = None) -> MediaSession:
+        """Answer a WHEP offer for a station that is publishing. ``gone``: returns once the
+        client has closed its connection (a public offer waiting for its turn then stops
+        waiting: :class:`ClientGone`)."""
         offer = check_offer(offer_sdp, max_bytes=self.settings.max_sdp_bytes, publishing=False)
         await self.open()
         station = self._live_station(station_id)
@@ -269,7 +272,7 @@ class MediaRelay:
         tracks: list[IdleTrack] = []
         try:
             if owner == PUBLIC_OWNER:
-                await self._wait_for_turn()  # its slots stay taken meanwhile: the caps count it
+                await self._wait_for_turn(gone)  # its slots stay taken meanwhile: the caps count it
                 station = self._live_station(station_id)
             session_id = secrets.token_urlsafe(18)
             assert station.active is not None
@@ -506,9 +509,12 @@ class MediaRelay:
             raise Unavailable("this hub is dropping media it already carries: no new public viewers for now",
                               self._shedding.retry_after_s(now), "overloaded")
 
-    async def _wait_for_turn(self) -> None:
+    async def _wait_for_turn(self, gone: Callable[[], Awaitable[None]] | None) -> None:
         """A public viewer's join waits for its turn (``JoinPacer``), and is refused if the queue
-        is full, or if the hub began dropping its media while it waited."""
+        is full, or if the hub began dropping its media while it waited. A client that leaves
+        meanwhile (a page reloaded in a crowd) frees its slots at once: without this, its peer
+        connection would be built and answered into nothing, holding a viewer slot until the
+        connect timeout. Its turn is not given back (the next is ≤ 1/``per_s`` away anyway)."""
         now = time.monotonic()
         wait_s = self._join_pacer.turn(now)
         if wait_s is None:
@@ -521,7 +527,9 @@ class MediaRelay:
             self._counters.join_wait_ms += round(wait_s * 1000)
             self._joins_waiting += 1
             try:
-                await asyncio.sleep(wait_s)
+                if await _left_within(gone, wait_s):
+                    self._counters.joins_abandoned += 1
+                    raise ClientGone("the viewer left while its offer waited for its turn")
             finally:
                 self._joins_waiting -= 1
             self._refuse_if_closed()
@@ -608,3 +616,18 @@ def port_range(spec: str) -> tuple[int, int] | None:
 
 def _etag() -> str:
     return f'"{secrets.token_urlsafe(12)}"'
+
+
+async def _left_within(gone: Callable[[], Awaitable[None]] | None, seconds: float) -> bool:
+    """Sleep ``seconds``; True at once if ``gone`` returns first."""
+    if gone is None:
+        await asyncio.sleep(seconds)
+        return False
+    watcher = asyncio.ensure_future(gone())
+    try:
+        done, _ = await asyncio.wait({watcher}, timeout=seconds)
+        if done:
+            watcher.result()  # what went wrong watching the connection, if anything did
+        return bool(done)
+    finally:
+        watcher.cancel()

@@ -162,12 +162,20 @@ async def whep_post(request: Request) -> Response:
         redirect = Response(status_code=307, headers=_headers(hub, Location=owner_url + request.url.path + query))
         return _with_ice_servers(redirect, hub, VIEWER)
     offer = await _read_offer(request, hub.settings.media.max_sdp_bytes)
-    session = await hub.media.view(station_id, offer, owner=owner, client_addr=_client(request))
+    session = await hub.media.view(station_id, offer, owner=owner, client_addr=_client(request),
+                                   gone=lambda: _disconnected(request))
     _opened_by_operator(request, hub, owner, session.id)
     station = hub.registry.get(station_id)
     if station is not None and not station.public:  # every view of a non-public office is audited
         await hub.credentials.audit(hub.clock(), owner.partition(":")[2], "view", station_id)
     return _created(hub, request, session)
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has closed its connection. Its body has been read, so the next
+    ASGI message is ``http.disconnect``, sent when the client goes (or once we have answered)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _opened_by_operator(request: Request, hub: Any, owner: str, media_session_id: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from hub.media.seams_peers import close_peer_connection, new_peer_connection
@@ -186,6 +187,43 @@ async def test_an_offer_that_breaks_aiortcs_answer_is_a_400_and_leaves_nothing(h
     assert response.json()["error"]["code"] == "protocol"
     assert hub.hub.media.metrics()["peer_connections"] == 0
     await close_peer_connection(publisher)
+
+
+async def test_a_public_viewer_leaving_while_its_offer_waits_frees_its_place_and_builds_nothing(
+        tmp_path: Path) -> None:
+    """Joins paced one per 5 s, a station allowing 2 viewers: the first viewer is answered; the
+    second's offer waits for its turn and its client gives up (a page reloaded in a crowd). The
+    hub stops waiting at once: no peer connection is built for it and its viewer slot is free
+    again — a third offer is queued, not refused ``station_full``."""
+    running = await start_hub(hub_settings(tmp_path, media={"public_joins_per_s": 0.2, "public_join_wait_s": 20.0,
+                                                            "max_viewers_per_station": 2}))
+    publisher, offer = await publisher_offer()
+    first, first_offer = await viewer_offer()
+    second, second_offer = await viewer_offer()
+    third, third_offer = await viewer_offer()
+    relay = running.hub.media
+    try:
+        async with httpx.AsyncClient(base_url=running.http) as http:
+            auth = {"Authorization": f"Bearer {await running.token(STATION)}", **SDP}
+            created = await http.post(f"/whip/{STATION}", content=offer, headers=auth)
+            assert created.status_code == 201, created.text
+            await publisher.setRemoteDescription(RTCSessionDescription(created.text, "answer"))
+            await wait_for_state(publisher, "connected")
+            watched = await http.post(f"/whep/{STATION}", content=first_offer, headers=SDP)
+            assert watched.status_code == 201, watched.text
+
+            for abandoned, waiting in ((1, second_offer), (2, third_offer)):
+                with pytest.raises(httpx.ReadTimeout):  # the client closes its connection
+                    await http.post(f"/whep/{STATION}", content=waiting, headers=SDP, timeout=1.0)
+                await wait_until(lambda n=abandoned: relay.metrics()["joins_abandoned"] == n, 5,
+                                 "the hub to notice the client left", every=0.05)
+                metrics = relay.metrics()
+                assert (metrics["joins_waiting"], metrics["peer_connections"], metrics["viewers"]) == (0, 2, 1)
+            assert relay.metrics()["sessions_refused"] == 0  # the third was queued: the second's slot was free
+    finally:
+        for pc in (third, second, first, publisher):
+            await close_peer_connection(pc)
+        await stop_hub(running)
 
 
 def test_retry_after_is_whole_seconds_rounded_up() -> None:
