@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -212,11 +213,13 @@ async def test_a_public_viewer_leaving_while_its_offer_waits_frees_its_place_and
             watched = await http.post(f"/whep/{STATION}", content=first_offer, headers=SDP)
             assert watched.status_code == 201, watched.text
 
-            for abandoned, waiting in ((1, second_offer), (2, third_offer)):
+            def abandoned(n: int) -> Callable[[], bool]:
+                return lambda: relay.metrics()["joins_abandoned"] == n
+
+            for count, waiting in ((1, second_offer), (2, third_offer)):
                 with pytest.raises(httpx.ReadTimeout):  # the client closes its connection
                     await http.post(f"/whep/{STATION}", content=waiting, headers=SDP, timeout=1.0)
-                await wait_until(lambda n=abandoned: relay.metrics()["joins_abandoned"] == n, 5,
-                                 "the hub to notice the client left", every=0.05)
+                await wait_until(abandoned(count), 5, "the hub to notice the client left", every=0.05)
                 metrics = relay.metrics()
                 assert (metrics["joins_waiting"], metrics["peer_connections"], metrics["viewers"]) == (0, 2, 1)
             assert relay.metrics()["sessions_refused"] == 0  # the third was queued: the second's slot was free
