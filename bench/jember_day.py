@@ -44,6 +44,7 @@ hub's log beside it).
     python -m bench.jember_day --quick    # 20 publishers, 20 viewers, 200 watchers (≈ 2 min)
     python -m bench.jember_day --publishers 100,200 --result-name jember_day_200
     python -m bench.jember_day --generators-nice 10   # the load generators yield the CPU to the hub
+    python -m bench.jember_day --pin-hub              # the hub alone on CPU 0, everything else on CPU 1
     python -m bench.jember_day --relay-thumbnails     # no agent thumbnails: the relay decodes keyframes
 """
 
@@ -82,6 +83,7 @@ from bench.common import (
     temp_dir,
     write_result,
 )
+from bench.ingest import pin
 
 PROBES = 50  # watchers that decode every event (latency), connected from the first step
 PER_WATCH_PROC = 1250
@@ -348,6 +350,17 @@ class Day:
                 os.setpriority(os.PRIO_PGRP, worker.proc.pid, nice)
         log(f"load generators at nice {nice}, the hub at {os.getpriority(os.PRIO_PROCESS, self.proc.pid)}")
 
+    def _pin_hub(self) -> None:
+        """The hub alone on CPU 0, every load generator and this process on the others: what
+        one core carries when the clients are on other machines (they are not here: two
+        cores, so they all share one, and answer late when it is full)."""
+        others = set(range(1, os.cpu_count() or 1)) or {0}
+        pin(self.proc.pid, {0})
+        workers = [*self.pubs, *self.viewers, *self.watchers, self.probe, self.stations, self.hls]
+        for pid in [os.getpid()] + [w.proc.pid for w in workers if w is not None]:
+            pin(pid, others)
+        log(f"hub pinned to CPU 0, load generators to CPU {sorted(others)}")
+
     async def run(self, http: Any) -> None:
         args = self.args
         self.proc, port, config = await start_hub(
@@ -377,6 +390,8 @@ class Day:
             self.hls = await Worker.start("-m", "bench.jember_day", "--worker", log=self.workdir / "hls.log")
         if args.generators_nice:
             self._lower_generators(args.generators_nice)
+        if args.pin_hub:
+            self._pin_hub()
 
         # 1. agents: every station's socket; flips hit stations nobody views or records first
         from bench.recording import StationSocket
@@ -783,6 +798,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--generators-nice", type=int, default=0, metavar="N",
                         help="run the load generators at this nice value (e.g. 10): the hub first, as if "
                              "its clients were on other machines")
+    parser.add_argument("--pin-hub", action="store_true",
+                        help="the hub on CPU 0 alone, the load generators on the other CPUs")
     parser.add_argument("--relay-thumbnails", action="store_true",
                         help="the station sockets send no thumbnails: the relay decodes a keyframe of every "
                              "publisher every 10 s (the eighth step's setup; publishers without the agent)")
