@@ -190,6 +190,20 @@ async def test_an_offer_that_breaks_aiortcs_answer_is_a_400_and_leaves_nothing(h
     await close_peer_connection(publisher)
 
 
+async def publish_and_answer_one_viewer(running: RunningHub, http: httpx.AsyncClient,
+                                        publishing: tuple[RTCPeerConnection, str], viewer_sdp: str) -> None:
+    """The station publishes over WHIP (connected), and one public WHEP offer is answered: with
+    joins paced, that viewer has taken the current turn."""
+    publisher, offer = publishing
+    auth = {"Authorization": f"Bearer {await running.token(STATION)}", **SDP}
+    created = await http.post(f"/whip/{STATION}", content=offer, headers=auth)
+    assert created.status_code == 201, created.text
+    await publisher.setRemoteDescription(RTCSessionDescription(created.text, "answer"))
+    await wait_for_state(publisher, "connected")
+    watched = await http.post(f"/whep/{STATION}", content=viewer_sdp, headers=SDP)
+    assert watched.status_code == 201, watched.text
+
+
 async def test_a_public_viewer_leaving_while_its_offer_waits_frees_its_place_and_builds_nothing(
         tmp_path: Path) -> None:
     """Joins paced one per 5 s, a station allowing 2 viewers: the first viewer is answered; the
@@ -205,13 +219,7 @@ async def test_a_public_viewer_leaving_while_its_offer_waits_frees_its_place_and
     relay = running.hub.media
     try:
         async with httpx.AsyncClient(base_url=running.http) as http:
-            auth = {"Authorization": f"Bearer {await running.token(STATION)}", **SDP}
-            created = await http.post(f"/whip/{STATION}", content=offer, headers=auth)
-            assert created.status_code == 201, created.text
-            await publisher.setRemoteDescription(RTCSessionDescription(created.text, "answer"))
-            await wait_for_state(publisher, "connected")
-            watched = await http.post(f"/whep/{STATION}", content=first_offer, headers=SDP)
-            assert watched.status_code == 201, watched.text
+            await publish_and_answer_one_viewer(running, http, (publisher, offer), first_offer)
 
             def abandoned(n: int) -> Callable[[], bool]:
                 return lambda: relay.metrics()["joins_abandoned"] == n
@@ -243,14 +251,7 @@ async def test_a_public_viewer_past_the_queue_of_turns_gets_503_busy_with_retry_
     second, second_offer = await viewer_offer()
     try:
         async with httpx.AsyncClient(base_url=running.http) as http:
-            auth = {"Authorization": f"Bearer {await running.token(STATION)}", **SDP}
-            created = await http.post(f"/whip/{STATION}", content=offer, headers=auth)
-            assert created.status_code == 201, created.text
-            await publisher.setRemoteDescription(RTCSessionDescription(created.text, "answer"))
-            await wait_for_state(publisher, "connected")
-
-            watched = await http.post(f"/whep/{STATION}", content=first_offer, headers=SDP)
-            assert watched.status_code == 201, watched.text
+            await publish_and_answer_one_viewer(running, http, (publisher, offer), first_offer)
             refused = await http.post(f"/whep/{STATION}", content=second_offer, headers=SDP)
             assert refused.status_code == 503, refused.text
             assert refused.json()["error"]["code"] == "busy"

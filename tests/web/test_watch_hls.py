@@ -83,6 +83,25 @@ async def publishing(hub: RunningHub, station_id: str, codec: str) -> AsyncItera
             await client.close()
 
 
+@contextlib.asynccontextmanager
+async def another_viewer_took_the_turn(hub: RunningHub) -> AsyncIterator[None]:
+    """A public WHEP viewer answered first (aiortc, never connected): with joins paced, the
+    current turn is taken and the page's offer gets the next one."""
+    from hub.media.seams_peers import close_peer_connection, new_peer_connection
+    from tests.media.peers import make_offer
+
+    ahead = new_peer_connection(())
+    ahead.addTransceiver("video", direction="recvonly")
+    try:
+        async with httpx.AsyncClient(base_url=hub.http, timeout=timeout(10)) as http:
+            answered = await http.post(f"/whep/{STATION}", content=await make_offer(ahead),
+                                       headers={"Content-Type": "application/sdp"})
+            assert answered.status_code == 201, answered.text
+        yield
+    finally:
+        await close_peer_connection(ahead)
+
+
 async def wait_for_mode(page: Page, mode: str, seconds: float = 20) -> None:
     await page.wait_for_function("(mode) => document.body.dataset.playMode === mode", arg=mode,
                                  timeout=timeout(seconds) * 1000)
@@ -205,29 +224,17 @@ async def test_a_webrtc_offer_waiting_for_its_turn_is_not_given_up_for_hls(brows
     """In a crowd the hub holds an offer for its turn (``media.public_joins_per_s``): the page's
     no-media watchdog (8 s) counts from the answer, so an offer that waits ≈ 15 s for its turn
     still plays WebRTC, and HLS is never tried."""
-    from hub.media.seams_peers import close_peer_connection, new_peer_connection
-    from tests.media.peers import make_offer
-
-    async with publishing(pacing_hub, STATION, "H264"):
-        ahead = new_peer_connection(())  # another viewer takes this turn
-        ahead.addTransceiver("video", direction="recvonly")
-        try:
-            async with httpx.AsyncClient(base_url=pacing_hub.http, timeout=timeout(10)) as http:
-                answered = await http.post(f"/whep/{STATION}", content=await make_offer(ahead),
-                                           headers={"Content-Type": "application/sdp"})
-                assert answered.status_code == 201, answered.text
-            page, log = await open_page(browser, f"{pacing_hub.http}/watch/{STATION}", init_script=RECORD_PEERS)
-            await wait_for_mode(page, "webrtc")
-            relay = pacing_hub.hub.media
-            await wait_until(lambda: relay.metrics()["joins_waiting"] == 1, 10, "the page's offer waiting", every=0.1)
-            first = await wait_until(lambda: frames_decoded(page), 30, "a first decoded frame", every=0.2)
-            await wait_until(lambda: frames_decoded(page, beyond=first), 5, "more decoded frames", every=0.1)
-            assert relay.metrics()["join_wait_ms"] > 8000  # longer than the watchdog: it counted from the answer
-            assert await page.evaluate("() => document.body.dataset.playMode") == "webrtc"
-            assert not await _loaded(page, HLS_JS)
-            log.assert_clean()
-        finally:
-            await close_peer_connection(ahead)
+    async with publishing(pacing_hub, STATION, "H264"), another_viewer_took_the_turn(pacing_hub):
+        page, log = await open_page(browser, f"{pacing_hub.http}/watch/{STATION}", init_script=RECORD_PEERS)
+        await wait_for_mode(page, "webrtc")
+        relay = pacing_hub.hub.media
+        await wait_until(lambda: relay.metrics()["joins_waiting"] == 1, 10, "the page's offer waiting", every=0.1)
+        first = await wait_until(lambda: frames_decoded(page), 30, "a first decoded frame", every=0.2)
+        await wait_until(lambda: frames_decoded(page, beyond=first), 5, "more decoded frames", every=0.1)
+        assert relay.metrics()["join_wait_ms"] > 8000  # longer than the watchdog: it counted from the answer
+        assert await page.evaluate("() => document.body.dataset.playMode") == "webrtc"
+        assert not await _loaded(page, HLS_JS)
+        log.assert_clean()
 
 
 async def test_a_vp8_station_refused_busy_tries_webrtc_again_after_retry_after(browser: Browser,
@@ -236,32 +243,20 @@ async def test_a_vp8_station_refused_busy_tries_webrtc_again_after_retry_after(b
     offer may wait 5): the page is refused 503 ``busy`` with Retry-After ≈ 10 s. A VP8 station
     has no HLS, so the page says a turn is coming and offers again after the Retry-After plus
     at most 5 s — not the 30 s of a full station — and then plays WebRTC."""
-    from hub.media.seams_peers import close_peer_connection, new_peer_connection
-    from tests.media.peers import make_offer
-
     relay = busy_hub.hub.media
-    async with publishing(busy_hub, STATION, "VP8"):
-        ahead = new_peer_connection(())
-        ahead.addTransceiver("video", direction="recvonly")
-        try:
-            async with httpx.AsyncClient(base_url=busy_hub.http, timeout=timeout(10)) as http:
-                answered = await http.post(f"/whep/{STATION}", content=await make_offer(ahead),
-                                           headers={"Content-Type": "application/sdp"})
-                assert answered.status_code == 201, answered.text
-            page, log = await open_page(browser, f"{busy_hub.http}/watch/{STATION}", init_script=RECORD_PEERS)
-            await expect(page.locator("#message-title")).to_have_text(
-                "Banyak penonton sedang bergabung; giliran Anda sebentar lagi…", timeout=timeout(15) * 1000)
-            assert relay.metrics()["joins_refused_busy"] == 1
-            # back after Retry-After (≤ 10 s) + ≤ 5 s, answered at its turn: a full station's
-            # 30 s would not show a picture within 25
-            first = await wait_until(lambda: frames_decoded(page), 25, "a first decoded frame", every=0.2)
-            await wait_for_mode(page, "webrtc", 5)
-            await wait_until(lambda: frames_decoded(page, beyond=first), 5, "more decoded frames", every=0.1)
-            assert relay.metrics()["joins_refused_busy"] == 1  # told when, it came back in time
-            assert not await _loaded(page, HLS_JS)
-            assert_clean_but(log, 503, 409)
-        finally:
-            await close_peer_connection(ahead)
+    async with publishing(busy_hub, STATION, "VP8"), another_viewer_took_the_turn(busy_hub):
+        page, log = await open_page(browser, f"{busy_hub.http}/watch/{STATION}", init_script=RECORD_PEERS)
+        await expect(page.locator("#message-title")).to_have_text(
+            "Banyak penonton sedang bergabung; giliran Anda sebentar lagi…", timeout=timeout(15) * 1000)
+        assert relay.metrics()["joins_refused_busy"] == 1
+        # back after Retry-After (≤ 10 s) + ≤ 5 s, answered at its turn: a full station's
+        # 30 s would not show a picture within 25
+        first = await wait_until(lambda: frames_decoded(page), 25, "a first decoded frame", every=0.2)
+        await wait_for_mode(page, "webrtc", 5)
+        await wait_until(lambda: frames_decoded(page, beyond=first), 5, "more decoded frames", every=0.1)
+        assert relay.metrics()["joins_refused_busy"] == 1  # told when, it came back in time
+        assert not await _loaded(page, HLS_JS)
+        assert_clean_but(log, 503, 409)
 
 
 async def test_a_vp8_station_with_webrtc_full_says_so_and_loads_no_hls_player(browser: Browser,
