@@ -4,9 +4,12 @@
 Everything a node does — every publisher's and viewer's packets, presence, HTTP — runs on one
 event loop. When it is busy most of the time, the media socket's receive buffer fills during
 its busy spells and the kernel drops what arrives (``udp_port_kernel_drops``: every publisher's
-picture suffers, and new public viewers are refused). Two figures show how close that is,
-before it happens: the loop thread's CPU time (its rate is the share of a core the loop uses)
-and how late the hub's once-a-second beat wakes (anything ready to run waits that long).
+picture suffers, and new public viewers are refused). The loop thread's CPU time shows how
+close that is (its rate is the share of a core the loop uses: the capacity figure); how late
+the hub's once-a-second beat wakes shows what held the loop up (its thread waiting for a CPU,
+a long collection, a burst of joins) — a loop simply full of packets still runs its beat
+within ~70 ms of due, so the lag alone does not show it full (docs/benchmarks.md, "A Jember
+day", twelfth step).
 """
 
 from __future__ import annotations
