@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import sys
 import time
 from typing import Any
@@ -42,6 +43,7 @@ from bench.rtcload import wait_connected
 from hub.media.seams_peers import close_peer_connection, new_peer_connection
 
 FULL_RETRY_S = 30.0  # watch.js FULL_RETRY_MS: refused (caps, load) and no HLS to fall back to
+BUSY_JITTER_S = 5.0  # watch.js BUSY_JITTER_MS: refused `busy` (a crowd joining), Retry-After plus up to this
 
 
 async def _bounded(coros: list[Any], limit: int) -> list[Any]:
@@ -117,11 +119,15 @@ class WhepRefused(RuntimeError):
     def __init__(self, status: int, body: str, retry_after_s: float) -> None:
         super().__init__(f"WHEP {status}: {body}")
         self.retry_after_s = retry_after_s
+        self.busy = '"busy"' in body  # the hub's {"error": {"code": "busy", …}}
 
     @property
     def wait_s(self) -> float:
-        """How long the portal's player waits before it offers again: ``FULL_RETRY_S`` or the
-        hub's ``Retry-After``, whichever is longer."""
+        """How long the portal's player waits before it offers again (for a VP8 station, which
+        has no HLS): after a ``busy`` refusal the ``Retry-After`` and a random part of
+        ``BUSY_JITTER_S``; otherwise ``FULL_RETRY_S`` or the ``Retry-After``, whichever is longer."""
+        if self.busy:
+            return self.retry_after_s + random.uniform(0.0, BUSY_JITTER_S)
         return max(FULL_RETRY_S, self.retry_after_s)
 
 
