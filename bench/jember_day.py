@@ -18,7 +18,8 @@ on) and its load, ramped up in steps; each step is held (a warm-up, then a measu
 3. **viewers**: 300 light WHEP viewers (``bench/loadgen.py viewers``: aiortc ICE + DTLS, RTP
    counted from its clear header without decrypting), 10 on each of 30 stations; as the
    portal's player (``watch.js``), a viewer whose connection fails or is closed by the hub
-   joins again 5 s later (``--no-viewer-retry``: it stays gone, the setup before);
+   joins again 5 s later, one refused 429/503 after 30 s or the ``Retry-After`` (``busy``:
+   the ``Retry-After`` plus 0–5 s) (``--no-viewer-retry``: it stays gone, the setup before);
 4. **recordings**: an activity started on 10 stations over their ``/ws/station`` (the hub
    records them: RTP → WebM by remux);
 5. **HLS**: 10 players per H.264 station polling ``/hls/{id}/plain.m3u8`` and fetching every
