@@ -50,8 +50,8 @@ def test_the_thread_cpu_clock_is_this_threads() -> None:
 async def test_sleep_to_beat_says_how_late_it_woke() -> None:
     waking = asyncio.create_task(sleep_to_beat(0.1))
     await asyncio.sleep(0)  # it asked for the next multiple of 0.1 s, ≤ 0.1 s away
-    _spin_cpu(0.3)  # the loop held past it
-    assert await waking >= 0.2
+    _spin_cpu(0.4)  # the loop held ≥ 0.3 s past it
+    assert await waking >= 0.25
 
 
 async def test_a_blocked_loop_shows_in_metrics_as_cpu_and_lag(tmp_path: Path) -> None:

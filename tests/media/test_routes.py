@@ -231,6 +231,8 @@ async def test_a_public_viewer_leaving_while_its_offer_waits_frees_its_place_and
                 metrics = relay.metrics()
                 assert (metrics["joins_waiting"], metrics["peer_connections"], metrics["viewers"]) == (0, 2, 1)
             assert relay.metrics()["sessions_refused"] == 0  # the third was queued: the second's slot was free
+            errors = running.hub.metrics.registry.get_sample_value("jaga_errors_total", {"code": "client_gone"})
+            assert errors == 2  # answered 499 to no one, and counted
     finally:
         for pc in (third, second, first, publisher):
             await close_peer_connection(pc)
