@@ -55,8 +55,9 @@ async def test_sleep_to_beat_says_how_late_it_woke() -> None:
 
 
 async def test_a_blocked_loop_shows_in_metrics_as_cpu_and_lag(tmp_path: Path) -> None:
-    """The hub runs on this test's loop: 1.2 s of CPU here blocks it, so a beat due meanwhile
-    wakes ≥ 0.2 s late, and the loop thread's CPU seconds grow by at least what was spun."""
+    """The hub runs on this test's loop: 1.5 s of CPU here blocks it, so a beat (≤ 1 s apart)
+    comes due meanwhile and wakes ≥ 0.5 s late; the loop thread's CPU seconds grow by at least
+    what was spun."""
     running = await start_hub(hub_settings(tmp_path, hub={"metrics_token": "scraper"}))
     try:
         async with httpx.AsyncClient(base_url=running.http) as http:
@@ -68,10 +69,10 @@ async def test_a_blocked_loop_shows_in_metrics_as_cpu_and_lag(tmp_path: Path) ->
 
             before = await loop_load()
             assert before["cpu_seconds"] > 0.0
-            _spin_cpu(1.2)  # longer than the beat's period: one is due while the loop is held
-            lagged = await wait_until(lambda: _lag_at_least(loop_load, 0.2), 10, "a late beat in lag_seconds",
+            _spin_cpu(1.5)  # longer than the beat's period: one is due while the loop is held
+            lagged = await wait_until(lambda: _lag_at_least(loop_load, 0.4), 10, "a late beat in lag_seconds",
                                       every=0.05)
-            assert lagged["cpu_seconds"] - before["cpu_seconds"] >= 1.2
+            assert lagged["cpu_seconds"] - before["cpu_seconds"] >= 1.5
     finally:
         await stop_hub(running)
 
