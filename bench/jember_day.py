@@ -341,14 +341,17 @@ class Day:
 
     # -------- run
 
-    def _lower_generators(self, nice: int) -> None:
-        """Give every load generator (each the leader of its own process group) a lower
-        priority than the hub, threads included: they stand for clients on other machines,
-        so on a shared machine the hub gets the CPU it asks for first."""
+    def _generator_pids(self) -> list[int]:
+        """Every load generator's process (each the leader of its own process group)."""
         workers = [*self.pubs, *self.viewers, *self.watchers, self.probe, self.stations, self.hls]
-        for worker in workers:
-            if worker is not None:
-                os.setpriority(os.PRIO_PGRP, worker.proc.pid, nice)
+        return [worker.proc.pid for worker in workers if worker is not None]
+
+    def _lower_generators(self, nice: int) -> None:
+        """Give every load generator a lower priority than the hub, threads included: they
+        stand for clients on other machines, so on a shared machine the hub gets the CPU it
+        asks for first."""
+        for pid in self._generator_pids():
+            os.setpriority(os.PRIO_PGRP, pid, nice)
         log(f"load generators at nice {nice}, the hub at {os.getpriority(os.PRIO_PROCESS, self.proc.pid)}")
 
     def _pin_hub(self) -> None:
@@ -357,8 +360,7 @@ class Day:
         cores, so they all share one, and answer late when it is full)."""
         others = set(range(1, os.cpu_count() or 1)) or {0}
         pin(self.proc.pid, {0})
-        workers = [*self.pubs, *self.viewers, *self.watchers, self.probe, self.stations, self.hls]
-        for pid in [os.getpid()] + [w.proc.pid for w in workers if w is not None]:
+        for pid in [os.getpid(), *self._generator_pids()]:
             pin(pid, others)
         log(f"hub pinned to CPU 0, load generators to CPU {sorted(others)}")
 

@@ -21,6 +21,7 @@ that long, as the portal's player does, and counts it (``reconnects``).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import sys
@@ -113,13 +114,21 @@ class Publishers:
         return {}
 
 
+def _error_code(body: str) -> str:
+    """The hub's error code from its ``{"error": {"code", "message"}}`` body ("" if none)."""
+    try:
+        return str(json.loads(body)["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
 class WhepRefused(RuntimeError):
     """A WHEP offer answered 429 or 503, with the hub's ``Retry-After``."""
 
     def __init__(self, status: int, body: str, retry_after_s: float) -> None:
-        super().__init__(f"WHEP {status}: {body}")
+        super().__init__(f"WHEP {status}: {body[:200]}")
         self.retry_after_s = retry_after_s
-        self.busy = '"busy"' in body  # the hub's {"error": {"code": "busy", …}}
+        self.busy = _error_code(body) == "busy"
 
     @property
     def wait_s(self) -> float:
@@ -183,7 +192,7 @@ class LightViewer:
                                        headers={"Content-Type": "application/sdp"}, follow_redirects=True)
         if response.status_code in (429, 503):  # the hub's caps, or its load: wait as told
             self.refusals += 1
-            raise WhepRefused(response.status_code, response.text[:200],
+            raise WhepRefused(response.status_code, response.text,
                               float(response.headers.get("retry-after") or 0))
         if response.status_code != 201:
             raise RuntimeError(f"WHEP {response.status_code}: {response.text[:200]}")
