@@ -50,7 +50,10 @@ logger = logging.getLogger(__name__)
 
 CLOCK_RATES = {"video": 90000, "audio": 48000}  # VP8, H.264 and Opus in RTP
 ANCHOR_STEPS_S = {"video": 0.1, "audio": 0.02}  # a re-anchored kind's least step after its last frame
-BATCH_S = 0.5  # packets are queued by the tap and turned into frames and written this often
+# packets are queued by the tap and turned into frames and written this often: each batch
+# costs ≈ 0.18 ms of cold start besides ≈ 2.6 µs a packet, so 1 s cost 0.63× what 0.5 s did
+# (docs/benchmarks.md, section 7); a kill -9 loses the batch besides the open cluster (≤ 1 s)
+BATCH_S = 1.0
 MAX_BATCH = 4096  # ... or when this many wait (an event loop held up)
 
 
