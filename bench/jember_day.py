@@ -11,12 +11,15 @@ on) and its load, ramped up in steps; each step is held (a warm-up, then a measu
    decodes a keyframe of every publisher every 10 s instead (the setup of the eighth step and
    before: what a hub does for publishers without the agent, OBS or a browser);
 2. **publishers** 100, 200, 303: light publishers (``bench/light_publisher.py``, the
-   pre-encoded 640×360 @ 15 fps VP8 clip, ~490 kbps, video only) spread over client processes
-   (``bench/loadgen.py publishers``); the last ``--hls`` stations publish the same pictures
-   in H.264 instead (aiortc senders replaying the cached libx264 clip, in this module's own
-   worker process), so that HLS has something to package;
+   pre-encoded 640×360 @ 15 fps VP8 clip, ~490 kbps, and a station's microphone: 20 ms Opus
+   packets, 32 kbps; ``--no-audio``: video only, the setup before the thirteenth step) spread
+   over client processes (``bench/loadgen.py publishers``); the last ``--hls`` stations
+   publish the same pictures in H.264 instead (aiortc senders replaying the cached libx264
+   clip, and the Opus clip unless ``--no-audio``, in this module's own worker process), so
+   that HLS has something to package;
 3. **viewers**: 300 light WHEP viewers (``bench/loadgen.py viewers``: aiortc ICE + DTLS, RTP
-   counted from its clear header without decrypting), 10 on each of 30 stations; as the
+   counted from its clear header without decrypting; the station's sound too unless
+   ``--no-audio``), 10 on each of 30 stations; as the
    portal's player (``watch.js``), a viewer whose connection fails or is closed by the hub
    joins again 5 s later, one refused 429/503 after 30 s or the ``Retry-After`` (``busy``:
    the ``Retry-After`` plus 0–5 s) (``--no-viewer-retry``: it stays gone, the setup before);
@@ -216,14 +219,17 @@ class HlsSide:
         self.segments = self.bytes = self.playlists = 0
         self.status: dict[str, int] = {}
 
-    async def publish(self, base: str, stations: dict[str, str]) -> dict[str, Any]:
+    async def publish(self, base: str, stations: dict[str, str], audio: bool = True) -> dict[str, Any]:
         from aiortc import RTCRtpSender, RTCSessionDescription
 
+        from bench.aac_cost import opus_packets
+        from bench.hls_cost import OpusTrack
         from bench.media_peers import ClipTrack, load_h264_clip, local_offer
         from bench.rtcload import wait_connected
         from hub.media.seams_peers import new_peer_connection
 
         clip = load_h264_clip()
+        opus = opus_packets(2) if audio else []
         connected, errors = 0, []
         for station, token in stations.items():
             try:
@@ -235,6 +241,11 @@ class HlsSide:
                 caps = [c for c in RTCRtpSender.getCapabilities("video").codecs
                         if c.name.lower() in ("h264", "rtx")]
                 transceiver.setCodecPreferences(caps)
+                if audio:
+                    sound = OpusTrack(opus)
+                    self.tracks.append(sound)  # its packets are frames sent, as the hub counts them
+                    pc.addTransceiver(sound, direction="sendonly").setCodecPreferences(
+                        [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"])
                 offer = await local_offer(pc)
                 async with http_client(timeout=30) as http:
                     response = await http.post(f"{base}/whip/{station}", content=offer,
@@ -509,7 +520,8 @@ class Day:
         connected = 0
         for sid, count in job:
             reply = await worker.call("whep", timeout=300, base=self.base, station=sid, count=count,
-                                      retry_s=None if self.args.no_viewer_retry else VIEWER_RETRY_S)
+                                      retry_s=None if self.args.no_viewer_retry else VIEWER_RETRY_S,
+                                      audio=not self.args.no_audio)
             connected += reply["connected"]
             if reply["errors"]:
                 log(f"viewers of {sid}: {reply['errors']}")
@@ -522,11 +534,11 @@ class Day:
         shares: list[dict[str, str]] = [{} for _ in self.pubs]
         for i, sid in enumerate(vp8):
             shares[(self.published + i) % len(self.pubs)][sid] = self.tokens[sid]
-        calls = [w.call("publish", timeout=600, base=self.base, stations=s)
+        calls = [w.call("publish", timeout=600, base=self.base, stations=s, audio=not self.args.no_audio)
                  for w, s in zip(self.pubs, shares, strict=True) if s]
         if h264 and self.hls is not None:
             calls.append(self.hls.call("publish", timeout=300, base=self.base,
-                                       stations={s: self.tokens[s] for s in h264}))
+                                       stations={s: self.tokens[s] for s in h264}, audio=not self.args.no_audio))
         replies = await asyncio.gather(*calls)
         connected = sum(r["connected"] for r in replies)
         errors = [e for r in replies for e in r["errors"]]
@@ -806,6 +818,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--relay-thumbnails", action="store_true",
                         help="the station sockets send no thumbnails: the relay decodes a keyframe of every "
                              "publisher every 10 s (the eighth step's setup; publishers without the agent)")
+    parser.add_argument("--no-audio", action="store_true",
+                        help="publishers send video only and viewers ask for no sound (the setup before the "
+                             "thirteenth step); by default every station sends its microphone too, as the agents do")
     parser.add_argument("--no-viewer-retry", action="store_true",
                         help="viewers whose connection fails stay gone (the setup before the tenth step); "
                              "by default they join again as the portal's player does")

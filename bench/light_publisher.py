@@ -11,7 +11,10 @@ packetized once per process. Each packet carries what aiortc's sender would put 
 negotiated payload type, the sender's SSRC, its own sequence numbers and timestamps, the
 VP8 picture id counting up, and the ``mid`` and ``abs-send-time`` header extensions with the
 negotiated ids (the hub's receiver feeds abs-send-time into its bandwidth estimator; leaving
-it out would make the hub look cheaper than it is with real publishers).
+it out would make the hub look cheaper than it is with real publishers). With ``audio``, a
+second sender sends what a station's microphone does: 20 ms Opus packets (the speech-like
+clip of ``bench.aac_cost``, 32 kbps, 50 packets a second: as many as the video's) with the
+``mid`` and ``ssrc-audio-level`` extensions aiortc writes on them.
 
 Use: ``await publish_light(base, station, token, ticker)``; :class:`Ticker` paces every
 publisher of the process. ``python -m bench.light_publisher [--hub]`` checks the packet
@@ -40,6 +43,10 @@ NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
 TICKS_PER_FRAME = 4  # publishers are spread over 4 phases of each frame interval (see Ticker)
 HISTORY = 128  # packets kept for NACKs, as aiortc's RTP_HISTORY_SIZE
 FIRST_PICTURE_ID = 128  # ≥ 128: every VP8 descriptor has the 2-byte picture id aiortc writes
+AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+OPUS_PACKET_S = 0.02  # what a browser and the station agent send: one 20 ms Opus packet at a time
+OPUS_SAMPLES = 960  # 20 ms at Opus's 48 kHz RTP clock
+AUDIO_LEVEL_DBOV = 30  # the level every audio packet announces: speech in a quiet office (−30 dBov)
 
 _HEADER = struct.Struct("!BBHII")
 
@@ -77,6 +84,55 @@ def extension_block(mid_id: int | None, mid: str, abs_id: int | None) -> tuple[b
     padding = b"\x00" * (-length % 4)
     head = struct.pack("!HH", 0xBEDE, (length + len(padding)) // 4) + body
     return (head, padding) if abs_id is not None else (head + padding, b"")
+
+
+def audio_extension_block(mid_id: int | None, mid: str, level_id: int | None) -> bytes:
+    """The RFC 8285 one-byte-header block aiortc's sender writes on an audio packet: ``mid``,
+    then ``ssrc-audio-level`` (no voice-activity flag, ``AUDIO_LEVEL_DBOV``)."""
+    if any(i is not None and not 1 <= i <= 14 for i in (mid_id, level_id)) or not 1 <= len(mid) <= 16:
+        raise ValueError("only one-byte header extensions are written here (ids 1-14)")
+    body = b""
+    if mid_id is not None:
+        body += bytes([(mid_id << 4) | (len(mid) - 1)]) + mid.encode()
+    if level_id is not None:
+        body += bytes([level_id << 4, AUDIO_LEVEL_DBOV & 0x7F])
+    if not body:
+        return b""
+    body += b"\x00" * (-len(body) % 4)
+    return struct.pack("!HH", 0xBEDE, len(body) // 4) + body
+
+
+class OpusClip:
+    """The audio every light publisher of a process loops: 20 ms Opus packets, encoded once."""
+
+    def __init__(self, seconds: float = 2.0) -> None:
+        from bench.aac_cost import opus_packets
+
+        self.packets = opus_packets(seconds)
+
+
+class AudioWriter:
+    """One publisher's Opus RTP stream (no I/O): ``packet(payload)`` answers its next packet."""
+
+    def __init__(self, ssrc: int, payload_type: int, extensions: bytes, rng: random.Random | None = None) -> None:
+        rng = rng or random.Random()
+        self.ssrc, self.payload_type, self.extensions = ssrc, payload_type, extensions
+        self.seq = rng.randrange(1 << 16) % 32768
+        self.ts_origin = rng.randrange(1 << 32)
+        self.last_ts = self.ts_origin
+        self.packets = self.octets = 0
+
+    def packet(self, payload: bytes) -> bytes:
+        ts = (self.ts_origin + self.packets * OPUS_SAMPLES) & 0xFFFFFFFF
+        seq = self.seq
+        self.seq = (seq + 1) & 0xFFFF
+        self.packets += 1
+        self.octets += len(payload)
+        self.last_ts = ts
+        # aiortc marks the last packet of every encoded frame: an Opus frame is one packet
+        first_byte = 0x90 if self.extensions else 0x80
+        return b"".join((_HEADER.pack(first_byte, 0x80 | self.payload_type, seq, ts, self.ssrc),
+                         self.extensions, payload))
 
 
 class PacketWriter:
@@ -143,10 +199,14 @@ class PacketWriter:
 # ---------------------------------------------------------------- aiortc around it
 
 class IdleTrack(MediaStreamTrack):
-    """A video track that never yields: aiortc's sender starts (its RTCP loop runs) but
-    waits forever for a frame instead of polling for one."""
+    """A track that never yields: aiortc's sender starts (its RTCP loop runs) but waits
+    forever for a frame instead of polling for one."""
 
     kind = "video"
+
+    def __init__(self, kind: str = "video") -> None:
+        super().__init__()
+        self.kind = kind
 
     async def recv(self) -> Any:
         await asyncio.get_running_loop().create_future()
@@ -155,21 +215,25 @@ class IdleTrack(MediaStreamTrack):
 class LightPublisher:
     """A WHIP publisher whose RTP the :class:`Ticker` sends through ``open_wire``."""
 
-    def __init__(self, pc: Any, sender: Any) -> None:
-        self.pc, self.sender = pc, sender
+    def __init__(self, pc: Any, sender: Any, audio_sender: Any = None) -> None:
+        self.pc, self.sender, self.audio_sender = pc, sender, audio_sender
         self.wire: SrtpWire | None = None
         self.writer: PacketWriter | None = None
+        self.audio: AudioWriter | None = None
         self.last_sent_at = 0.0
+        self.audio_sent_at = 0.0
+        self.audio_started_at = 0.0
         self.send_failures = 0
         self.rtx_sent = 0  # RTX packets sent in answer to the hub's NACKs
 
     @property
     def frames(self) -> int:
-        return self.writer.frames if self.writer else 0
+        """Frames sent, as the hub counts them: video frames, and each audio packet."""
+        return (self.writer.frames if self.writer else 0) + (self.audio.packets if self.audio else 0)
 
     @property
     def packets(self) -> int:
-        return self.writer.packets if self.writer else 0
+        return (self.writer.packets if self.writer else 0) + (self.audio.packets if self.audio else 0)
 
     def start(self, wire: SrtpWire) -> None:
         """Call once DTLS is connected: from then on the ticker may send."""
@@ -181,6 +245,13 @@ class LightPublisher:
         rtx = (media.rtx_payload_type, rtx_ssrc) if media.rtx_payload_type is not None else None
         self.writer = PacketWriter(ssrc, media.payload_type, extension_block(media.mid_extension_id, media.mid, abs_id),
                                    abs_id is not None, rtx)
+        if self.audio_sender is not None:
+            sound = negotiated_media(answer)["audio"]
+            section = next(m for m in parse_sdp(answer).media if m.kind == "audio")
+            level_id = next((e.id for e in section.rtp.headerExtensions if e.uri == AUDIO_LEVEL), None)
+            self.audio = AudioWriter(sender_ssrcs(self.audio_sender)[0], sound.payload_type,
+                                     audio_extension_block(sound.mid_extension_id, sound.mid, level_id))
+            report_with(self.audio_sender, self._audio_report)
         self.wire = wire
         on_nack(self.sender, self._retransmit)
         report_with(self.sender, self._report)
@@ -193,6 +264,29 @@ class LightPublisher:
             if not wire.send(packet):
                 self.send_failures += 1
         self.last_sent_at = time.monotonic()
+
+    def send_audio(self, clip: OpusClip, now: float) -> None:
+        """Send the audio packets due by ``now``, one per 20 ms since its first, or only the
+        last 0.5 s of them for a publisher that fell behind (as a late video tick is skipped)."""
+        audio, wire = self.audio, self.wire
+        if audio is None or wire is None:
+            return
+        if not self.audio_started_at:
+            self.audio_started_at = now
+        due = int((now - self.audio_started_at) / OPUS_PACKET_S) + 1
+        if due - audio.packets > 25:
+            audio.packets = due - 25  # the skipped packets are a gap in its timestamps, as a stall
+        while audio.packets < due:
+            if not wire.send(audio.packet(clip.packets[audio.packets % len(clip.packets)])):
+                self.send_failures += 1
+        self.audio_sent_at = time.monotonic()
+
+    def _audio_report(self, now: float) -> tuple[int, int, int] | None:
+        audio = self.audio
+        if audio is None or not audio.packets:
+            return None
+        ts = (audio.last_ts + round((now - self.audio_sent_at) * 48000)) & 0xFFFFFFFF
+        return ts, audio.packets & 0xFFFFFFFF, audio.octets & 0xFFFFFFFF
 
     def _retransmit(self, seqs: Any) -> None:
         for seq in seqs:
@@ -220,8 +314,9 @@ class Ticker:
     behind then shows as a lower sent frame rate.
     """
 
-    def __init__(self, clip: ClipPackets) -> None:
+    def __init__(self, clip: ClipPackets, audio: OpusClip | None = None) -> None:
         self.clip = clip
+        self.audio = audio  # set before the first publisher with audio is added
         self.phases: list[list[LightPublisher]] = [[] for _ in range(TICKS_PER_FRAME)]
         self.task: asyncio.Task[None] | None = None
 
@@ -246,7 +341,17 @@ class Ticker:
                 tick = int((time.monotonic() - start) / period)
             for publisher in self.phases[tick % TICKS_PER_FRAME]:
                 publisher.send_frame(self.clip)
+            if self.audio is not None:  # every publisher, every tick: what is due of its 50 a second
+                now = time.monotonic()
+                for phase in self.phases:
+                    for publisher in phase:
+                        publisher.send_audio(self.audio, now)
             tick += 1
+
+    def clear(self) -> None:
+        """Forget every publisher (they were closed): the ticker can be used again."""
+        self.stop()
+        self.phases = [[] for _ in range(TICKS_PER_FRAME)]
 
     def stop(self) -> None:
         if self.task is not None:
@@ -255,12 +360,18 @@ class Ticker:
 
 
 async def publish_light(base: str, station: str, token: str | None, ticker: Ticker,
-                        timeout: float = 20) -> LightPublisher:
-    """WHIP-publish ``station`` with a light publisher; its ``wire`` is None if ICE or
-    DTLS did not come up within ``timeout`` (the caller should close ``pc`` then)."""
-    pc, _ = await whip_publish(base, station, token, IdleTrack())
-    publisher = LightPublisher(pc, pc.getTransceivers()[0].sender)
+                        timeout: float = 20, audio: bool = False) -> LightPublisher:
+    """WHIP-publish ``station`` with a light publisher (with ``audio``: a microphone too, sent
+    from ``ticker.audio``); its ``wire`` is None if ICE or DTLS did not come up within
+    ``timeout`` (the caller should close ``pc`` then)."""
+    if audio and ticker.audio is None:
+        raise ValueError("a publisher with audio needs a ticker with an OpusClip")
+    pc, _ = await whip_publish(base, station, token, IdleTrack(), IdleTrack("audio") if audio else None)
+    senders = {t.kind: t.sender for t in pc.getTransceivers()}
+    publisher = LightPublisher(pc, senders["video"], senders.get("audio"))
     report_with(publisher.sender, publisher._report)  # before aiortc's first SR goes out
+    if publisher.audio_sender is not None:
+        report_with(publisher.audio_sender, publisher._audio_report)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and pc.connectionState not in ("failed", "closed"):
         wire = open_wire(publisher.sender.transport) if pc.connectionState == "connected" else None

@@ -7,13 +7,18 @@ process sends the RTP; ``aiortc``: a full aiortc sender per publisher
 (:class:`bench.media_peers.ClipTrack`), ≈ 0.4 % of a core each. ``stats`` gives the frames
 sent, the RTP packets sent and the packets the hub reported lost in its RTCP receiver reports
 (``remote-inbound-rtp`` of each aiortc sender, which still receives them in both modes).
+``publish(..., audio=True)`` (light publishers only) adds a microphone: 20 ms Opus packets
+beside the video, as a station's agent sends them; audio packets count as frames, as the
+hub counts them.
 
 ``viewers``: many *light* WHEP viewers in one process. ICE and DTLS run as usual (aiortc), but
 SRTP packets are counted from their clear-text RTP header (the marker bit ends a video frame)
 in the socket's datagram callback and dropped there, before aioice's queue and decryption, so
 a viewer costs the client a few µs per packet and thousands of them fit on the machine next
 to the hubs. The hub still protects and sends every packet as
-for a real viewer; what is not checked here is that the payload decrypts. With ``retry_s``
+for a real viewer; what is not checked here is that the payload decrypts. With ``audio`` a
+viewer asks for the station's sound too (as the portal's player does); its frames are the
+video's only (the payload type the hub answered for video). With ``retry_s``
 (the Jember day), a viewer whose connection fails or is closed by the hub joins again after
 that long, as the portal's player does, and counts it (``reconnects``).
 """
@@ -32,7 +37,7 @@ from aiortc import RTCSessionDescription
 from aiortc.rtp import is_rtcp
 
 from bench.common import http_client, raise_fd_limit, serve_worker
-from bench.light_publisher import ClipPackets, Ticker, publish_light
+from bench.light_publisher import ClipPackets, OpusClip, Ticker, publish_light
 from bench.media_peers import (
     ClipTrack,
     load_clip,
@@ -41,7 +46,7 @@ from bench.media_peers import (
     whip_publish,
 )
 from bench.rtcload import wait_connected
-from hub.media.seams_peers import close_peer_connection, new_peer_connection
+from hub.media.seams_peers import close_peer_connection, negotiated_media, new_peer_connection
 
 FULL_RETRY_S = 30.0  # watch.js FULL_RETRY_MS: refused (caps, load) and no HLS to fall back to
 BUSY_JITTER_S = 5.0  # watch.js BUSY_JITTER_MS: refused `busy` (a crowd joining), Retry-After plus up to this
@@ -68,9 +73,9 @@ class Publishers:
         self.ticker = Ticker(ClipPackets(self.clip)) if mode == "light" else None
         self.peers: list[tuple[Any, Any]] = []  # (pc, ClipTrack or LightPublisher)
 
-    async def _one(self, base: str, station: str, token: str) -> bool:
+    async def _one(self, base: str, station: str, token: str, audio: bool) -> bool:
         if self.ticker is not None:
-            light = await publish_light(base, station, token, self.ticker)
+            light = await publish_light(base, station, token, self.ticker, audio=audio)
             self.peers.append((light.pc, light))
             return light.wire is not None
         track = ClipTrack(self.clip)
@@ -78,8 +83,13 @@ class Publishers:
         self.peers.append((pc, track))
         return await wait_connected(pc)
 
-    async def publish(self, base: str, stations: dict[str, str], concurrency: int = 4) -> dict[str, Any]:
-        results = await _bounded([self._one(base, s, t) for s, t in stations.items()], concurrency)
+    async def publish(self, base: str, stations: dict[str, str], concurrency: int = 4,
+                      audio: bool = False) -> dict[str, Any]:
+        if audio and self.ticker is None:
+            raise ValueError("audio is sent by light publishers only")
+        if audio and self.ticker is not None and self.ticker.audio is None:
+            self.ticker.audio = OpusClip()
+        results = await _bounded([self._one(base, s, t, audio) for s, t in stations.items()], concurrency)
         return {"connected": sum(r is True for r in results),
                 "errors": [repr(r)[:200] for r in results if isinstance(r, BaseException)][:3]}
 
@@ -108,7 +118,7 @@ class Publishers:
 
     async def close_all(self) -> dict[str, Any]:
         if self.ticker is not None:
-            self.ticker.stop()
+            self.ticker.clear()
         await asyncio.gather(*(close_peer_connection(pc) for pc, _ in self.peers), return_exceptions=True)
         self.peers.clear()
         return {}
@@ -143,10 +153,12 @@ class WhepRefused(RuntimeError):
 class LightViewer:
     """A WHEP viewer that counts RTP packets and frames (marker bits) without decrypting them."""
 
-    def __init__(self) -> None:
+    def __init__(self, audio: bool = False) -> None:
         self.pc = new_peer_connection(())
-        self.frames = 0  # over every connection this viewer had: one person watching
-        self.packets = 0
+        self.audio = audio
+        self.video_payload_type = -1  # from the answer: only its marker bits end frames
+        self.frames = 0  # video frames, over every connection this viewer had: one person watching
+        self.packets = 0  # every RTP packet, audio's too
         self.reconnects = 0
         self.refusals = 0  # 429/503 answers to its offers
         self.ended = asyncio.Event()  # this connection failed or was closed
@@ -162,7 +174,7 @@ class LightViewer:
         def data_received(data: bytes, component: int) -> None:
             if 127 < data[0] < 192 and len(data) > 12 and not is_rtcp(data):
                 self.packets += 1
-                if data[1] & 0x80:
+                if data[1] & 0x80 and data[1] & 0x7F == self.video_payload_type:
                     self.frames += 1
                 return
             queue_datagram(data, component)  # STUN is handled below us; DTLS and SRTCP go on to aiortc
@@ -184,6 +196,8 @@ class LightViewer:
                 ended.set()
 
         transceiver = self.pc.addTransceiver("video", direction="recvonly")
+        if self.audio:
+            self.pc.addTransceiver("audio", direction="recvonly")
         prefer_vp8(self.pc)
         offer = await local_offer(self.pc)
         self._count_rtp(transceiver.receiver.transport.transport)
@@ -197,6 +211,7 @@ class LightViewer:
         if response.status_code != 201:
             raise RuntimeError(f"WHEP {response.status_code}: {response.text[:200]}")
         self.location = str(response.url.join(response.headers["location"]))  # the session's resource
+        self.video_payload_type = negotiated_media(response.text)["video"].payload_type
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=response.text, type="answer"))
 
 
@@ -246,11 +261,12 @@ class Viewers:
         self._retrying: set[asyncio.Task[None]] = set()
 
     async def whep(self, base: str, station: str, count: int, concurrency: int = 24,
-                   retry_s: float | None = None) -> dict[str, Any]:
-        """``count`` viewers of ``station``; with ``retry_s``, each joins again that long after
-        its connection fails or is closed, as a browser on the portal does."""
+                   retry_s: float | None = None, audio: bool = False) -> dict[str, Any]:
+        """``count`` viewers of ``station`` (with ``audio``: its sound too); with ``retry_s``,
+        each joins again that long after its connection fails or is closed, as a browser on
+        the portal does."""
         async def one() -> bool:
-            viewer = LightViewer()
+            viewer = LightViewer(audio)
             self.viewers.append(viewer)
             connected = False
             refused_s = 0.0

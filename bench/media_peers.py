@@ -215,10 +215,12 @@ async def local_offer(pc: RTCPeerConnection) -> str:
     return pc.localDescription.sdp
 
 
-async def whip_publish(base: str, station: str, token: str | None,
-                       track: MediaStreamTrack) -> tuple[RTCPeerConnection, str]:
+async def whip_publish(base: str, station: str, token: str | None, track: MediaStreamTrack,
+                       audio_track: MediaStreamTrack | None = None) -> tuple[RTCPeerConnection, str]:
     pc = new_peer_connection(())
     pc.addTransceiver(track, direction="sendonly")
+    if audio_track is not None:
+        pc.addTransceiver(audio_track, direction="sendonly")
     prefer_vp8(pc)
     offer = await local_offer(pc)
     patient_consent(pc)  # as the station agent's (clients/publisher.py)
