@@ -52,18 +52,24 @@ def voice_pcm(seconds: float) -> bytes:
     return pcm.tobytes()
 
 
-def opus_packets(seconds: float, bitrate: int = 32000) -> list[bytes]:
+def opus_packets(seconds: float, bitrate: int = 32000, packet_ms: int = 20) -> list[bytes]:
+    """``seconds`` of the sound as Opus packets of ``packet_ms`` (20, as browsers send; 40 or
+    60 ms: fewer packets for the same sound)."""
+    if packet_ms not in (20, 40, 60):
+        raise ValueError("Opus packets of 20, 40 or 60 ms")
+    samples = PACKET * packet_ms // 20
     encoder = av.CodecContext.create("libopus", "w")
     encoder.sample_rate, encoder.layout, encoder.format = 48000, "stereo", "s16"
     encoder.bit_rate, encoder.time_base = bitrate, Fraction(1, 48000)
-    loop = voice_pcm(LOOP_S)
-    step = PACKET * 4  # bytes of one packet's s16 stereo
+    encoder.options = {"frame_duration": str(packet_ms)}
+    loop = voice_pcm(LOOP_S * packet_ms // 20)  # a whole number of packets long
+    step = samples * 4  # bytes of one packet's s16 stereo
     packets: list[bytes] = []
-    for index in range(int(seconds * 50)):
+    for index in range(int(seconds * 1000 / packet_ms)):
         offset = (index * step) % len(loop)
-        frame = av.AudioFrame(format="s16", layout="stereo", samples=PACKET)
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=samples)
         frame.planes[0].update(loop[offset: offset + step])
-        frame.sample_rate, frame.pts, frame.time_base = 48000, index * PACKET, Fraction(1, 48000)
+        frame.sample_rate, frame.pts, frame.time_base = 48000, index * samples, Fraction(1, 48000)
         packets += [bytes(packet) for packet in encoder.encode(frame)]
     return packets
 

@@ -534,7 +534,8 @@ class Day:
         shares: list[dict[str, str]] = [{} for _ in self.pubs]
         for i, sid in enumerate(vp8):
             shares[(self.published + i) % len(self.pubs)][sid] = self.tokens[sid]
-        calls = [w.call("publish", timeout=600, base=self.base, stations=s, audio=not self.args.no_audio)
+        calls = [w.call("publish", timeout=600, base=self.base, stations=s, audio=not self.args.no_audio,
+                        audio_ms=self.args.audio_ms)
                  for w, s in zip(self.pubs, shares, strict=True) if s]
         if h264 and self.hls is not None:
             calls.append(self.hls.call("publish", timeout=300, base=self.base,
@@ -821,6 +822,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--no-audio", action="store_true",
                         help="publishers send video only and viewers ask for no sound (the setup before the "
                              "thirteenth step); by default every station sends its microphone too, as the agents do")
+    parser.add_argument("--audio-ms", type=int, default=20, choices=(20, 40, 60),
+                        help="the light publishers' Opus packets: 20 ms as browsers and the agent send them, "
+                             "or 40 / 60 ms (fewer packets for the same sound; the H.264 stations keep 20)")
     parser.add_argument("--no-viewer-retry", action="store_true",
                         help="viewers whose connection fails stay gone (the setup before the tenth step); "
                              "by default they join again as the portal's player does")

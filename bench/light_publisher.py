@@ -14,7 +14,8 @@ negotiated ids (the hub's receiver feeds abs-send-time into its bandwidth estima
 it out would make the hub look cheaper than it is with real publishers). With ``audio``, a
 second sender sends what a station's microphone does: 20 ms Opus packets (the speech-like
 clip of ``bench.aac_cost``, 32 kbps, 50 packets a second: as many as the video's) with the
-``mid`` and ``ssrc-audio-level`` extensions aiortc writes on them.
+``mid`` and ``ssrc-audio-level`` extensions aiortc writes on them (``OpusClip(packet_ms=60)``:
+60 ms packets, a third as many).
 
 Use: ``await publish_light(base, station, token, ticker)``; :class:`Ticker` paces every
 publisher of the process. ``python -m bench.light_publisher [--hub]`` checks the packet
@@ -44,8 +45,8 @@ TICKS_PER_FRAME = 4  # publishers are spread over 4 phases of each frame interva
 HISTORY = 128  # packets kept for NACKs, as aiortc's RTP_HISTORY_SIZE
 FIRST_PICTURE_ID = 128  # ≥ 128: every VP8 descriptor has the 2-byte picture id aiortc writes
 AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
-OPUS_PACKET_S = 0.02  # what a browser and the station agent send: one 20 ms Opus packet at a time
-OPUS_SAMPLES = 960  # 20 ms at Opus's 48 kHz RTP clock
+OPUS_PACKET_MS = 20  # what a browser and the station agent send: one 20 ms Opus packet at a time
+OPUS_CLOCK = 48000  # Opus's RTP clock
 AUDIO_LEVEL_DBOV = 30  # the level every audio packet announces: speech in a quiet office (−30 dBov)
 
 _HEADER = struct.Struct("!BBHII")
@@ -103,27 +104,32 @@ def audio_extension_block(mid_id: int | None, mid: str, level_id: int | None) ->
 
 
 class OpusClip:
-    """The audio every light publisher of a process loops: 20 ms Opus packets, encoded once."""
+    """The audio every light publisher of a process loops: Opus packets of ``packet_ms``
+    (20 as browsers and the agent send them), encoded once."""
 
-    def __init__(self, seconds: float = 2.0) -> None:
+    def __init__(self, seconds: float = 2.0, packet_ms: int = OPUS_PACKET_MS) -> None:
         from bench.aac_cost import opus_packets
 
-        self.packets = opus_packets(seconds)
+        self.packets = opus_packets(max(seconds, packet_ms / 1000), packet_ms=packet_ms)
+        self.packet_s = packet_ms / 1000
+        self.samples = OPUS_CLOCK * packet_ms // 1000
 
 
 class AudioWriter:
     """One publisher's Opus RTP stream (no I/O): ``packet(payload)`` answers its next packet."""
 
-    def __init__(self, ssrc: int, payload_type: int, extensions: bytes, rng: random.Random | None = None) -> None:
+    def __init__(self, ssrc: int, payload_type: int, extensions: bytes, samples: int = 960,
+                 rng: random.Random | None = None) -> None:
         rng = rng or random.Random()
         self.ssrc, self.payload_type, self.extensions = ssrc, payload_type, extensions
+        self.samples = samples  # per packet, on the 48 kHz clock
         self.seq = rng.randrange(1 << 16) % 32768
         self.ts_origin = rng.randrange(1 << 32)
         self.last_ts = self.ts_origin
         self.packets = self.octets = 0
 
     def packet(self, payload: bytes) -> bytes:
-        ts = (self.ts_origin + self.packets * OPUS_SAMPLES) & 0xFFFFFFFF
+        ts = (self.ts_origin + self.packets * self.samples) & 0xFFFFFFFF
         seq = self.seq
         self.seq = (seq + 1) & 0xFFFF
         self.packets += 1
@@ -215,8 +221,9 @@ class IdleTrack(MediaStreamTrack):
 class LightPublisher:
     """A WHIP publisher whose RTP the :class:`Ticker` sends through ``open_wire``."""
 
-    def __init__(self, pc: Any, sender: Any, audio_sender: Any = None) -> None:
+    def __init__(self, pc: Any, sender: Any, audio_sender: Any = None, audio_samples: int = 960) -> None:
         self.pc, self.sender, self.audio_sender = pc, sender, audio_sender
+        self.audio_samples = audio_samples  # per audio packet, as the ticker's OpusClip has them
         self.wire: SrtpWire | None = None
         self.writer: PacketWriter | None = None
         self.audio: AudioWriter | None = None
@@ -250,7 +257,8 @@ class LightPublisher:
             section = next(m for m in parse_sdp(answer).media if m.kind == "audio")
             level_id = next((e.id for e in section.rtp.headerExtensions if e.uri == AUDIO_LEVEL), None)
             self.audio = AudioWriter(sender_ssrcs(self.audio_sender)[0], sound.payload_type,
-                                     audio_extension_block(sound.mid_extension_id, sound.mid, level_id))
+                                     audio_extension_block(sound.mid_extension_id, sound.mid, level_id),
+                                     self.audio_samples)
             report_with(self.audio_sender, self._audio_report)
         self.wire = wire
         on_nack(self.sender, self._retransmit)
@@ -266,16 +274,18 @@ class LightPublisher:
         self.last_sent_at = time.monotonic()
 
     def send_audio(self, clip: OpusClip, now: float) -> None:
-        """Send the audio packets due by ``now``, one per 20 ms since its first, or only the
-        last 0.5 s of them for a publisher that fell behind (as a late video tick is skipped)."""
+        """Send the audio packets due by ``now``, one per ``clip.packet_s`` since its first, or
+        only the last 0.5 s of them for a publisher that fell behind (as a late video tick is
+        skipped)."""
         audio, wire = self.audio, self.wire
         if audio is None or wire is None:
             return
         if not self.audio_started_at:
             self.audio_started_at = now
-        due = int((now - self.audio_started_at) / OPUS_PACKET_S) + 1
-        if due - audio.packets > 25:
-            audio.packets = due - 25  # the skipped packets are a gap in its timestamps, as a stall
+        due = int((now - self.audio_started_at) / clip.packet_s) + 1
+        most = max(1, round(0.5 / clip.packet_s))
+        if due - audio.packets > most:
+            audio.packets = due - most  # the skipped packets are a gap in its timestamps, as a stall
         while audio.packets < due:
             if not wire.send(audio.packet(clip.packets[audio.packets % len(clip.packets)])):
                 self.send_failures += 1
@@ -285,7 +295,7 @@ class LightPublisher:
         audio = self.audio
         if audio is None or not audio.packets:
             return None
-        ts = (audio.last_ts + round((now - self.audio_sent_at) * 48000)) & 0xFFFFFFFF
+        ts = (audio.last_ts + round((now - self.audio_sent_at) * OPUS_CLOCK)) & 0xFFFFFFFF
         return ts, audio.packets & 0xFFFFFFFF, audio.octets & 0xFFFFFFFF
 
     def _retransmit(self, seqs: Any) -> None:
@@ -368,7 +378,8 @@ async def publish_light(base: str, station: str, token: str | None, ticker: Tick
         raise ValueError("a publisher with audio needs a ticker with an OpusClip")
     pc, _ = await whip_publish(base, station, token, IdleTrack(), IdleTrack("audio") if audio else None)
     senders = {t.kind: t.sender for t in pc.getTransceivers()}
-    publisher = LightPublisher(pc, senders["video"], senders.get("audio"))
+    publisher = LightPublisher(pc, senders["video"], senders.get("audio"),
+                               ticker.audio.samples if ticker.audio is not None else 960)
     report_with(publisher.sender, publisher._report)  # before aiortc's first SR goes out
     if publisher.audio_sender is not None:
         report_with(publisher.audio_sender, publisher._audio_report)

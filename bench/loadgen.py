@@ -84,11 +84,11 @@ class Publishers:
         return await wait_connected(pc)
 
     async def publish(self, base: str, stations: dict[str, str], concurrency: int = 4,
-                      audio: bool = False) -> dict[str, Any]:
+                      audio: bool = False, audio_ms: int = 20) -> dict[str, Any]:
         if audio and self.ticker is None:
             raise ValueError("audio is sent by light publishers only")
         if audio and self.ticker is not None and self.ticker.audio is None:
-            self.ticker.audio = OpusClip()
+            self.ticker.audio = OpusClip(packet_ms=audio_ms)
         results = await _bounded([self._one(base, s, t, audio) for s, t in stations.items()], concurrency)
         return {"connected": sum(r is True for r in results),
                 "errors": [repr(r)[:200] for r in results if isinstance(r, BaseException)][:3]}

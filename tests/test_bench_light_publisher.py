@@ -14,7 +14,6 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from bench.light_publisher import (
     AUDIO_LEVEL,
     AUDIO_LEVEL_DBOV,
-    OPUS_SAMPLES,
     AudioWriter,
     ClipPackets,
     OpusClip,
@@ -30,25 +29,27 @@ from tests.kit import RunningHub, wait_until
 STATION = "35.09.01.2001"
 
 
-def test_audio_packets_are_the_bytes_aiortcs_sender_writes() -> None:
+@pytest.mark.parametrize("packet_ms", [20, 60])
+def test_audio_packets_are_the_bytes_aiortcs_sender_writes(packet_ms: int) -> None:
     mid_id, level_id, mid = 1, 2, "1"
     params = RTCRtpParameters(headerExtensions=[
         RTCRtpHeaderExtensionParameters(id=mid_id, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
         RTCRtpHeaderExtensionParameters(id=level_id, uri=AUDIO_LEVEL)])
     ids = HeaderExtensionsMap()
     ids.configure(params)
-    writer = AudioWriter(0x0A0B0C0D, 111, audio_extension_block(mid_id, mid, level_id))
-    payloads = OpusClip(0.1).packets
-    assert len(payloads) == 5  # 20 ms each
+    clip = OpusClip(0.3, packet_ms)
+    writer = AudioWriter(0x0A0B0C0D, 111, audio_extension_block(mid_id, mid, level_id), clip.samples)
+    payloads = clip.packets
+    assert len(payloads) == 300 // packet_ms and clip.samples == 48 * packet_ms
     for n, payload in enumerate(payloads):
         data = writer.packet(payload)
         expected = RtpPacket(payload_type=111, marker=1, sequence_number=(writer.seq - 1) & 0xFFFF,
-                             timestamp=(writer.ts_origin + n * OPUS_SAMPLES) & 0xFFFFFFFF, ssrc=0x0A0B0C0D,
+                             timestamp=(writer.ts_origin + n * 48 * packet_ms) & 0xFFFFFFFF, ssrc=0x0A0B0C0D,
                              payload=payload)
         expected.extensions.mid = mid
         expected.extensions.audio_level = (False, AUDIO_LEVEL_DBOV)
         assert expected.serialize(ids) == data, n
-    assert (writer.packets, writer.octets) == (5, sum(map(len, payloads)))
+    assert (writer.packets, writer.octets) == (len(payloads), sum(map(len, payloads)))
 
 
 def test_without_negotiated_extensions_an_audio_packet_has_none() -> None:
