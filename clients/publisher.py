@@ -78,7 +78,8 @@ class MediaSession:
 def rate_control(config: StationConfig) -> rtc.RateControl:
     """A session's encoder rate: video up to ``video.bitrate_kbps`` at ``video.fps``, Opus at
     ``audio.bitrate_kbps``."""
-    return rtc.RateControl(config.video.bitrate_kbps * 1000, config.audio.bitrate_kbps * 1000, config.video.fps)
+    return rtc.RateControl(config.video.bitrate_kbps * 1000, config.audio.bitrate_kbps * 1000, config.video.fps,
+                           config.audio.packet_ms)
 
 
 async def _negotiate(pc: RTCPeerConnection, config: StationConfig, url: str, token: str | None,

@@ -34,7 +34,14 @@
      picture after audio only must be one: the encoder kept its state across the pause).
    - Audio: an Opus encoder created inside the block gets ``audio_bps`` (aiortc's is fixed
      at 96 kbps, too much for a 150 kbps uplink) on its ``codec``, before its first frame
-     opens it.
+     opens it; and with ``audio_packet_ms`` 40 or 60, libopus's ``frame_duration`` and an
+     ``AudioResampler`` of that many samples in place of aiortc's 20 ms one (the encoder's
+     ``resampler``), so each RTP packet carries 40 or 60 ms: aiortc's sender skips the calls
+     that return no packet and stamps each packet with its pts. A station then sends a third
+     as many audio packets at 60 ms: each costs the hub a packet's work whatever its size (a
+     Jember day on one core held with 60 ms and not with 20: docs/benchmarks.md, thirteenth
+     step), and each carries ≈ 50 bytes of IP, UDP, RTP and SRTP (≈ 20 kbps of a village
+     uplink at 20 ms, ≈ 7 at 60).
 3. ``new_peer_connection``: always passes the ICE servers explicitly; aiortc falls back to
    Google's STUN server when the list is left out.
 4. ``patient_consent``: the consent checks (RFC 7675) the agent sends the hub every ~5 s are
@@ -61,13 +68,17 @@ import av
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.h264 import MAX_FRAME_RATE as H264_ASSUMED_FPS
 from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.opus import SAMPLE_RATE as OPUS_RATE
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from av.audio.resampler import AudioResampler
 
 from jaga.ice_consent import patient_consent
 from jaga.ice_hosts import announced_host_addresses as host_addresses
 
 __all__ = ["RateControl", "host_addresses", "new_peer_connection", "patient_consent", "prefer_codec", "rate_control"]
+
+OPUS_PACKET_MS = 20  # aiortc's: its OpusEncoder resamples into 960-sample (20 ms) frames
 
 _control: contextvars.ContextVar[RateControl | None] = contextvars.ContextVar("jaga_station_rate_control",
                                                                        default=None)
@@ -82,9 +93,10 @@ class RateControl:
     Methods are called on the event loop; ``encode`` runs in aiortc's worker thread and only
     reads and swaps single attributes."""
 
-    def __init__(self, cap_bps: int, audio_bps: int = 0, fps: int = 0) -> None:
+    def __init__(self, cap_bps: int, audio_bps: int = 0, fps: int = 0, audio_packet_ms: int = OPUS_PACKET_MS) -> None:
         self.cap_bps = int(cap_bps)
         self.audio_bps = int(audio_bps)
+        self.audio_packet_ms = int(audio_packet_ms)  # Opus packet length: 20 (aiortc's), 40 or 60
         self.estimate_bps: int | None = None
         self.estimates = 0
         self.target_bps: int | None = None
@@ -207,10 +219,20 @@ class _ControllingGetEncoder:
         mime = codec.mimeType.lower()
         if mime.startswith("video/") and hasattr(encoder, "target_bitrate"):
             return _ControlledEncoder(encoder, control)
-        if mime == "audio/opus" and control.audio_bps and isinstance(encoder, OpusEncoder):
-            if not encoder.codec.is_open:  # aiortc opens it at the first frame
+        if mime == "audio/opus" and isinstance(encoder, OpusEncoder) and not encoder.codec.is_open:
+            # aiortc opens the codec at the first frame: until then its settings can change
+            if control.audio_bps:
                 encoder.codec.bit_rate = control.audio_bps
+            if control.audio_packet_ms != OPUS_PACKET_MS:
+                _set_opus_packet_ms(encoder, control.audio_packet_ms)
         return encoder
+
+
+def _set_opus_packet_ms(encoder: OpusEncoder, packet_ms: int) -> None:
+    """Make a fresh aiortc Opus encoder put ``packet_ms`` of sound in each packet (seam 2)."""
+    encoder.codec.options = {**encoder.codec.options, "frame_duration": str(packet_ms)}
+    encoder.resampler = AudioResampler(format="s16", layout="stereo", rate=OPUS_RATE,
+                                       frame_size=OPUS_RATE * packet_ms // 1000)
 
 
 def _install_encoder_wrapper() -> None:

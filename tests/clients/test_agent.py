@@ -42,6 +42,29 @@ async def test_online_then_thumbnail_over_http(hub: RunningHub, tmp_path: Path) 
     await watcher.recv_until(presence_of(STATION, "offline"), wait=5)
 
 
+@pytest.mark.parametrize("packet_ms", [60, 20])
+async def test_the_agents_sound_reaches_the_hub_in_packets_of_audio_packet_ms(
+        hub: RunningHub, tmp_path: Path, packet_ms: int) -> None:
+    """60 ms of sound per RTP packet by default: a third of the browsers' packets for the hub's
+    per-packet work (docs/station.md); ``audio.packet_ms = 20`` sends what browsers send."""
+    overrides = {} if packet_ms == 60 else {"audio": {"packet_ms": packet_ms}}
+    agent = await start_agent(agent_config(tmp_path, hub, STATION, await hub.token(STATION), **overrides))
+    timestamps: list[int] = []
+
+    def tap(kind: str, seq: int, ts: int, marker: int, payload: bytes) -> None:
+        if kind == "audio":
+            timestamps.append(ts)
+
+    try:
+        stream = await wait_until(lambda: hub.hub.media.stream(STATION), timeout=15, message="the station live")
+        stream.add_tap(tap)
+        await wait_until(lambda: len(timestamps) >= 8, timeout=10, message="8 audio packets at the hub")
+        stream.remove_tap(tap)
+        assert {(b - a) & 0xFFFFFFFF for a, b in zip(timestamps, timestamps[1:], strict=False)} == {48 * packet_ms}
+    finally:
+        await agent.stop()
+
+
 async def test_live_and_whep_viewer_receives_video_and_audio(hub: RunningHub, tmp_path: Path) -> None:
     watcher = await Client.open(f"{hub.ws}/ws/watch", JSON)
     await watcher.recv()

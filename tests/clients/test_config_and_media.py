@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import array
+import fractions
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,9 @@ def test_config_rejects_unknown_keys_and_applies_overrides(tmp_path: Path) -> No
     assert (config.video.width, config.video.height, config.video.fps, config.video.bitrate_kbps) == (640, 360, 15, 500)
     with pytest.raises(StationConfigError, match="not found"):
         load_config(tmp_path / "missing.toml")
+    assert config.audio.packet_ms == 60  # a third of the packets of the browsers' 20 ms
+    with pytest.raises(StationConfigError, match="audio.packet_ms must be 20, 40 or 60"):
+        config_from_mapping({"audio": {"packet_ms": 30}})
 
 
 def test_pattern_is_deterministic_and_moves() -> None:
@@ -103,6 +109,39 @@ def test_rate_control_caps_remb_until_the_agent_sets_the_rate() -> None:
     control.set_target(900_000, fps=15)
     assert encoder.target_bitrate == 300_000  # never above the cap (video.bitrate_kbps)
     assert _sender_encoder("video/VP8").target_bitrate == 500_000  # aiortc's own outside a block
+
+
+def _opus_packets_of(encoder: Any, frames: int) -> list[tuple[bytes, int]]:
+    """Feed ``frames`` 20 ms frames of a tone, as the agent's microphone track gives them:
+    the (payload, timestamp) of every packet that came out."""
+    out = []
+    for n in range(frames):
+        frame = av.AudioFrame(format="s16", layout="mono", samples=960)
+        tone = array.array("h", (int(8000 * math.sin(2 * math.pi * 440 * (n * 960 + i) / 48000)) for i in range(960)))
+        frame.planes[0].update(tone.tobytes())
+        frame.sample_rate, frame.pts, frame.time_base = 48_000, n * 960, fractions.Fraction(1, 48_000)
+        payloads, timestamp = encoder.encode(frame)
+        out += [(payload, timestamp) for payload in payloads]
+    return out
+
+
+@pytest.mark.parametrize("packet_ms", [20, 40, 60])
+def test_the_agents_opus_packets_carry_audio_packet_ms_of_sound(packet_ms: int) -> None:
+    with rtc.rate_control(rtc.RateControl(300_000, audio_bps=32_000, audio_packet_ms=packet_ms)):
+        encoder = _sender_encoder("audio/opus")
+    packets = _opus_packets_of(encoder, 30)  # 600 ms of sound
+    assert len(packets) >= 600 // packet_ms - 2  # the resampler and the encoder hold a little back
+    samples = 48 * packet_ms
+    assert {later[1] - earlier[1] for earlier, later in zip(packets, packets[1:], strict=False)} == {samples}
+    decoder = av.CodecContext.create("libopus", "r")
+    decoder.sample_rate, decoder.layout = 48_000, "stereo"
+    assert [sum(f.samples for f in decoder.decode(av.Packet(p))) for p, _ in packets[:3]] == [samples] * 3
+    assert encoder.codec.bit_rate == 32_000
+
+
+def test_without_the_agents_control_opus_stays_aiortcs_20_ms() -> None:
+    packets = _opus_packets_of(_sender_encoder("audio/opus"), 10)
+    assert {b[1] - a[1] for a, b in zip(packets, packets[1:], strict=False)} == {960}
 
 
 def test_rate_control_scales_h264_to_its_assumed_30_fps() -> None:

@@ -108,6 +108,19 @@ def test_the_opus_encoder_opens_its_codec_at_the_firstvideo_frame() -> None:
     assert encoder.codec.is_open and encoder.codec.bit_rate == 32_000
 
 
+def test_the_opus_encoder_cuts_frames_with_its_own_resampler_and_the_sender_skips_empty_calls() -> None:
+    # Seam 2's audio_packet_ms replaces `resampler` (the frame size the codec is fed) and sets
+    # libopus's `frame_duration` before the codec opens; the sender must tolerate the calls
+    # that return no packet while the resampler fills a 40 / 60 ms frame.
+    source = inspect.getsource(OpusEncoder)
+    assert "self.resampler = AudioResampler(" in source and "frame_size=SAMPLES_PER_FRAME" in source
+    assert "for frame in self.resampler.resample(frame):" in source
+    assert 'self.codec.options = {"application": "voip"}' in source
+    assert opus.SAMPLES_PER_FRAME == 960
+    assert "if not payloads:\n            return None" in SENDER
+    assert "if enc_frame is None:\n                    continue" in SENDER
+
+
 def test_the_senders_stats_carry_the_hubs_receiver_reports_raw() -> None:
     # The link meter reads fractionLost as the RR's 8-bit field (lost / 256) and RTT in seconds.
     assert "fractionLost=report.fraction_lost" in SENDER
