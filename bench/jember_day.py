@@ -11,8 +11,9 @@ on) and its load, ramped up in steps; each step is held (a warm-up, then a measu
    decodes a keyframe of every publisher every 10 s instead (the setup of the eighth step and
    before: what a hub does for publishers without the agent, OBS or a browser);
 2. **publishers** 100, 200, 303: light publishers (``bench/light_publisher.py``, the
-   pre-encoded 640×360 @ 15 fps VP8 clip, ~490 kbps, and a station's microphone: 20 ms Opus
-   packets, 32 kbps; ``--no-audio``: video only, the setup before the thirteenth step) spread
+   pre-encoded 640×360 @ 15 fps VP8 clip, ~490 kbps, and a station's microphone: Opus at 32 kbps
+   in 60 ms packets as the agent sends them, ``--audio-ms 20`` as browsers do; ``--no-audio``:
+   video only, the setup before the thirteenth step) spread
    over client processes (``bench/loadgen.py publishers``); the last ``--hls`` stations
    publish the same pictures in H.264 instead (aiortc senders replaying the cached libx264
    clip, and the Opus clip unless ``--no-audio``, in this module's own worker process), so
@@ -822,9 +823,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--no-audio", action="store_true",
                         help="publishers send video only and viewers ask for no sound (the setup before the "
                              "thirteenth step); by default every station sends its microphone too, as the agents do")
-    parser.add_argument("--audio-ms", type=int, default=20, choices=(20, 40, 60),
-                        help="the light publishers' Opus packets: 20 ms as browsers and the agent send them, "
-                             "or 40 / 60 ms (fewer packets for the same sound; the H.264 stations keep 20)")
+    parser.add_argument("--audio-ms", type=int, default=60, choices=(20, 40, 60),
+                        help="the light publishers' Opus packets: 60 ms as the station agent sends them "
+                             "(audio.packet_ms), or 20 as browsers do (the H.264 stations send 20 either way)")
     parser.add_argument("--no-viewer-retry", action="store_true",
                         help="viewers whose connection fails stay gone (the setup before the tenth step); "
                              "by default they join again as the portal's player does")
