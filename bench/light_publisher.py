@@ -45,6 +45,7 @@ TICKS_PER_FRAME = 4  # publishers are spread over 4 phases of each frame interva
 HISTORY = 128  # packets kept for NACKs, as aiortc's RTP_HISTORY_SIZE
 FIRST_PICTURE_ID = 128  # ≥ 128: every VP8 descriptor has the 2-byte picture id aiortc writes
 AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 OPUS_PACKET_MS = 20  # what a browser and the station agent send: one 20 ms Opus packet at a time
 OPUS_CLOCK = 48000  # Opus's RTP clock
 AUDIO_LEVEL_DBOV = 30  # the level every audio packet announces: speech in a quiet office (−30 dBov)
@@ -68,15 +69,31 @@ def abs_send_time() -> int:
     return int((time.time() + NTP_EPOCH_OFFSET) * (1 << 18)) & 0xFFFFFF
 
 
+def _mid_element(mid_id: int | None, mid: str, *other_ids: int | None) -> bytes:
+    """The ``mid`` element of a one-byte-header block (b"" without an id), once every id is
+    checked to fit that form (RFC 8285 §4.2: ids 1-14, values of 1-16 bytes)."""
+    if any(i is not None and not 1 <= i <= 14 for i in (mid_id, *other_ids)) or not 1 <= len(mid) <= 16:
+        raise ValueError("only one-byte header extensions are written here (ids 1-14)")
+    return b"" if mid_id is None else bytes([(mid_id << 4) | (len(mid) - 1)]) + mid.encode()
+
+
+def aiortc_extension_ids(ids: dict[int, str]) -> Any:
+    """aiortc's ``HeaderExtensionsMap`` for these negotiated ids (id → URI): what its
+    serializer writes, to compare our packets with."""
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+    from aiortc.rtp import HeaderExtensionsMap
+
+    extensions = HeaderExtensionsMap()
+    extensions.configure(RTCRtpParameters(headerExtensions=[
+        RTCRtpHeaderExtensionParameters(id=i, uri=uri) for i, uri in ids.items()]))
+    return extensions
+
+
 def extension_block(mid_id: int | None, mid: str, abs_id: int | None) -> tuple[bytes, bytes]:
     """The RFC 8285 one-byte-header extension block aiortc's sender writes (mid, then
     abs-send-time), as (bytes before the 3 abs-send-time bytes, bytes after them); with
     no abs-send-time id negotiated, the whole block is the first part."""
-    if any(i is not None and not 1 <= i <= 14 for i in (mid_id, abs_id)) or not 1 <= len(mid) <= 16:
-        raise ValueError("only one-byte header extensions are written here (ids 1-14)")
-    body = b""
-    if mid_id is not None:
-        body += bytes([(mid_id << 4) | (len(mid) - 1)]) + mid.encode()
+    body = _mid_element(mid_id, mid, abs_id)
     if abs_id is not None:
         body += bytes([(abs_id << 4) | 2])
     length = len(body) + (3 if abs_id is not None else 0)
@@ -90,11 +107,7 @@ def extension_block(mid_id: int | None, mid: str, abs_id: int | None) -> tuple[b
 def audio_extension_block(mid_id: int | None, mid: str, level_id: int | None) -> bytes:
     """The RFC 8285 one-byte-header block aiortc's sender writes on an audio packet: ``mid``,
     then ``ssrc-audio-level`` (no voice-activity flag, ``AUDIO_LEVEL_DBOV``)."""
-    if any(i is not None and not 1 <= i <= 14 for i in (mid_id, level_id)) or not 1 <= len(mid) <= 16:
-        raise ValueError("only one-byte header extensions are written here (ids 1-14)")
-    body = b""
-    if mid_id is not None:
-        body += bytes([(mid_id << 4) | (len(mid) - 1)]) + mid.encode()
+    body = _mid_element(mid_id, mid, level_id)
     if level_id is not None:
         body += bytes([level_id << 4, AUDIO_LEVEL_DBOV & 0x7F])
     if not body:
@@ -398,17 +411,12 @@ async def publish_light(base: str, station: str, token: str | None, ticker: Tick
 
 def check_against_aiortc() -> None:
     """Our packet bytes must equal aiortc's serializer's for the same values."""
-    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-    from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+    from aiortc.rtp import RtpPacket
 
     from bench.media_peers import load_clip
 
     mid_id, abs_id, mid = 1, 3, "0"
-    params = RTCRtpParameters(headerExtensions=[
-        RTCRtpHeaderExtensionParameters(id=mid_id, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
-        RTCRtpHeaderExtensionParameters(id=abs_id, uri=ABS_SEND_TIME)])
-    ids = HeaderExtensionsMap()
-    ids.configure(params)
+    ids = aiortc_extension_ids({mid_id: MID, abs_id: ABS_SEND_TIME})
     clip = ClipPackets(load_clip()[:3])
     writer = PacketWriter(0x11223344, 96, extension_block(mid_id, mid, abs_id), True, rtx=(97, 0x55667788))
     for n, clip_frame in enumerate(clip.frames):

@@ -8,16 +8,17 @@ from __future__ import annotations
 import struct
 
 import pytest
-from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+from aiortc.rtp import RtpPacket
 
 from bench.light_publisher import (
     AUDIO_LEVEL,
     AUDIO_LEVEL_DBOV,
+    MID,
     AudioWriter,
     ClipPackets,
     OpusClip,
     Ticker,
+    aiortc_extension_ids,
     audio_extension_block,
     publish_light,
 )
@@ -32,11 +33,7 @@ STATION = "35.09.01.2001"
 @pytest.mark.parametrize("packet_ms", [20, 60])
 def test_audio_packets_are_the_bytes_aiortcs_sender_writes(packet_ms: int) -> None:
     mid_id, level_id, mid = 1, 2, "1"
-    params = RTCRtpParameters(headerExtensions=[
-        RTCRtpHeaderExtensionParameters(id=mid_id, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
-        RTCRtpHeaderExtensionParameters(id=level_id, uri=AUDIO_LEVEL)])
-    ids = HeaderExtensionsMap()
-    ids.configure(params)
+    ids = aiortc_extension_ids({mid_id: MID, level_id: AUDIO_LEVEL})
     clip = OpusClip(0.3, packet_ms)
     writer = AudioWriter(0x0A0B0C0D, 111, audio_extension_block(mid_id, mid, level_id), clip.samples)
     payloads = clip.packets
