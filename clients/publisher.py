@@ -77,7 +77,7 @@ class MediaSession:
 
 def rate_control(config: StationConfig) -> rtc.RateControl:
     """A session's encoder rate: video up to ``video.bitrate_kbps`` at ``video.fps``, Opus at
-    ``audio.bitrate_kbps``."""
+    ``audio.bitrate_kbps`` in packets of ``audio.packet_ms``."""
     return rtc.RateControl(config.video.bitrate_kbps * 1000, config.audio.bitrate_kbps * 1000, config.video.fps,
                            config.audio.packet_ms)
 
