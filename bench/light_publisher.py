@@ -12,10 +12,10 @@ negotiated payload type, the sender's SSRC, its own sequence numbers and timesta
 VP8 picture id counting up, and the ``mid`` and ``abs-send-time`` header extensions with the
 negotiated ids (the hub's receiver feeds abs-send-time into its bandwidth estimator; leaving
 it out would make the hub look cheaper than it is with real publishers). With ``audio``, a
-second sender sends what a station's microphone does: 20 ms Opus packets (the speech-like
-clip of ``bench.aac_cost``, 32 kbps, 50 packets a second: as many as the video's) with the
-``mid`` and ``ssrc-audio-level`` extensions aiortc writes on them (``OpusClip(packet_ms=60)``:
-60 ms packets, a third as many).
+second sender sends what a station's microphone does: Opus packets (the speech-like clip of
+``bench.aac_cost``, 32 kbps) with the ``mid`` and ``ssrc-audio-level`` extensions aiortc
+writes on them, of the ticker's ``OpusClip``: 20 ms as browsers send them (50 packets a
+second, as many as the video's), or 60 ms as the station agent does (a third as many).
 
 Use: ``await publish_light(base, station, token, ticker)``; :class:`Ticker` paces every
 publisher of the process. ``python -m bench.light_publisher [--hub]`` checks the packet
@@ -46,7 +46,7 @@ HISTORY = 128  # packets kept for NACKs, as aiortc's RTP_HISTORY_SIZE
 FIRST_PICTURE_ID = 128  # ≥ 128: every VP8 descriptor has the 2-byte picture id aiortc writes
 AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
-OPUS_PACKET_MS = 20  # what a browser and the station agent send: one 20 ms Opus packet at a time
+OPUS_PACKET_MS = 20  # what a browser sends: one 20 ms Opus packet at a time (the agent: 60, audio.packet_ms)
 OPUS_CLOCK = 48000  # Opus's RTP clock
 AUDIO_LEVEL_DBOV = 30  # the level every audio packet announces: speech in a quiet office (−30 dBov)
 
@@ -118,7 +118,7 @@ def audio_extension_block(mid_id: int | None, mid: str, level_id: int | None) ->
 
 class OpusClip:
     """The audio every light publisher of a process loops: Opus packets of ``packet_ms``
-    (20 as browsers and the agent send them), encoded once."""
+    (20 as browsers send them, 60 as the station agent does), encoded once."""
 
     def __init__(self, seconds: float = 2.0, packet_ms: int = OPUS_PACKET_MS) -> None:
         from bench.aac_cost import opus_packets
@@ -235,6 +235,8 @@ class LightPublisher:
     """A WHIP publisher whose RTP the :class:`Ticker` sends through ``open_wire``."""
 
     def __init__(self, pc: Any, sender: Any, audio_sender: Any = None, audio_samples: int = 960) -> None:
+        """Make it right after the WHIP answer: each sender's SRs carry our counters from
+        aiortc's first one on."""
         self.pc, self.sender, self.audio_sender = pc, sender, audio_sender
         self.audio_samples = audio_samples  # per audio packet, as the ticker's OpusClip has them
         self.wire: SrtpWire | None = None
@@ -245,6 +247,9 @@ class LightPublisher:
         self.audio_started_at = 0.0
         self.send_failures = 0
         self.rtx_sent = 0  # RTX packets sent in answer to the hub's NACKs
+        report_with(sender, self._report)
+        if audio_sender is not None:
+            report_with(audio_sender, self._audio_report)
 
     @property
     def frames(self) -> int:
@@ -272,10 +277,8 @@ class LightPublisher:
             self.audio = AudioWriter(sender_ssrcs(self.audio_sender)[0], sound.payload_type,
                                      audio_extension_block(sound.mid_extension_id, sound.mid, level_id),
                                      self.audio_samples)
-            report_with(self.audio_sender, self._audio_report)
         self.wire = wire
         on_nack(self.sender, self._retransmit)
-        report_with(self.sender, self._report)
 
     def send_frame(self, clip: ClipPackets) -> None:
         writer, wire = self.writer, self.wire
@@ -393,9 +396,6 @@ async def publish_light(base: str, station: str, token: str | None, ticker: Tick
     senders = {t.kind: t.sender for t in pc.getTransceivers()}
     publisher = LightPublisher(pc, senders["video"], senders.get("audio"),
                                ticker.audio.samples if ticker.audio is not None else 960)
-    report_with(publisher.sender, publisher._report)  # before aiortc's first SR goes out
-    if publisher.audio_sender is not None:
-        report_with(publisher.audio_sender, publisher._audio_report)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and pc.connectionState not in ("failed", "closed"):
         wire = open_wire(publisher.sender.transport) if pc.connectionState == "connected" else None

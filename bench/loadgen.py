@@ -7,9 +7,9 @@ process sends the RTP; ``aiortc``: a full aiortc sender per publisher
 (:class:`bench.media_peers.ClipTrack`), ≈ 0.4 % of a core each. ``stats`` gives the frames
 sent, the RTP packets sent and the packets the hub reported lost in its RTCP receiver reports
 (``remote-inbound-rtp`` of each aiortc sender, which still receives them in both modes).
-``publish(..., audio=True)`` (light publishers only) adds a microphone: 20 ms Opus packets
-beside the video, as a station's agent sends them; audio packets count as frames, as the
-hub counts them.
+``publish(..., audio=True)`` (light publishers only) adds a microphone: Opus packets of
+``audio_ms`` beside the video (60 as the station agent sends them, 20 as browsers do; one
+length per process); audio packets count as frames, as the hub counts them.
 
 ``viewers``: many *light* WHEP viewers in one process. ICE and DTLS run as usual (aiortc), but
 SRTP packets are counted from their clear-text RTP header (the marker bit ends a video frame)
@@ -87,8 +87,11 @@ class Publishers:
                       audio: bool = False, audio_ms: int = 20) -> dict[str, Any]:
         if audio and self.ticker is None:
             raise ValueError("audio is sent by light publishers only")
-        if audio and self.ticker is not None and self.ticker.audio is None:
-            self.ticker.audio = OpusClip(packet_ms=audio_ms)
+        if audio and self.ticker is not None:
+            if self.ticker.audio is None:
+                self.ticker.audio = OpusClip(packet_ms=audio_ms)
+            elif self.ticker.audio.packet_s != audio_ms / 1000:
+                raise ValueError("this process's publishers already send Opus packets of another length")
         results = await _bounded([self._one(base, s, t, audio) for s, t in stations.items()], concurrency)
         return {"connected": sum(r is True for r in results),
                 "errors": [repr(r)[:200] for r in results if isinstance(r, BaseException)][:3]}
